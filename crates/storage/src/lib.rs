@@ -1,2 +1,32 @@
-//! placeholder
+//! keyward-storage: the storage classes under the customer's key.
+//!
+//! What it does today:
+//! - [`volume`]: encrypted block volumes (the engine's and the search engine's
+//!   persistent disks). One file per volume: a 4 KiB authenticated header, then
+//!   AES-256-XTS sectors in dm-crypt's `aes-xts-plain64` layout, so a Linux host
+//!   with the unwrapped key opens a volume with `cryptsetup open --type plain`.
+//!   The data key is generated and unwrapped by KMS the way EBS does it
+//!   (`GenerateDataKeyWithoutPlaintext`, then a grant per attachment and
+//!   `Decrypt` under it), and lives in memory only while attached.
+//! - [`nbd`]: an NBD server (fixed-newstyle, several requests in flight) that
+//!   exports attached volumes on loopback TCP or a unix socket to user-space
+//!   clients (qemu, libnbd's tools, fio). A detached volume fails every request
+//!   with `EIO` and takes no new connections.
+//!
+//! What it does not do: talk to KMS by any way but `aws-sdk-kms`; store a
+//! plaintext key anywhere but in memory; discard (punch holes in) volume data —
+//! like dm-crypt's default, TRIM is accepted and ignored, because holes would
+//! reveal which sectors are in use. The object stores for documents and backups
+//! come later, beside these modules.
+
 #![forbid(unsafe_code)]
+
+pub mod error;
+pub mod nbd;
+pub mod volume;
+
+pub use error::{Error, Result};
+pub use volume::header::VolumeHeader;
+pub use volume::kms::{attach_volume, create_volume, Attachment, AwsKms, KeyService, NewVolume};
+pub use volume::xts::{DataKey, XtsCipher};
+pub use volume::{Volume, VolumeFile};
