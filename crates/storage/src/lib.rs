@@ -26,6 +26,7 @@ pub mod nbd;
 pub mod volume;
 
 pub use error::{Error, Result};
+pub use nbd::NbdServer;
 pub use volume::header::VolumeHeader;
 pub use volume::kms::{attach_volume, create_volume, Attachment, AwsKms, KeyService, NewVolume};
 pub use volume::xts::{DataKey, XtsCipher};

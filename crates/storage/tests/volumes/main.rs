@@ -1,0 +1,9 @@
+//! Integration tests of encrypted volumes: the NBD export driven by real
+//! third-party clients (qemu-io, nbdinfo, nbdcopy, fio), an independent
+//! decryption in Python, and the KMS attach/detach through the real server.
+//! The tools come from scripts/test; a missing tool fails the test.
+
+mod common;
+mod headers;
+mod nbd_clients;
+mod nbd_protocol;

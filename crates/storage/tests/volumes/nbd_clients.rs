@@ -1,0 +1,207 @@
+//! The export as real NBD clients see it.
+
+use std::time::Duration;
+
+use crate::common::*;
+
+const MIB: u64 = 1 << 20;
+
+#[test]
+fn nbdinfo_sees_the_export_size_and_name_over_tcp_and_unix_socket() {
+    let served = serve_raw_volume(64 * MIB);
+    let out = run_ok("nbdinfo", &["--json", &served.uri()]);
+    assert!(
+        out.contains(&format!("\"export-size\": {}", 64 * MIB)),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("\"export-name\": \"{EXPORT}\"")),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"can_flush\": true") && out.contains("\"can_fua\": true"),
+        "{out}"
+    );
+    let unix = format!("nbd+unix:///{EXPORT}?socket={}", served.socket.display());
+    let size = run_ok("nbdinfo", &["--size", &unix]);
+    assert_eq!(size.trim(), (64 * MIB).to_string());
+    let list = run_ok(
+        "nbdinfo",
+        &[
+            "--list",
+            "--json",
+            &format!("nbd://127.0.0.1:{}", served.port),
+        ],
+    );
+    assert!(
+        list.contains(&format!("\"export-name\": \"{EXPORT}\"")),
+        "{list}"
+    );
+}
+
+#[test]
+fn qemu_io_writes_and_reads_patterns_at_unaligned_offsets() {
+    let served = serve_raw_volume(16 * MIB);
+    let uri = served.uri();
+    run_ok(
+        "qemu-io",
+        &[
+            "-f",
+            "raw",
+            &uri,
+            "-c",
+            "write -z 0 64k",
+            "-c",
+            "write -P 0xab 1000 5000",
+            "-c",
+            "write -P 0xcd 6000 100",
+            "-c",
+            "write -P 0x11 8191 2",
+            "-c",
+            "write -P 0x5a 12345 40000",
+            "-c",
+            "flush",
+        ],
+    );
+    // Fresh connection: nothing cached on the client side.
+    let out = run_ok(
+        "qemu-io",
+        &[
+            "-f",
+            "raw",
+            &uri,
+            "-c",
+            "read -P 0 0 1000",
+            "-c",
+            "read -P 0xab 1000 5000",
+            "-c",
+            "read -P 0xcd 6000 100",
+            "-c",
+            "read -P 0 6100 2091",
+            "-c",
+            "read -P 0x11 8191 2",
+            "-c",
+            "read -P 0x5a 12345 40000",
+        ],
+    );
+    assert!(!out.contains("Pattern verification failed"), "{out}");
+    let bad = run(
+        "qemu-io",
+        &["-f", "raw", &uri, "-c", "read -P 0xab 1000 5001"],
+    );
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert!(
+        text.contains("Pattern verification failed"),
+        "a wrong pattern is noticed: {text}"
+    );
+}
+
+#[test]
+fn nbdcopy_of_the_export_equals_an_independent_python_xts_decryption() {
+    let served = serve_raw_volume(8 * MIB);
+    let uri = served.uri();
+    run_ok(
+        "qemu-io",
+        &[
+            "-f",
+            "raw",
+            &uri,
+            "-c",
+            "write -P 0x42 4096 1M",
+            "-c",
+            "write -P 0x17 3M 77777",
+        ],
+    );
+    let copy = served.dir.path().join("copy.raw");
+    run_ok("nbdcopy", &[&uri, &copy.display().to_string()]);
+    let copied = std::fs::read(&copy).unwrap();
+    assert_eq!(copied.len() as u64, 8 * MIB);
+    assert!(copied[4096..4096 + MIB as usize].iter().all(|&b| b == 0x42));
+    let key_hex: String = raw_key().iter().map(|b| format!("{b:02x}")).collect();
+    let python = run_ok(
+        "python",
+        &[
+            &python_script("xts_decrypt.py"),
+            &served.path.display().to_string(),
+            &key_hex,
+        ],
+    );
+    assert_eq!(python.trim(), sha256_hex(&copied));
+    // And the file on disk holds no plaintext run of the pattern.
+    let file = std::fs::read(&served.path).unwrap();
+    assert!(!file.windows(64).any(|w| w.iter().all(|&b| b == 0x42)));
+}
+
+#[test]
+fn fio_with_crc32c_verification_passes() {
+    let served = serve_raw_volume(64 * MIB);
+    let uri = served.uri();
+    let out = run_ok(
+        "fio",
+        &[
+            "--name=verify",
+            "--ioengine=nbd",
+            &format!("--uri={uri}"),
+            "--rw=randwrite",
+            "--bs=4k",
+            "--bsrange=512-64k",
+            "--size=32m",
+            "--iodepth=16",
+            "--verify=crc32c",
+            "--do_verify=1",
+            "--verify_fatal=1",
+            "--output-format=terse",
+        ],
+    );
+    // Terse v3: field 5 is the error code.
+    let fields: Vec<&str> = out.trim().lines().last().unwrap().split(';').collect();
+    assert_eq!(fields[4], "0", "fio reported an error: {out}");
+}
+
+#[test]
+fn detach_fails_requests_on_open_connections_and_refuses_new_ones() {
+    let served = serve_raw_volume(4 * MIB);
+    let uri = served.uri();
+    run_ok("qemu-io", &["-f", "raw", &uri, "-c", "write -P 0x66 0 64k"]);
+    // A client connected before the detach: first read works, the one after fails.
+    let child = std::process::Command::new("qemu-io")
+        .args([
+            "-f",
+            "raw",
+            &uri,
+            "-c",
+            "read -P 0x66 0 64k",
+            "-c",
+            "sleep 2500",
+            "-c",
+            "read -P 0x66 0 64k",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("qemu-io is on PATH");
+    std::thread::sleep(Duration::from_millis(1000));
+    served.volume.detach();
+    let output = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("read 65536/65536 bytes at offset 0"),
+        "the first read worked: {text}"
+    );
+    assert!(
+        text.contains("Input/output error"),
+        "the read after detach fails with EIO: {text}"
+    );
+    assert_eq!(text.matches("read 65536/65536").count(), 1, "{text}");
+    // New connections are refused.
+    let refused = run("nbdinfo", &[&uri]);
+    assert!(!refused.status.success());
+    let refused = run("qemu-io", &["-f", "raw", &uri, "-c", "read 0 4k"]);
+    assert!(
+        !refused.status.success() || String::from_utf8_lossy(&refused.stdout).contains("error")
+    );
+}
