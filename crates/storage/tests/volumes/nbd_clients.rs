@@ -150,6 +150,7 @@ fn fio_with_crc32c_verification_passes() {
             "--verify=crc32c",
             "--do_verify=1",
             "--verify_fatal=1",
+            "--verify_state_save=0",
             "--output-format=terse",
         ],
     );
