@@ -1,2 +1,183 @@
-//! placeholder
+//! The AWS wire protocols in front of the keyward KMS engine.
+//!
+//! What it does: serves AWS JSON 1.1 on `POST /` — `X-Amz-Target: TrentService.<Action>` to
+//! [`keyward_kms::Engine::call_kms`] and CloudTrail's `LookupEvents` to
+//! [`keyward_kms::Engine::call_cloudtrail`] — after verifying the request's SigV4 signature
+//! ([`sigv4`]); answers in the shape the AWS SDKs parse, errors as `{"__type", "message"}` with AWS's
+//! HTTP status (mapped in [`error::http_status`]) and `x-amzn-RequestId` on every answer. In dev mode
+//! it also serves `POST /_keyward/reset` and `POST /_keyward/clock`. [`serve`] runs the engine's due
+//! work (rotations, deletions) every second.
+//!
+//! What it does not do: parse or validate KMS request bodies, authorize, or keep any state — the
+//! engine does all of that and writes the trail. It knows nothing of clusters. No TLS: it listens
+//! on loopback by default; put a TLS terminator in front of it to expose it.
 #![forbid(unsafe_code)]
+
+pub mod error;
+pub mod sigv4;
+mod wire;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+use keyward_kms::Engine;
+
+pub use error::{Error, Result};
+pub use wire::{router, MAX_BODY_BYTES};
+
+/// The region `DevServer` clients sign for.
+pub const DEFAULT_REGION: &str = "us-east-1";
+/// The account `DevServer` creates.
+pub const DEFAULT_DEV_ACCOUNT: &str = "111122223333";
+
+/// Serves `engine` on `listener` until `shutdown` completes, running the engine's due work every
+/// second. Connections are kept alive and `TCP_NODELAY` is set, so small JSON answers leave at once.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    engine: Engine,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let ticker = tokio::spawn(run_due_work_every_second(engine.clone()));
+    let app = router(engine);
+    let listener = listener.tap_io(|tcp| {
+        // Without it a keep-alive client can wait on Nagle's algorithm for every answer.
+        let _ = tcp.set_nodelay(true);
+    });
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    ticker.abort();
+    result.map_err(Error::Io)
+}
+
+async fn run_due_work_every_second(engine: Engine) {
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        if let Err(error) = engine.run_due_work().await {
+            tracing::warn!(%error, "scheduled KMS work failed; will retry");
+        }
+    }
+}
+
+/// A dev-mode engine and server on `127.0.0.1:0`, for other crates' tests.
+///
+/// The root key lives in `<data_dir>/dev-root.key` (created 0600 on first use), the account is
+/// [`DEFAULT_DEV_ACCOUNT`] with one root access key. The server stops when the value is dropped.
+pub struct DevServer {
+    engine: Engine,
+    endpoint: String,
+    account_id: String,
+    access_key_id: String,
+    secret_access_key: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl DevServer {
+    /// Starts the server inside the current tokio runtime. Panics (it is a test helper) when the
+    /// engine cannot open `data_dir` or no port can be bound.
+    pub fn start(data_dir: &Path) -> DevServer {
+        match Self::try_start(data_dir, DEFAULT_DEV_ACCOUNT) {
+            Ok(server) => server,
+            Err(error) => panic!(
+                "cannot start the dev KMS server in {}: {error}",
+                data_dir.display()
+            ),
+        }
+    }
+
+    /// Like [`DevServer::start`], with a chosen account id, returning errors.
+    pub fn try_start(data_dir: &Path, account_id: &str) -> Result<DevServer> {
+        std::fs::create_dir_all(data_dir)?;
+        let root_key = keyward_kms::RootKey::load_or_create_dev(&data_dir.join("dev-root.key"))
+            .map_err(|e| Error::Engine(e.to_string()))?;
+        let identities = keyward_kms::IdentityConfig::dev(account_id);
+        let (access_key_id, key) = identities
+            .access_keys()
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Engine("the dev identity config has no access key".into()))?;
+        let secret_access_key = String::from_utf8_lossy(key.secret()).into_owned();
+        let engine = Engine::open(keyward_kms::EngineConfig {
+            data_dir: data_dir.to_path_buf(),
+            root_key,
+            identities,
+            dev: true,
+        })
+        .map_err(|e| Error::Engine(e.to_string()))?;
+        let std_listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        std_listener.set_nonblocking(true)?;
+        let address = std_listener.local_addr()?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = engine.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            if let Err(error) = serve(listener, served, shutdown).await {
+                tracing::error!(%error, "dev KMS server stopped");
+            }
+        });
+        Ok(DevServer {
+            engine,
+            endpoint: format!("http://{address}"),
+            account_id: account_id.to_owned(),
+            access_key_id,
+            secret_access_key,
+            stop: Some(stop),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+    pub fn account_id(&self) -> &str {
+        &self.account_id
+    }
+    pub fn region(&self) -> &str {
+        DEFAULT_REGION
+    }
+    pub fn access_key_id(&self) -> &str {
+        &self.access_key_id
+    }
+    pub fn secret_access_key(&self) -> &str {
+        &self.secret_access_key
+    }
+    /// The engine behind the server (for trail exports and clock moves in tests).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// An SDK config that talks to this server with its dev credentials.
+    #[cfg(feature = "test-support")]
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        let credentials = aws_credential_types::Credentials::from_keys(
+            self.access_key_id.clone(),
+            self.secret_access_key.clone(),
+            None,
+        );
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(DEFAULT_REGION))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(credentials)
+            .load()
+            .await
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

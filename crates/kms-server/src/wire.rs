@@ -1,0 +1,272 @@
+//! The HTTP layer: one handler for every AWS JSON 1.1 request, and the dev-only admin routes.
+//!
+//! A request goes: body read with a size limit → `X-Amz-Target` resolved to a service and action →
+//! SigV4 verified for that service → the engine runs the action (and writes its trail record) →
+//! the answer, or `{"__type": ..., "message": ...}` with the status from [`crate::error::http_status`].
+//! Every answer carries `x-amzn-RequestId`, the id the engine writes in the trail.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use keyward_kms::{AccessKey, Caller, Engine};
+use time::OffsetDateTime;
+
+use crate::error::{http_status, Error};
+use crate::sigv4::{SigningSecret, Verifier};
+
+/// The largest request body we read. AWS KMS documents no figure for the whole request; the largest
+/// legitimate KMS request is a 32 KiB key policy (PutKeyPolicy/CreateKey), so 1 MiB refuses nothing
+/// real while bounding what a client can make us buffer. Larger bodies get HTTP 413.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+const KMS_TARGET_PREFIX: &str = "TrentService.";
+const CLOUDTRAIL_TARGET_PREFIX: &str = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.";
+const JSON_1_1: &str = "application/x-amz-json-1.1";
+const REQUEST_ID: &str = "x-amzn-requestid";
+
+struct Shared {
+    engine: Engine,
+    verifier: Verifier,
+}
+
+#[derive(Clone)]
+struct AppState(Arc<Shared>);
+
+/// The whole HTTP application: AWS JSON 1.1 for KMS and CloudTrail on `POST /`, and (dev mode only)
+/// `POST /_keyward/reset` and `POST /_keyward/clock`.
+pub fn router(engine: Engine) -> Router {
+    let state = AppState(Arc::new(Shared {
+        engine,
+        verifier: Verifier::new(),
+    }));
+    Router::new()
+        .route("/_keyward/reset", any(admin_reset))
+        .route("/_keyward/clock", any(admin_clock))
+        .fallback(handle_aws)
+        .with_state(state)
+}
+
+impl SigningSecret for AccessKey {
+    fn secret(&self) -> &[u8] {
+        AccessKey::secret(self)
+    }
+    fn session_token(&self) -> Option<&str> {
+        self.session_token.as_deref()
+    }
+}
+
+enum Service<'a> {
+    Kms(&'a str),
+    CloudTrail(&'a str),
+}
+
+async fn handle_aws(State(state): State<AppState>, request: Request) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let answer = handle_aws_inner(&state.0, request, &request_id).await;
+    let request_id = HeaderValue::from_str(&request_id).expect("a uuid is a valid header value");
+    match answer {
+        Ok(body) => {
+            let mut response = Response::new(Body::from(body));
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_1_1));
+            headers.insert(REQUEST_ID, request_id);
+            response
+        }
+        Err(error) => {
+            if matches!(error, Error::Io(_) | Error::Engine(_)) {
+                tracing::error!(%error, "request failed inside the server");
+            }
+            error_response(&error, request_id)
+        }
+    }
+}
+
+/// `{"__type": code, "message": message}` with the status AWS uses for `code`.
+fn error_response(error: &Error, request_id: HeaderValue) -> Response {
+    let code = error.aws_code();
+    let body = serde_json::to_vec(&serde_json::json!({
+        "__type": code,
+        "message": error.client_message(),
+    }))
+    .expect("a JSON object of two strings serializes");
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = http_status(code);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_1_1));
+    headers.insert(REQUEST_ID, request_id);
+    // The AWS SDKs read the error code from this header first.
+    if let Ok(value) = HeaderValue::from_str(code) {
+        headers.insert("x-amzn-errortype", value);
+    }
+    response
+}
+
+async fn handle_aws_inner(
+    shared: &Shared,
+    request: Request,
+    request_id: &str,
+) -> Result<Vec<u8>, Error> {
+    let (parts, body) = request.into_parts();
+    let declared_length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_length.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(Error::RequestTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
+    }
+    let body: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| Error::RequestTooLarge {
+            limit: MAX_BODY_BYTES,
+        })?;
+
+    if !parts.headers.contains_key(header::AUTHORIZATION) {
+        return Err(Error::MissingAuthenticationToken);
+    }
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let service = if let Some(action) = target.strip_prefix(KMS_TARGET_PREFIX) {
+        Service::Kms(action)
+    } else if let Some(action) = target.strip_prefix(CLOUDTRAIL_TARGET_PREFIX) {
+        Service::CloudTrail(action)
+    } else {
+        return Err(Error::UnknownOperation(String::new()));
+    };
+    let service_name = match service {
+        Service::Kms(_) => "kms",
+        Service::CloudTrail(_) => "cloudtrail",
+    };
+
+    let verified = shared.verifier.verify(
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query().unwrap_or_default(),
+        &parts.headers,
+        &body,
+        service_name,
+        OffsetDateTime::now_utc(),
+        |access_key_id| shared.engine.access_key(access_key_id),
+    )?;
+    if parts.method != Method::POST {
+        return Err(Error::UnknownOperation(String::new()));
+    }
+
+    let source_ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string())
+        .unwrap_or_else(|| "127.0.0.1".to_owned());
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let caller = Caller {
+        identity: verified.key.identity.clone(),
+        access_key_id: verified.access_key_id,
+        region: verified.region,
+        source_ip,
+        user_agent,
+        request_id: request_id.to_owned(),
+    };
+    let answer = match service {
+        Service::Kms(action) => shared.engine.call_kms(&caller, action, &body).await,
+        Service::CloudTrail(action) => shared.engine.call_cloudtrail(&caller, action, &body).await,
+    };
+    match answer {
+        Ok(value) => Ok(serde_json::to_vec(&value).expect("a serde_json::Value serializes")),
+        Err(api) => Err(Error::Api {
+            code: api.code,
+            message: api.message,
+        }),
+    }
+}
+
+fn admin_json(status: StatusCode, value: serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+fn admin_guard(shared: &Shared, method: &Method) -> Option<Response> {
+    if !shared.engine.is_dev() {
+        return Some(admin_json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"message": "admin routes exist only in --dev mode"}),
+        ));
+    }
+    if method != Method::POST {
+        return Some(admin_json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            serde_json::json!({"message": "use POST"}),
+        ));
+    }
+    None
+}
+
+/// `POST /_keyward/reset`: clear every key, alias, grant and trail record (identities stay).
+async fn admin_reset(State(state): State<AppState>, method: Method) -> Response {
+    if let Some(refusal) = admin_guard(&state.0, &method) {
+        return refusal;
+    }
+    match state.0.engine.reset().await {
+        Ok(()) => admin_json(StatusCode::OK, serde_json::json!({})),
+        Err(error) => {
+            tracing::error!(%error, "reset failed");
+            admin_json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                serde_json::json!({"message": "reset failed"}),
+            )
+        }
+    }
+}
+
+/// `POST /_keyward/clock {"advance_seconds": N}`: move the KMS clock forward and run what became due.
+async fn admin_clock(State(state): State<AppState>, method: Method, body: Bytes) -> Response {
+    if let Some(refusal) = admin_guard(&state.0, &method) {
+        return refusal;
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Clock {
+        advance_seconds: u64,
+    }
+    let clock: Clock = match serde_json::from_slice(&body) {
+        Ok(clock) => clock,
+        Err(error) => {
+            return admin_json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"message": format!("expected {{\"advance_seconds\": N}}: {error}")}),
+            )
+        }
+    };
+    match state
+        .0
+        .engine
+        .advance_clock(Duration::from_secs(clock.advance_seconds))
+        .await
+    {
+        Ok(()) => admin_json(StatusCode::OK, serde_json::json!({})),
+        Err(error) => admin_json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"message": error.to_string()}),
+        ),
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the KMS wire server: the real server on 127.0.0.1 with an OS-chosen port,
+//! driven by aws-sdk-kms and by raw signed HTTP for what the SDK would never send.
+
+mod raw;
+mod support;
+
+mod bad_input;
+mod fuzz;
+mod lifecycle;
+mod sigv4;
+mod trail;

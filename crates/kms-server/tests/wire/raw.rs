@@ -1,0 +1,183 @@
+//! A minimal HTTP/1.1 keep-alive client over one TCP connection, and AWS JSON 1.1 request signing with
+//! our own SigV4 signer. The raw tests use it to send what the SDK never would (tampered bodies,
+//! stale dates, broken JSON); the benchmark uses it as a lean load generator.
+
+#![allow(dead_code)] // shared by the tests and the benchmark, which use different parts
+
+use keyward_kms_server::sigv4::{format_amz_date, Signer};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+pub const KMS_JSON: &str = "application/x-amz-json-1.1";
+
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "answer is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+    /// `__type` of an AWS JSON error answer.
+    pub fn error_type(&self) -> String {
+        self.json()["__type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+pub struct RawClient {
+    stream: BufReader<TcpStream>,
+    host: String,
+    request: Vec<u8>,
+}
+
+impl RawClient {
+    /// `endpoint` is `http://127.0.0.1:PORT`.
+    pub async fn connect(endpoint: &str) -> RawClient {
+        let host = endpoint
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let stream = TcpStream::connect(&host)
+            .await
+            .expect("connect to the server");
+        stream.set_nodelay(true).expect("set TCP_NODELAY");
+        RawClient {
+            stream: BufReader::new(stream),
+            host,
+            request: Vec::with_capacity(2048),
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Sends one request (the headers as given, plus Host and Content-Length unless present) and reads
+    /// the answer. `Err` when the connection fails.
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> std::io::Result<RawResponse> {
+        use std::io::Write;
+        self.request.clear();
+        write!(self.request, "{method} {path} HTTP/1.1\r\n")?;
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+            write!(self.request, "host: {}\r\n", self.host)?;
+        }
+        for (name, value) in headers {
+            write!(self.request, "{name}: {value}\r\n")?;
+        }
+        if !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        {
+            write!(self.request, "content-length: {}\r\n", body.len())?;
+        }
+        self.request.extend_from_slice(b"\r\n");
+        self.request.extend_from_slice(body);
+        self.stream.get_mut().write_all(&self.request).await?;
+        self.read_response().await
+    }
+
+    async fn read_response(&mut self) -> std::io::Result<RawResponse> {
+        let mut line = String::new();
+        if self.stream.read_line(&mut line).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let mut headers = Vec::new();
+        let mut content_length = 0usize;
+        loop {
+            line.clear();
+            if self.stream.read_line(&mut line).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let trimmed = line.trim_end();
+            if trimmed.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = trimmed.split_once(':') {
+                let (name, value) = (name.trim().to_owned(), value.trim().to_owned());
+                if name.eq_ignore_ascii_case("content-length") {
+                    content_length = value.parse().unwrap_or(0);
+                }
+                headers.push((name, value));
+            }
+        }
+        let mut body = vec![0u8; content_length];
+        self.stream.read_exact(&mut body).await?;
+        Ok(RawResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// Credentials and scope for signing.
+#[derive(Clone)]
+pub struct Creds {
+    pub access_key_id: String,
+    pub secret: String,
+    pub region: String,
+}
+
+/// The headers of a signed AWS JSON 1.1 request, as the SDKs send them.
+pub fn signed_headers(
+    creds: &Creds,
+    host: &str,
+    service: &str,
+    target: &str,
+    body: &[u8],
+    when: time::OffsetDateTime,
+) -> Vec<(String, String)> {
+    let date = format_amz_date(when);
+    let signer = Signer {
+        access_key_id: &creds.access_key_id,
+        secret: creds.secret.as_bytes(),
+        region: &creds.region,
+        service,
+    };
+    let authorization = signer.authorization(
+        "POST",
+        "/",
+        "",
+        &[
+            ("content-type", KMS_JSON),
+            ("host", host),
+            ("x-amz-date", &date),
+            ("x-amz-target", target),
+        ],
+        body,
+    );
+    vec![
+        ("host".into(), host.into()),
+        ("content-type".into(), KMS_JSON.into()),
+        ("x-amz-date".into(), date),
+        ("x-amz-target".into(), target.into()),
+        ("authorization".into(), authorization),
+    ]
+}
