@@ -1,3 +1,44 @@
-//! placeholder
+//! The embedded KMS engine of keyward: an AWS-KMS-compatible key service that keeps its state durably.
+//!
+//! What it does: symmetric KMS keys per account and region (`CreateKey`, `DescribeKey`, `ListKeys`,
+//! enable/disable, scheduled deletion), aliases, tags, key policies (stored and checked as JSON),
+//! the cryptographic calls (`Encrypt`, `Decrypt`, `ReEncrypt`, `GenerateDataKey*`,
+//! `GenerateRandom`) with the encryption context bound to the ciphertext, rotation (automatic on
+//! the KMS clock and on demand; old material keeps decrypting), grants, and a CloudTrail-format
+//! trail of every request with CloudTrail's `LookupEvents` over it. Requests arrive as the action
+//! name and the raw JSON body ([`Engine::call_kms`]); answers are the JSON body or an [`ApiError`]
+//! carrying AWS's exception name and message.
+//!
+//! Durability: SQLite (WAL, `synchronous=FULL`) under the data directory, written by one thread
+//! that commits in groups; a call answers only once its changes and its trail record are on disk.
+//! Key material is stored only wrapped by the [`RootKey`]; a check value refuses a wrong root key at
+//! open. Keys and unwrapped material stay in memory (zeroized on drop), so crypto calls never read
+//! SQLite.
+//!
+//! What it does not do: HTTP, SigV4 or any wire format (the `keyward-kms-server` crate does that),
+//! asymmetric or HMAC keys, imported material, custom key stores, multi-Region keys. Authorization
+//! is a single hook (`authz`) that for now allows the key's own account and grantees of grants;
+//! key-policy and IAM evaluation plug into that hook.
 #![forbid(unsafe_code)]
+
+mod authz;
+mod ciphertext;
+mod clock;
+mod engine;
+mod error;
+mod grants;
+mod identity;
+mod keys;
+mod ops;
 pub mod policy;
+mod root_key;
+mod store;
+mod trail;
+
+pub use engine::{Engine, EngineConfig};
+pub use error::{ApiError, Error};
+pub use identity::{AccessKey, Caller, Identity, IdentityConfig, IdentityKind};
+pub use root_key::RootKey;
+
+/// AWS's limit on a key policy document, in bytes.
+pub const MAX_POLICY_BYTES: usize = ops::keys::MAX_POLICY_BYTES;

@@ -1,0 +1,145 @@
+//! KMS keys in memory: metadata (persisted as JSON) and material versions (persisted wrapped).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+use crate::clock::epoch_seconds;
+
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum KeyState {
+    Enabled,
+    Disabled,
+    PendingDeletion,
+}
+
+impl KeyState {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Enabled => "Enabled",
+            KeyState::Disabled => "Disabled",
+            KeyState::PendingDeletion => "PendingDeletion",
+        }
+    }
+}
+
+/// One rotation of the key material, for ListKeyRotations.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub(crate) struct Rotation {
+    pub date_ms: i64,
+    /// `AUTOMATIC` or `ON_DEMAND`.
+    pub kind: String,
+}
+
+/// Everything about a key except its material. Holds no secret.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub(crate) struct KeyMeta {
+    pub id: String,
+    pub account: String,
+    pub region: String,
+    pub arn: String,
+    pub created_ms: i64,
+    pub description: String,
+    pub state: KeyState,
+    pub deletion_ms: Option<i64>,
+    pub pending_window_days: Option<i64>,
+    pub policy: String,
+    pub tags: Vec<(String, String)>,
+    pub rotation_enabled: bool,
+    pub rotation_period_days: i64,
+    pub next_rotation_ms: Option<i64>,
+    pub on_demand_rotations: u32,
+    pub on_demand_start_ms: Option<i64>,
+    pub rotations: Vec<Rotation>,
+}
+
+/// One version of a key's material: 32 secret bytes, zeroized on drop.
+pub(crate) struct Material {
+    pub version: u32,
+    pub bytes: Zeroizing<[u8; 32]>,
+}
+
+pub(crate) struct KeyRecord {
+    pub meta: KeyMeta,
+    pub uuid: uuid::Uuid,
+    /// Ordered by version; the last one encrypts.
+    pub materials: Vec<Material>,
+}
+
+impl KeyRecord {
+    pub(crate) fn current(&self) -> &Material {
+        self.materials.last().expect("a key always has material")
+    }
+
+    pub(crate) fn material(&self, version: u32) -> Option<&Material> {
+        self.materials
+            .binary_search_by_key(&version, |m| m.version)
+            .ok()
+            .map(|i| &self.materials[i])
+    }
+
+    /// DescribeKey's `KeyMetadata`, as AWS returns it.
+    pub(crate) fn metadata(&self) -> Value {
+        let m = &self.meta;
+        let mut v = json!({
+            "AWSAccountId": m.account,
+            "KeyId": m.id,
+            "Arn": m.arn,
+            "CreationDate": epoch_seconds(m.created_ms),
+            "Enabled": m.state == KeyState::Enabled,
+            "Description": m.description,
+            "KeyUsage": "ENCRYPT_DECRYPT",
+            "KeyState": m.state.as_str(),
+            "Origin": "AWS_KMS",
+            "KeyManager": "CUSTOMER",
+            "CustomerMasterKeySpec": "SYMMETRIC_DEFAULT",
+            "KeySpec": "SYMMETRIC_DEFAULT",
+            "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
+            "MultiRegion": false,
+        });
+        if let Some(d) = m.deletion_ms {
+            v["DeletionDate"] = epoch_seconds(d);
+        }
+        if let Some(w) = m.pending_window_days {
+            v["PendingDeletionWindowInDays"] = json!(w);
+        }
+        v
+    }
+
+    pub(crate) fn tags_map(&self) -> BTreeMap<&str, &str> {
+        self.meta
+            .tags
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+}
+
+/// The key policy AWS attaches when CreateKey is given none.
+pub(crate) fn default_policy(account: &str) -> String {
+    serde_json::to_string_pretty(&json!({
+        "Version": "2012-10-17",
+        "Id": "key-default-1",
+        "Statement": [{
+            "Sid": "Enable IAM User Permissions",
+            "Effect": "Allow",
+            "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
+            "Action": "kms:*",
+            "Resource": "*"
+        }]
+    }))
+    .expect("static JSON")
+}
+
+/// The AAD that binds a wrapped material blob to its key and version.
+pub(crate) fn material_aad(key_id: &str, version: u32) -> Vec<u8> {
+    format!("keyward-kms material v1 {key_id} {version}").into_bytes()
+}
+
+pub(crate) fn new_material(version: u32) -> Material {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    aws_lc_rs::rand::fill(bytes.as_mut()).expect("random generator");
+    Material { version, bytes }
+}

@@ -1,0 +1,439 @@
+//! Key lifecycle, description, policy and tags.
+
+use serde_json::{json, Value};
+
+use super::{key_arn, page, paged, require_not_pending, resolve, Cx, Req};
+use crate::authz::authorize;
+use crate::clock::{epoch_seconds, DAY_MS};
+use crate::engine::State;
+use crate::error::ApiError;
+use crate::keys::{default_policy, material_aad, new_material, KeyMeta, KeyRecord, KeyState};
+use crate::store::Op;
+
+const MAX_TAGS: usize = 50;
+pub(crate) const MAX_POLICY_BYTES: usize = 32768;
+
+fn unsupported(what: &str) -> ApiError {
+    ApiError::new(
+        "UnsupportedOperationException",
+        format!("{what} is not supported: this KMS creates symmetric encryption keys (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT) with KMS-generated material only."),
+    )
+}
+
+/// Checks a key policy document: JSON, within AWS's size limit, with statements AWS could parse.
+/// The policy module will check principals, actions and conditions.
+pub(crate) fn validate_policy(policy: &str) -> Result<(), ApiError> {
+    let malformed = |why: &str| ApiError::new("MalformedPolicyDocumentException", why.to_string());
+    let doc: Value = serde_json::from_str(policy)
+        .map_err(|_| malformed("The policy document is not valid JSON."))?;
+    let obj = doc
+        .as_object()
+        .ok_or_else(|| malformed("The policy document must be a JSON object."))?;
+    let statements = match obj.get("Statement") {
+        Some(Value::Array(a)) if !a.is_empty() => a.clone(),
+        Some(s @ Value::Object(_)) => vec![s.clone()],
+        _ => return Err(malformed("The policy document must contain a Statement.")),
+    };
+    for s in &statements {
+        match s.get("Effect").and_then(Value::as_str) {
+            Some("Allow") | Some("Deny") => {}
+            _ => {
+                return Err(malformed(
+                    "Each policy statement must have an Effect of Allow or Deny.",
+                ))
+            }
+        }
+        if s.get("Action").is_none() && s.get("NotAction").is_none() {
+            return Err(malformed("Each policy statement must have an Action."));
+        }
+        if s.get("Principal").is_none() && s.get("NotPrincipal").is_none() {
+            return Err(malformed("Policy contains a statement with no principal."));
+        }
+    }
+    Ok(())
+}
+
+fn policy_member(req: &Req, required: bool) -> Result<Option<&str>, ApiError> {
+    let p = req.str_len("Policy", 1, MAX_POLICY_BYTES)?;
+    if let Some(p) = p {
+        if p.len() > MAX_POLICY_BYTES {
+            return Err(ApiError::too_long(p, "policy", MAX_POLICY_BYTES));
+        }
+        validate_policy(p)?;
+    } else if required {
+        return Err(ApiError::null("policy"));
+    }
+    Ok(p)
+}
+
+/// Parses and checks a `Tags` list.
+fn tags_member(req: &Req) -> Result<Option<Vec<(String, String)>>, ApiError> {
+    let Some(list) = req.list("Tags")? else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for t in list {
+        let key = t.get("TagKey");
+        let value = t.get("TagValue");
+        let (Some(Value::String(k)), Some(Value::String(v))) = (key, value) else {
+            if key.is_none_or(Value::is_null) {
+                return Err(ApiError::null("tags.member.tagKey"));
+            }
+            if value.is_none_or(Value::is_null) {
+                return Err(ApiError::null("tags.member.tagValue"));
+            }
+            return Err(ApiError::serialization(
+                "Tags must be a list of {TagKey, TagValue} strings.",
+            ));
+        };
+        if k.is_empty() || k.chars().count() > 128 {
+            return Err(ApiError::too_long(k, "tags.member.tagKey", 128));
+        }
+        if v.chars().count() > 256 {
+            return Err(ApiError::too_long(v, "tags.member.tagValue", 256));
+        }
+        if k.starts_with("aws:") {
+            return Err(ApiError::new(
+                "TagException",
+                "Tags beginning with aws: are reserved.",
+            ));
+        }
+        out.retain(|(ek, _): &(String, String)| ek != k);
+        out.push((k.clone(), v.clone()));
+    }
+    Ok(Some(out))
+}
+
+pub(crate) fn create_key(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result<Value, ApiError> {
+    let policy = policy_member(req, false)?;
+    let description = req.str_len("Description", 0, 8192)?.unwrap_or("");
+    req.enum_opt(
+        "KeyUsage",
+        &[
+            "SIGN_VERIFY",
+            "ENCRYPT_DECRYPT",
+            "GENERATE_VERIFY_MAC",
+            "KEY_AGREEMENT",
+        ],
+    )?
+    .filter(|u| *u != "ENCRYPT_DECRYPT")
+    .map_or(Ok(()), |u| Err(unsupported(&format!("KeyUsage {u}"))))?;
+    const SPECS: &[&str] = &[
+        "RSA_2048",
+        "RSA_3072",
+        "RSA_4096",
+        "ECC_NIST_P256",
+        "ECC_NIST_P384",
+        "ECC_NIST_P521",
+        "ECC_SECG_P256K1",
+        "SYMMETRIC_DEFAULT",
+        "HMAC_224",
+        "HMAC_256",
+        "HMAC_384",
+        "HMAC_512",
+        "SM2",
+    ];
+    for m in ["KeySpec", "CustomerMasterKeySpec"] {
+        if let Some(s) = req
+            .enum_opt(m, SPECS)?
+            .filter(|s| *s != "SYMMETRIC_DEFAULT")
+        {
+            return Err(unsupported(&format!("{m} {s}")));
+        }
+    }
+    if let Some(o) = req
+        .enum_opt(
+            "Origin",
+            &["AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"],
+        )?
+        .filter(|o| *o != "AWS_KMS")
+    {
+        return Err(unsupported(&format!("Origin {o}")));
+    }
+    if req.bool_opt("MultiRegion")? == Some(true) {
+        return Err(unsupported("MultiRegion"));
+    }
+    if req.str_opt("CustomKeyStoreId")?.is_some() || req.str_opt("XksKeyId")?.is_some() {
+        return Err(unsupported("A custom key store"));
+    }
+    req.bool_opt("BypassPolicyLockoutSafetyCheck")?;
+    let tags = tags_member(req)?.unwrap_or_default();
+    if tags.len() > MAX_TAGS {
+        return Err(ApiError::new(
+            "TagException",
+            format!("A key can have at most {MAX_TAGS} tags."),
+        ));
+    }
+
+    let caller = cx.caller;
+    let uuid = uuid::Uuid::new_v4();
+    let id = uuid.hyphenated().to_string();
+    let account = caller.identity.account_id.clone();
+    let arn = key_arn(&caller.region, &account, &id);
+    let material = new_material(1);
+    let wrapped = cx
+        .inner
+        .root
+        .wrap(material.bytes.as_ref(), &material_aad(&id, 1));
+    let key = KeyRecord {
+        meta: KeyMeta {
+            id: id.clone(),
+            account: account.clone(),
+            region: caller.region.clone(),
+            arn,
+            created_ms: cx.now,
+            description: description.to_string(),
+            state: KeyState::Enabled,
+            deletion_ms: None,
+            pending_window_days: None,
+            policy: policy
+                .map(str::to_string)
+                .unwrap_or_else(|| default_policy(&account)),
+            tags,
+            rotation_enabled: false,
+            rotation_period_days: 365,
+            next_rotation_ms: None,
+            on_demand_rotations: 0,
+            on_demand_start_ms: None,
+            rotations: Vec::new(),
+        },
+        uuid,
+        materials: vec![material],
+    };
+    cx.touch(&key);
+    cx.save_key(&key);
+    cx.ops.push(Op::PutMaterial {
+        key_id: id.clone(),
+        version: 1,
+        wrapped,
+    });
+    let response = json!({ "KeyMetadata": key.metadata() });
+    cx.response_elements = response.clone();
+    st.keys.insert(id, key);
+    Ok(response)
+}
+
+pub(crate) fn describe_key(cx: &mut Cx<'_>, st: &State, req: &Req) -> Result<Value, ApiError> {
+    let key_id = req.key_id("KeyId")?;
+    let tokens = req.grant_tokens()?;
+    let id = resolve(cx, st, key_id, true)?;
+    let key = &st.keys[&id];
+    authorize(cx.caller, st, "DescribeKey", key, None, &tokens)?;
+    Ok(json!({ "KeyMetadata": key.metadata() }))
+}
+
+pub(crate) fn list_keys(cx: &mut Cx<'_>, st: &State, req: &Req) -> Result<Value, ApiError> {
+    let limit = req.int_range("Limit", 1, 1000)?.unwrap_or(100) as usize;
+    let marker = req.str_len("Marker", 1, 1024)?;
+    let mut items: Vec<(String, Value)> = st
+        .keys
+        .values()
+        .filter(|k| {
+            k.meta.account == cx.caller.identity.account_id && k.meta.region == cx.caller.region
+        })
+        .map(|k| {
+            (
+                k.meta.id.clone(),
+                json!({"KeyId": k.meta.id, "KeyArn": k.meta.arn}),
+            )
+        })
+        .collect();
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    let (keys, next) = page(items, limit, marker)?;
+    Ok(paged(json!({ "Keys": keys }), next))
+}
+
+/// Resolves a key id or ARN (no alias), authorizes `action`, returns the key id.
+fn key_for(cx: &mut Cx<'_>, st: &State, req: &Req, action: &str) -> Result<String, ApiError> {
+    let key_id = req.key_id("KeyId")?;
+    let id = resolve(cx, st, key_id, false)?;
+    authorize(cx.caller, st, action, &st.keys[&id], None, &[])?;
+    Ok(id)
+}
+
+pub(crate) fn enable_key(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result<Value, ApiError> {
+    let id = key_for(cx, st, req, "EnableKey")?;
+    let key = st.keys.get_mut(&id).expect("resolved");
+    require_not_pending(key)?;
+    key.meta.state = KeyState::Enabled;
+    // A key whose rotation fell due while it was disabled rotates at once: the engine sees it due.
+    cx.save_key(key);
+    Ok(json!({}))
+}
+
+pub(crate) fn disable_key(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result<Value, ApiError> {
+    let id = key_for(cx, st, req, "DisableKey")?;
+    let key = st.keys.get_mut(&id).expect("resolved");
+    require_not_pending(key)?;
+    key.meta.state = KeyState::Disabled;
+    cx.save_key(key);
+    Ok(json!({}))
+}
+
+pub(crate) fn schedule_key_deletion(
+    cx: &mut Cx<'_>,
+    st: &mut State,
+    req: &Req,
+) -> Result<Value, ApiError> {
+    let days = req.int_range("PendingWindowInDays", 7, 30)?.unwrap_or(30);
+    let id = key_for(cx, st, req, "ScheduleKeyDeletion")?;
+    let key = st.keys.get_mut(&id).expect("resolved");
+    require_not_pending(key)?;
+    let deletion = cx.now + days * DAY_MS;
+    key.meta.state = KeyState::PendingDeletion;
+    key.meta.deletion_ms = Some(deletion);
+    key.meta.pending_window_days = Some(days);
+    cx.save_key(key);
+    let response = json!({
+        "KeyId": key.meta.arn,
+        "DeletionDate": epoch_seconds(deletion),
+        "KeyState": "PendingDeletion",
+        "PendingWindowInDays": days,
+    });
+    cx.response_elements = response.clone();
+    Ok(response)
+}
+
+pub(crate) fn cancel_key_deletion(
+    cx: &mut Cx<'_>,
+    st: &mut State,
+    req: &Req,
+) -> Result<Value, ApiError> {
+    let id = key_for(cx, st, req, "CancelKeyDeletion")?;
+    let key = st.keys.get_mut(&id).expect("resolved");
+    if key.meta.state != KeyState::PendingDeletion {
+        return Err(ApiError::invalid_state(format!(
+            "{} is not pending deletion.",
+            key.meta.arn
+        )));
+    }
+    key.meta.state = KeyState::Disabled;
+    key.meta.deletion_ms = None;
+    key.meta.pending_window_days = None;
+    cx.save_key(key);
+    let response = json!({ "KeyId": key.meta.arn });
+    cx.response_elements = response.clone();
+    Ok(response)
+}
+
+pub(crate) fn update_key_description(
+    cx: &mut Cx<'_>,
+    st: &mut State,
+    req: &Req,
+) -> Result<Value, ApiError> {
+    let description = req
+        .str_len("Description", 0, 8192)?
+        .ok_or_else(|| ApiError::null("description"))?;
+    let id = key_for(cx, st, req, "UpdateKeyDescription")?;
+    let key = st.keys.get_mut(&id).expect("resolved");
+    require_not_pending(key)?;
+    key.meta.description = description.to_string();
+    cx.save_key(key);
+    Ok(json!({}))
+}
+
+fn policy_name(req: &Req) -> Result<(), ApiError> {
+    if let Some(name) = req.str_len("PolicyName", 1, 128)? {
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(ApiError::validation(
+                name,
+                "policyName",
+                "Member must satisfy regular expression pattern: [\\w]+",
+            ));
+        }
+        if name != "default" {
+            return Err(ApiError::not_found(format!("No such policy: {name}")));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn put_key_policy(
+    cx: &mut Cx<'_>,
+    st: &mut State,
+    req: &Req,
+) -> Result<Value, ApiError> {
+    policy_name(req)?;
+    let policy = policy_member(req, true)?.expect("required");
+    req.bool_opt("BypassPolicyLockoutSafetyCheck")?;
+    let id = key_for(cx, st, req, "PutKeyPolicy")?;
+    let key = st.keys.get_mut(&id).expect("resolved");
+    require_not_pending(key)?;
+    key.meta.policy = policy.to_string();
+    cx.save_key(key);
+    Ok(json!({}))
+}
+
+pub(crate) fn get_key_policy(cx: &mut Cx<'_>, st: &State, req: &Req) -> Result<Value, ApiError> {
+    policy_name(req)?;
+    let id = key_for(cx, st, req, "GetKeyPolicy")?;
+    Ok(json!({ "Policy": st.keys[&id].meta.policy, "PolicyName": "default" }))
+}
+
+pub(crate) fn list_key_policies(cx: &mut Cx<'_>, st: &State, req: &Req) -> Result<Value, ApiError> {
+    req.int_range("Limit", 1, 1000)?;
+    req.str_len("Marker", 1, 1024)?;
+    key_for(cx, st, req, "ListKeyPolicies")?;
+    Ok(json!({ "PolicyNames": ["default"], "Truncated": false }))
+}
+
+pub(crate) fn tag_resource(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result<Value, ApiError> {
+    let tags = tags_member(req)?.ok_or_else(|| ApiError::null("tags"))?;
+    let id = key_for(cx, st, req, "TagResource")?;
+    let key = st.keys.get_mut(&id).expect("resolved");
+    require_not_pending(key)?;
+    let mut merged = key.meta.tags.clone();
+    for (k, v) in tags {
+        match merged.iter_mut().find(|(ek, _)| *ek == k) {
+            Some(slot) => slot.1 = v,
+            None => merged.push((k, v)),
+        }
+    }
+    if merged.len() > MAX_TAGS {
+        return Err(ApiError::new(
+            "TagException",
+            format!("A key can have at most {MAX_TAGS} tags."),
+        ));
+    }
+    key.meta.tags = merged;
+    cx.save_key(key);
+    Ok(json!({}))
+}
+
+pub(crate) fn untag_resource(
+    cx: &mut Cx<'_>,
+    st: &mut State,
+    req: &Req,
+) -> Result<Value, ApiError> {
+    let keys = req
+        .str_list("TagKeys")?
+        .ok_or_else(|| ApiError::null("tagKeys"))?;
+    for k in &keys {
+        if k.is_empty() || k.chars().count() > 128 {
+            return Err(ApiError::too_long(k, "tagKeys.member", 128));
+        }
+    }
+    let id = key_for(cx, st, req, "UntagResource")?;
+    let key = st.keys.get_mut(&id).expect("resolved");
+    require_not_pending(key)?;
+    key.meta.tags.retain(|(k, _)| !keys.contains(k));
+    cx.save_key(key);
+    Ok(json!({}))
+}
+
+pub(crate) fn list_resource_tags(
+    cx: &mut Cx<'_>,
+    st: &State,
+    req: &Req,
+) -> Result<Value, ApiError> {
+    let limit = req.int_range("Limit", 1, 50)?.unwrap_or(50) as usize;
+    let marker = req.str_len("Marker", 1, 1024)?;
+    let id = key_for(cx, st, req, "ListResourceTags")?;
+    let items = st.keys[&id]
+        .tags_map()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), json!({"TagKey": k, "TagValue": v})))
+        .collect();
+    let (tags, next) = page(items, limit, marker)?;
+    Ok(paged(json!({ "Tags": tags }), next))
+}
