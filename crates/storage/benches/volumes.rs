@@ -7,7 +7,8 @@
 //!    file and `qemu-nbd` serving a LUKS1 aes-xts-plain64 image of the same size.
 //!
 //! `cargo bench -p keyward-storage` runs everything; `-- xts` runs only part 1.
-//! Environment: `KEYWARD_BENCH_SIZE_MIB` (default 1024), `KEYWARD_BENCH_SECONDS` (default 4).
+//! Environment: `KEYWARD_BENCH_SIZE_MIB` (default 1024), `KEYWARD_BENCH_SECONDS` (default 4),
+//! `KEYWARD_BENCH_DIR` (where the images go; default the temporary directory).
 
 use std::collections::BTreeMap;
 use std::net::TcpListener as StdListener;
@@ -234,9 +235,10 @@ fn nbd() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
     let size = size_mib << 20;
-    let dir =
-        tempfile::tempdir_in(std::env::var_os("KEYWARD_BENCH_DIR").unwrap_or_else(|| ".".into()))
-            .unwrap();
+    let dir = tempfile::tempdir_in(
+        std::env::var_os("KEYWARD_BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into()),
+    )
+    .unwrap();
     println!(
         "\nNBD export, fio --ioengine=nbd, iodepth 32, {size_mib} MiB volume, {seconds} s per job:"
     );

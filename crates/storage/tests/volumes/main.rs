@@ -5,5 +5,6 @@
 
 mod common;
 mod headers;
+mod kms_attach;
 mod nbd_clients;
 mod nbd_protocol;
