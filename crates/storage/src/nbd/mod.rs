@@ -350,7 +350,49 @@ fn protocol(message: String) -> io::Error {
 struct Reply {
     cookie: u64,
     error: u32,
-    data: Option<Vec<u8>>,
+    /// A read's payload: the first `len` bytes of a pooled buffer.
+    data: Option<(Vec<u8>, usize)>,
+}
+
+/// Payload buffers reused across the requests of one connection, so a busy
+/// connection neither allocates nor zero-fills a buffer per request. They held
+/// plaintext, so they are wiped when the connection ends.
+#[derive(Clone, Default)]
+struct BufferPool(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+const POOL_MAX_BUFFERS: usize = 64;
+const POOL_MAX_BUFFER_LEN: usize = 4 << 20;
+
+impl BufferPool {
+    /// A buffer of at least `len` bytes (only growth is zero-filled).
+    fn take(&self, len: usize) -> Vec<u8> {
+        let mut buf = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default();
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        buf
+    }
+
+    fn give(&self, buf: Vec<u8>) {
+        if buf.len() <= POOL_MAX_BUFFER_LEN {
+            let mut pool = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < POOL_MAX_BUFFERS {
+                pool.push(buf);
+            }
+        }
+    }
+
+    fn wipe(&self) {
+        let mut pool = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for mut buf in pool.drain(..) {
+            zeroize::Zeroize::zeroize(&mut buf);
+        }
+    }
 }
 
 fn errno(error: &Error, write: bool) -> u32 {
@@ -368,13 +410,15 @@ where
 {
     let (mut reader, writer) = tokio::io::split(stream);
     let (replies, mut queue) = mpsc::unbounded_channel::<Reply>();
+    let pool = BufferPool::default();
     let writer_volume = volume.clone();
+    let writer_pool = pool.clone();
     let writer = tokio::spawn(async move {
         let mut out = BufWriter::with_capacity(256 * 1024, writer);
         while let Some(first) = queue.recv().await {
             let mut next = Some(first);
             while let Some(reply) = next {
-                write_reply(&mut out, reply, &writer_volume).await?;
+                write_reply(&mut out, reply, &writer_volume, &writer_pool).await?;
                 next = queue.try_recv().ok();
             }
             out.flush().await?;
@@ -431,17 +475,25 @@ where
                     let _ = replies.send(reply(EINVAL));
                     continue;
                 }
+                let pool = pool.clone();
                 tokio::spawn(async move {
                     let result = tokio::task::spawn_blocking(move || {
-                        let mut buf = vec![0u8; len as usize];
-                        volume.read_at(offset, &mut buf).map(|()| buf)
+                        let len = len as usize;
+                        let mut buf = pool.take(len);
+                        match volume.read_at(offset, &mut buf[..len]) {
+                            Ok(()) => Ok((buf, len)),
+                            Err(error) => {
+                                pool.give(buf);
+                                Err(error)
+                            }
+                        }
                     })
                     .await;
                     let answer = match result {
-                        Ok(Ok(buf)) => Reply {
+                        Ok(Ok(data)) => Reply {
                             cookie,
                             error: 0,
-                            data: Some(buf),
+                            data: Some(data),
                         },
                         Ok(Err(error)) => reply(errno(&error, false)),
                         Err(_) => reply(EIO),
@@ -451,12 +503,16 @@ where
                 });
             }
             CMD_WRITE => {
-                let mut data = vec![0u8; len as usize];
-                if let Err(error) = reader.read_exact(&mut data).await {
+                let len = len as usize;
+                let mut data = pool.take(len);
+                if let Err(error) = reader.read_exact(&mut data[..len]).await {
                     break Err(error);
                 }
+                let pool = pool.clone();
                 spawn_io(replies, permit, cookie, true, move || {
-                    volume.write_at(offset, &data, fua)
+                    let result = volume.write_at_in_place(offset, &mut data[..len], fua);
+                    pool.give(data);
+                    result
                 });
             }
             CMD_WRITE_ZEROES => {
@@ -494,6 +550,7 @@ where
     let _ = budget.acquire_many(BUDGET_UNITS).await;
     drop(replies);
     let written = writer.await.map_err(|e| io::Error::other(e.to_string()))?;
+    pool.wipe();
     result.and(written)
 }
 
@@ -523,10 +580,14 @@ async fn write_reply<W: AsyncWrite + Unpin>(
     out: &mut W,
     reply: Reply,
     volume: &Volume,
+    pool: &BufferPool,
 ) -> io::Result<()> {
     let (error, data) = match reply.data {
         // Plaintext decrypted before a detach must not leave after it.
-        Some(_) if !volume.is_attached() => (EIO, None),
+        Some((mut buf, _)) if !volume.is_attached() => {
+            zeroize::Zeroize::zeroize(&mut buf);
+            (EIO, None)
+        }
         data => (reply.error, data),
     };
     let mut head = [0u8; 16];
@@ -534,8 +595,9 @@ async fn write_reply<W: AsyncWrite + Unpin>(
     head[4..8].copy_from_slice(&error.to_be_bytes());
     head[8..16].copy_from_slice(&reply.cookie.to_be_bytes());
     out.write_all(&head).await?;
-    if let Some(data) = data {
-        out.write_all(&data).await?;
+    if let Some((buf, len)) = data {
+        out.write_all(&buf[..len]).await?;
+        pool.give(buf);
     }
     Ok(())
 }

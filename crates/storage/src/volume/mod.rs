@@ -238,6 +238,24 @@ impl Volume {
         }
     }
 
+    /// Like [`Volume::write_at`], but a sector-aligned `data` is encrypted in place
+    /// (its contents are ciphertext afterwards), saving a copy on the hot path.
+    pub fn write_at_in_place(&self, offset: u64, data: &mut [u8], fua: bool) -> Result<()> {
+        let aligned = offset.is_multiple_of(SECTOR) && data.len().is_multiple_of(SECTOR_SIZE);
+        if !aligned || data.is_empty() {
+            return self.write_at(offset, data, fua);
+        }
+        self.check_range(offset, data.len() as u64)?;
+        if !self.is_attached() {
+            return Err(self.detached_error());
+        }
+        self.encrypt_and_write(offset / SECTOR, data)?;
+        if fua {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     /// Writes `data` at `offset` (any alignment). Partial sectors at either end are
     /// read, decrypted, merged and re-encrypted under a lock, so two unaligned
     /// writes to different bytes of one sector never lose each other's bytes.
