@@ -27,7 +27,7 @@ use keyward_envelope::{
 };
 
 const MIB: usize = 1 << 20;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn keyring() -> RawAesKeyring {
     RawAesKeyring::new("bench", "bench-key", &[7u8; 32]).unwrap()
@@ -40,12 +40,14 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn best<F: FnMut() -> Duration>(mut f: F) -> Duration {
-    (0..ROUNDS).map(|_| f()).min().unwrap()
-}
-
 fn mbps(bytes: usize, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / 1e6
+}
+
+fn nonce(i: usize) -> aead::Nonce {
+    let mut n = [0u8; 12];
+    n[8..].copy_from_slice(&(i as u32).to_be_bytes());
+    aead::Nonce::assume_unique_for_key(n)
 }
 
 fn throughput() {
@@ -53,111 +55,184 @@ fn throughput() {
     let frame = DEFAULT_FRAME_LENGTH as usize;
     let input: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
     let rt = runtime();
-
-    // Baseline: raw AES-256-GCM in place over the same bytes, frame by frame.
     let key =
         aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_256_GCM, &[1u8; 32]).unwrap());
-    let mut work = input.clone();
-    let mut tags = Vec::with_capacity(len / frame + 1);
-    let raw_seal = best(|| {
-        tags.clear();
-        let t = Instant::now();
-        for (i, chunk) in work.chunks_mut(frame).enumerate() {
-            let mut n = [0u8; 12];
-            n[8..].copy_from_slice(&(i as u32).to_be_bytes());
-            let tag = key
-                .seal_in_place_separate_tag(
-                    aead::Nonce::assume_unique_for_key(n),
-                    aead::Aad::from(&[0u8; 16]),
-                    chunk,
-                )
-                .unwrap();
-            tags.push(tag);
-        }
-        t.elapsed()
-    });
-    // Re-seal once from the plaintext so `work` holds one valid ciphertext.
-    work.copy_from_slice(&input);
-    tags.clear();
-    for (i, chunk) in work.chunks_mut(frame).enumerate() {
-        let mut n = [0u8; 12];
-        n[8..].copy_from_slice(&(i as u32).to_be_bytes());
-        tags.push(
-            key.seal_in_place_separate_tag(
-                aead::Nonce::assume_unique_for_key(n),
-                aead::Aad::from(&[0u8; 16]),
-                chunk,
-            )
-            .unwrap(),
-        );
-    }
-    let sealed = work.clone();
-    let raw_open = best(|| {
-        work.copy_from_slice(&sealed);
-        let t = Instant::now();
-        for (i, chunk) in work.chunks_mut(frame).enumerate() {
-            let mut n = [0u8; 12];
-            n[8..].copy_from_slice(&(i as u32).to_be_bytes());
-            key.open_in_place_separate_tag(
-                aead::Nonce::assume_unique_for_key(n),
-                aead::Aad::from(&[0u8; 16]),
-                tags[i].as_ref(),
-                chunk,
-            )
-            .unwrap();
-        }
-        t.elapsed()
-    });
-    drop(work);
-    drop(sealed);
-
+    let aad = [0u8; 16];
     let client = Client::new(keyring(), Config::default()).unwrap();
     let ctx = EncryptionContext::from([("cluster".to_string(), "bench".to_string())]);
-    let mut message = Vec::with_capacity(len + len / 1000 + 4096);
-    let ours_enc = best(|| {
-        message.clear();
-        let enc = rt
-            .block_on(client.begin_encrypt(&ctx, &EncryptOptions::default()))
-            .unwrap();
-        let t = Instant::now();
-        enc.write_sync(&mut &input[..], &mut message).unwrap();
-        t.elapsed()
-    });
-    let mut plain = Vec::with_capacity(len);
-    let ours_dec = best(|| {
-        plain.clear();
-        let mut r = &message[..];
-        let t = Instant::now();
-        let raw = UnverifiedHeader::read_sync(&mut r, client.config()).unwrap();
-        let dec = rt
-            .block_on(client.begin_decrypt(raw, &DecryptOptions::default()))
-            .unwrap();
-        dec.read_sync(&mut r, &mut plain).unwrap();
-        t.elapsed()
-    });
-    assert_eq!(plain, input);
 
-    let (rs, ro, oe, od) = (
-        mbps(len, raw_seal),
-        mbps(len, raw_open),
-        mbps(len, ours_enc),
-        mbps(len, ours_dec),
-    );
+    // Buffers allocated and touched once, reused by every round.
+    let mut work = input.clone();
+    let mut raw_out: Vec<u8> = Vec::with_capacity(len + len / 1000 + 4096);
+    let mut message: Vec<u8> = Vec::with_capacity(len + len / 1000 + 4096);
+    let mut streamed: Vec<u8> = Vec::with_capacity(len + len / 1000 + 4096);
+    let mut plain: Vec<u8> = Vec::with_capacity(len);
+    raw_out.resize(raw_out.capacity(), 0);
+    raw_out.clear();
+    plain.resize(len, 0);
+    // One valid raw ciphertext of `input` to open.
+    let mut sealed = input.clone();
+    let tags: Vec<aead::Tag> = sealed
+        .chunks_mut(frame)
+        .enumerate()
+        .map(|(i, c)| {
+            key.seal_in_place_separate_tag(nonce(i), aead::Aad::from(&aad), c)
+                .unwrap()
+        })
+        .collect();
+    let first = rt
+        .block_on(client.begin_encrypt(&ctx, &EncryptOptions::default()))
+        .unwrap();
+    first.seal_slice(&input, &mut message).unwrap();
+
+    let names = [
+        "raw seal, in place",
+        "raw seal, into a new buffer",
+        "encrypt, in memory",
+        "encrypt, streaming",
+        "raw open, in place",
+        "raw open, into a new buffer",
+        "decrypt, in memory",
+        "decrypt, streaming",
+    ];
+    let mut best = [Duration::MAX; 8];
+    // Interleaved rounds: the machine is shared, so every variant sees the
+    // same background load; the best round of each is kept.
+    for _round in 0..ROUNDS {
+        for (v, slot) in best.iter_mut().enumerate() {
+            let t;
+            match v {
+                0 => {
+                    work.copy_from_slice(&input);
+                    t = Instant::now();
+                    for (i, c) in work.chunks_mut(frame).enumerate() {
+                        let tag = key
+                            .seal_in_place_separate_tag(nonce(i), aead::Aad::from(&aad), c)
+                            .unwrap();
+                        black_box(&tag);
+                    }
+                }
+                1 => {
+                    raw_out.clear();
+                    t = Instant::now();
+                    for (i, c) in input.chunks(frame).enumerate() {
+                        let at = raw_out.len();
+                        raw_out.extend_from_slice(c);
+                        let tag = key
+                            .seal_in_place_separate_tag(
+                                nonce(i),
+                                aead::Aad::from(&aad),
+                                &mut raw_out[at..],
+                            )
+                            .unwrap();
+                        raw_out.extend_from_slice(tag.as_ref());
+                    }
+                }
+                2 => {
+                    message.clear();
+                    let enc = rt
+                        .block_on(client.begin_encrypt(&ctx, &EncryptOptions::default()))
+                        .unwrap();
+                    t = Instant::now();
+                    enc.seal_slice(&input, &mut message).unwrap();
+                }
+                3 => {
+                    streamed.clear();
+                    let enc = rt
+                        .block_on(client.begin_encrypt(&ctx, &EncryptOptions::default()))
+                        .unwrap();
+                    t = Instant::now();
+                    enc.write_sync(&mut &input[..], &mut streamed).unwrap();
+                }
+                4 => {
+                    work.copy_from_slice(&sealed);
+                    t = Instant::now();
+                    for (i, c) in work.chunks_mut(frame).enumerate() {
+                        key.open_in_place_separate_tag(
+                            nonce(i),
+                            aead::Aad::from(&aad),
+                            tags[i].as_ref(),
+                            c,
+                        )
+                        .unwrap();
+                    }
+                }
+                5 => {
+                    plain.clear();
+                    t = Instant::now();
+                    for (i, c) in sealed.chunks(frame).enumerate() {
+                        let at = plain.len();
+                        plain.extend_from_slice(c);
+                        key.open_in_place_separate_tag(
+                            nonce(i),
+                            aead::Aad::from(&aad),
+                            tags[i].as_ref(),
+                            &mut plain[at..],
+                        )
+                        .unwrap();
+                    }
+                }
+                6 => {
+                    plain.clear();
+                    let mut r = &message[..];
+                    t = Instant::now();
+                    let raw = UnverifiedHeader::read_sync(&mut r, client.config()).unwrap();
+                    let dec = rt
+                        .block_on(client.begin_decrypt(raw, &DecryptOptions::default()))
+                        .unwrap();
+                    dec.open_slice(r, &mut plain).unwrap();
+                }
+                _ => {
+                    plain.clear();
+                    let mut r = &streamed[..];
+                    t = Instant::now();
+                    let raw = UnverifiedHeader::read_sync(&mut r, client.config()).unwrap();
+                    let dec = rt
+                        .block_on(client.begin_decrypt(raw, &DecryptOptions::default()))
+                        .unwrap();
+                    dec.read_sync(&mut r, &mut plain).unwrap();
+                }
+            }
+            *slot = (*slot).min(t.elapsed());
+            if v >= 6 {
+                assert!(plain == input, "{} round-trips", names[v]);
+            }
+        }
+    }
+    let m: Vec<f64> = best.iter().map(|d| mbps(len, *d)).collect();
     println!(
-        "256 MiB in memory, 1 core, best of {ROUNDS}, frame {} KiB:",
+        "256 MiB in memory, 1 core, best of {ROUNDS} interleaved rounds, frame {} KiB:",
         frame / 1024
     );
-    println!("  raw AES-256-GCM seal (aws-lc-rs, in place)   {rs:8.0} MB/s");
-    println!(
-        "  keyward-envelope encrypt (0x0478)            {oe:8.0} MB/s  = {:.1}% of raw",
-        100.0 * oe / rs
-    );
-    println!("  raw AES-256-GCM open (aws-lc-rs, in place)   {ro:8.0} MB/s");
-    println!(
-        "  keyward-envelope decrypt (0x0478)            {od:8.0} MB/s  = {:.1}% of raw",
-        100.0 * od / ro
-    );
-    println!("BENCH raw_seal_mbps={rs:.0} raw_open_mbps={ro:.0} encrypt_mbps={oe:.0} decrypt_mbps={od:.0}");
+    for (v, name) in names.iter().enumerate() {
+        let base = if v < 4 { (m[0], m[1]) } else { (m[4], m[5]) };
+        if v % 4 < 2 {
+            println!("  {name:30} {:7.0} MB/s", m[v]);
+        } else {
+            println!(
+                "  {name:30} {:7.0} MB/s = {:5.1}% of raw in place, {:5.1}% of raw into a new buffer",
+                m[v],
+                100.0 * m[v] / base.0,
+                100.0 * m[v] / base.1
+            );
+        }
+    }
+    let keys = [
+        "raw_seal_inplace",
+        "raw_seal_copy",
+        "encrypt",
+        "encrypt_stream",
+        "raw_open_inplace",
+        "raw_open_copy",
+        "decrypt",
+        "decrypt_stream",
+    ];
+    let line: Vec<String> = keys
+        .iter()
+        .zip(&m)
+        .map(|(k, v)| format!("{k}_mbps={v:.0}"))
+        .collect();
+    println!("BENCH {}", line.join(" "));
 }
 
 /// The child of `peak_memory`: streams `gib` GiB through encrypt then decrypt
@@ -262,26 +337,19 @@ fn small_messages() {
         ("class".to_string(), "documents".to_string()),
     ]);
     let plain = vec![0x42u8; 4096];
-    let mut out = Vec::with_capacity(8192);
     let n = 10_000;
-    let d = best(|| {
-        let t = Instant::now();
-        for _ in 0..n {
-            out.clear();
-            let enc = rt
-                .block_on(client.begin_encrypt(
-                    &ctx,
-                    &EncryptOptions {
-                        plaintext_length: Some(4096),
-                        ..Default::default()
-                    },
-                ))
-                .unwrap();
-            enc.write_sync(&mut &plain[..], &mut out).unwrap();
-            black_box(&out);
-        }
-        t.elapsed()
-    });
+    let d = (0..ROUNDS)
+        .map(|_| {
+            let t = Instant::now();
+            rt.block_on(async {
+                for _ in 0..n {
+                    black_box(client.encrypt_to_vec(&plain, &ctx).await.unwrap());
+                }
+            });
+            t.elapsed()
+        })
+        .min()
+        .unwrap();
     let calls = client.keyring().1.load(Ordering::Relaxed);
     let per_s = n as f64 / d.as_secs_f64();
     println!("4 KiB messages, warm cache, 1 core: {per_s:.0} encrypts/s; keyring (KMS) calls for {} messages: {calls}, saved: {}",

@@ -417,8 +417,8 @@ impl<K: Keyring> Client<K> {
             ..Default::default()
         };
         let encryption = self.begin_encrypt(context, &options).await?;
-        let mut out = Vec::with_capacity(plaintext.len() + plaintext.len() / 1024 + 1024);
-        encryption.write_sync(&mut &plaintext[..], &mut out)?;
+        let mut out = Vec::new();
+        stream::encrypt_slice(encryption.sealer, &encryption.header, plaintext, &mut out)?;
         Ok(out)
     }
 
@@ -432,8 +432,8 @@ impl<K: Keyring> Client<K> {
         let raw = UnverifiedHeader::read_sync(&mut reader, &self.config)?;
         let decryption = self.begin_decrypt(raw, options).await?;
         let context = decryption.context.clone();
-        let mut out = Vec::with_capacity(message.len());
-        decryption.read_sync(&mut reader, &mut out)?;
+        let mut out = Vec::new();
+        stream::decrypt_slice(decryption.opener, reader, &mut out)?;
         Ok((out, context))
     }
 }
@@ -442,6 +442,12 @@ impl Encryption {
     /// The serialized header and its auth tag.
     pub fn header_bytes(&self) -> &[u8] {
         &self.header
+    }
+
+    /// Encrypts a plaintext held in memory, appending the message to `out`.
+    /// Copies each byte once (no frame buffer): the fastest path.
+    pub fn seal_slice(self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        stream::encrypt_slice(self.sealer, &self.header, plaintext, out)
     }
 
     /// Streams a blocking reader into a blocking writer; returns plaintext bytes.
@@ -463,6 +469,12 @@ impl Decryption {
     /// The message's full encryption context (stored and supplied).
     pub fn context(&self) -> &EncryptionContext {
         &self.context
+    }
+
+    /// Decrypts the rest of a message held in memory (everything after the
+    /// header) into `out`; on failure `out` is left empty.
+    pub fn open_slice(self, body: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        stream::decrypt_slice(self.opener, body, out)
     }
 
     /// Streams the body from a blocking reader; returns plaintext bytes.

@@ -149,6 +149,49 @@ impl Sealer {
         Ok(start..end)
     }
 
+    /// Appends one sealed frame of `plaintext` to `out`: the plaintext is copied
+    /// once, straight into its place in the output, and sealed there (the
+    /// in-memory path has no separate frame buffer and so one copy fewer).
+    pub(crate) fn seal_into(
+        &mut self,
+        out: &mut Vec<u8>,
+        plaintext: &[u8],
+        last: bool,
+    ) -> Result<()> {
+        let seq = self.seq;
+        if !last && seq == u32::MAX {
+            return Err(Error::TooLong);
+        }
+        let start = out.len();
+        if last {
+            out.extend_from_slice(&FINAL_MARKER.to_be_bytes());
+        }
+        out.extend_from_slice(&seq.to_be_bytes());
+        out.extend_from_slice(&[0u8; 8]);
+        out.extend_from_slice(&seq.to_be_bytes());
+        if last {
+            out.extend_from_slice(&(plaintext.len() as u32).to_be_bytes());
+        }
+        let body = out.len();
+        out.extend_from_slice(plaintext);
+        let mut aad = [0u8; 80];
+        let aad_len = frame_aad(&self.message_id, last, seq, plaintext.len(), &mut aad);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                nonce(seq),
+                aead::Aad::from(&aad[..aad_len]),
+                &mut out[body..],
+            )
+            .map_err(|_| Error::Crypto)?;
+        out.extend_from_slice(tag.as_ref());
+        if let Some((_, hash)) = &mut self.signing {
+            hash.update(&out[start..]);
+        }
+        self.seq = seq.wrapping_add(1);
+        Ok(())
+    }
+
     /// The footer for signed suites (empty otherwise).
     pub(crate) fn footer(self) -> Result<Vec<u8>> {
         let Some((materials, hash)) = self.signing else {
@@ -248,6 +291,35 @@ impl Opener {
             self.seq = self.seq.checked_add(1).ok_or(Error::Decrypt)?;
         }
         Ok(len)
+    }
+
+    /// Copies one frame's ciphertext to the end of `out` and opens it there;
+    /// on failure `out` is truncated back.
+    pub(crate) fn open_into(
+        &mut self,
+        out: &mut Vec<u8>,
+        ciphertext: &[u8],
+        tag: &[u8],
+        last: bool,
+    ) -> Result<()> {
+        let start = out.len();
+        out.extend_from_slice(ciphertext);
+        let mut aad = [0u8; 80];
+        let aad_len = frame_aad(&self.message_id, last, self.seq, ciphertext.len(), &mut aad);
+        let opened = self.key.open_in_place_separate_tag(
+            nonce(self.seq),
+            aead::Aad::from(&aad[..aad_len]),
+            tag,
+            &mut out[start..],
+        );
+        if opened.is_err() {
+            out.truncate(start);
+            return Err(Error::Decrypt);
+        }
+        if !last {
+            self.seq = self.seq.checked_add(1).ok_or(Error::Decrypt)?;
+        }
+        Ok(())
     }
 
     /// Verifies the footer signature over everything hashed so far.

@@ -227,3 +227,86 @@ where
 {
     decrypt_body!(opener, r, w, .await)
 }
+
+/// Encrypts a whole plaintext held in memory into `out` (one copy).
+pub(crate) fn encrypt_slice(
+    mut sealer: Sealer,
+    header: &[u8],
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let frame_len = sealer.frame_length;
+    let frames = plaintext.len() / frame_len + 1;
+    out.reserve(header.len() + plaintext.len() + frames * (PREFIX + TAG) + 2 + MAX_SIGNATURE);
+    out.extend_from_slice(header);
+    // An exact multiple (and the empty plaintext) ends with an empty final frame.
+    let full = plaintext.len() / frame_len;
+    for chunk in plaintext[..full * frame_len].chunks_exact(frame_len) {
+        sealer.seal_into(out, chunk, false)?;
+    }
+    sealer.seal_into(out, &plaintext[full * frame_len..], true)?;
+    let footer = sealer.footer()?;
+    out.extend_from_slice(&footer);
+    Ok(())
+}
+
+/// Decrypts the body of a message held in memory (everything after the
+/// header) into `out` (one copy). On any error `out` is cleared: nothing of an
+/// unauthenticated message is returned.
+pub(crate) fn decrypt_slice(mut opener: Opener, body: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    let result = decrypt_slice_inner(&mut opener, body, out);
+    if result.is_err() {
+        out.clear();
+    }
+    result
+}
+
+fn decrypt_slice_inner(opener: &mut Opener, body: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    let frame_len = opener.frame_length;
+    out.reserve(body.len());
+    let take = |at: &mut usize, n: usize| -> Result<&[u8]> {
+        let end = at.checked_add(n).ok_or(Error::Decrypt)?;
+        let bytes = body.get(*at..end).ok_or(Error::Decrypt)?;
+        *at = end;
+        Ok(bytes)
+    };
+    let mut at = 0usize;
+    loop {
+        let start = at;
+        let marker = u32::from_be_bytes(take(&mut at, 4)?.try_into().expect("4 bytes"));
+        if marker != u32::MAX {
+            let iv = take(&mut at, 12)?;
+            opener.check_frame_header(marker, iv)?;
+            let ciphertext = take(&mut at, frame_len)?;
+            let tag = take(&mut at, TAG)?;
+            opener.hash(&body[start..at]);
+            opener.open_into(out, ciphertext, tag, false)?;
+            continue;
+        }
+        let fixed = take(&mut at, 20)?;
+        let seq = u32::from_be_bytes(fixed[0..4].try_into().expect("4 bytes"));
+        opener.check_frame_header(seq, &fixed[4..16])?;
+        let len = u32::from_be_bytes(fixed[16..20].try_into().expect("4 bytes")) as usize;
+        if len > frame_len {
+            return Err(Error::Decrypt);
+        }
+        let ciphertext = take(&mut at, len)?;
+        let tag = take(&mut at, TAG)?;
+        opener.hash(&body[start..at]);
+        opener.open_into(out, ciphertext, tag, true)?;
+        if opener.is_signed() {
+            let sig_len = usize::from(u16::from_be_bytes(
+                take(&mut at, 2)?.try_into().expect("2 bytes"),
+            ));
+            if sig_len > MAX_SIGNATURE {
+                return Err(Error::Decrypt);
+            }
+            let signature = take(&mut at, sig_len)?;
+            opener.verify(signature)?;
+        }
+        if at != body.len() {
+            return Err(Error::Decrypt);
+        }
+        return Ok(());
+    }
+}

@@ -2,7 +2,7 @@
 
 mod cache;
 mod common;
-
+mod interop;
 mod props;
 mod roundtrip;
 mod tamper;
