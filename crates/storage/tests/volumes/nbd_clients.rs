@@ -60,6 +60,10 @@ fn qemu_io_writes_and_reads_patterns_at_unaligned_offsets() {
             "-c",
             "write -P 0x5a 12345 40000",
             "-c",
+            "write -f -P 0x77 100000 3000",
+            "-c",
+            "discard 1M 64k",
+            "-c",
             "flush",
         ],
     );
@@ -82,6 +86,8 @@ fn qemu_io_writes_and_reads_patterns_at_unaligned_offsets() {
             "read -P 0x11 8191 2",
             "-c",
             "read -P 0x5a 12345 40000",
+            "-c",
+            "read -P 0x77 100000 3000",
         ],
     );
     assert!(!out.contains("Pattern verification failed"), "{out}");
