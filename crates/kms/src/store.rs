@@ -11,6 +11,7 @@
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
@@ -224,15 +225,34 @@ fn load(conn: &Connection) -> Result<Loaded, Error> {
 /// Largest group: bounds the time one transaction holds the writer.
 const MAX_GROUP: usize = 4096;
 
+/// After a group of more than one job, how long the writer keeps collecting while jobs still
+/// arrive. Callers answered by the last commit resubmit within microseconds; waiting for them lets
+/// one fsync carry the whole wave instead of a straggler group plus a full one. A lone caller
+/// (previous group of one) never waits.
+const LINGER_GAP: Duration = Duration::from_micros(150);
+const LINGER_MAX: Duration = Duration::from_micros(1500);
+
 fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+    let mut last_group = 1;
     while let Ok(first) = rx.recv() {
+        let started = Instant::now();
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
             match rx.try_recv() {
                 Ok(job) => jobs.push(job),
-                Err(_) => break,
+                Err(mpsc::TryRecvError::Disconnected) => break,
+                Err(mpsc::TryRecvError::Empty) => {
+                    if last_group <= 1 || started.elapsed() >= LINGER_MAX {
+                        break;
+                    }
+                    match rx.recv_timeout(LINGER_GAP) {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
             }
         }
+        last_group = jobs.len();
         let result = apply_all(&mut conn, &jobs).map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(error = %e, "KMS store commit failed");

@@ -1,0 +1,132 @@
+//! Engine throughput: `GenerateDataKey` and `Decrypt` through `Engine::call_kms` with the trail
+//! durable (group commit, WAL, synchronous=FULL), at 1, 8 and 64 concurrent callers, side by side
+//! with two baselines measured in the same run:
+//! - the bare crypto of one call (random data key + AES-256-GCM seal, or open), single thread;
+//! - concurrency 1, where every request waits for its own fsync (no commit to share).
+//!
+//! Run: `cargo bench -p keyward-kms --bench engine` (KEYWARD_BENCH_SECS sets seconds per case).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use keyward_kms::{Caller, Engine, EngineConfig, Identity, IdentityConfig, RootKey};
+use serde_json::json;
+
+fn caller() -> Caller {
+    Caller {
+        identity: Identity::root("111122223333"),
+        access_key_id: "AKIABENCHBENCHBENCH1".into(),
+        region: "us-east-1".into(),
+        source_ip: "127.0.0.1".into(),
+        user_agent: "keyward-bench".into(),
+        request_id: "00000000-0000-4000-8000-000000000000".into(),
+    }
+}
+
+fn bare_crypto(secs: f64) -> f64 {
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7u8; 32]).unwrap());
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        let mut dk = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut dk).unwrap();
+        let mut nonce = [0u8; 12];
+        aws_lc_rs::rand::fill(&mut nonce).unwrap();
+        let mut buf = dk.to_vec();
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(&[0u8; 40][..]),
+            &mut buf,
+        )
+        .unwrap();
+        std::hint::black_box(&buf);
+        n += 1;
+    }
+    start.elapsed().as_secs_f64() * 1e9 / n as f64
+}
+
+async fn run(
+    engine: &Engine,
+    action: &'static str,
+    body: String,
+    clients: usize,
+    secs: f64,
+) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (engine, body, stop, done) = (engine.clone(), body.clone(), stop.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let caller = caller();
+            while !stop.load(Ordering::Relaxed) {
+                engine
+                    .call_kms(&caller, action, body.as_bytes())
+                    .await
+                    .unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let n = done.load(Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    n as f64 / elapsed
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a plain run is fine too.
+    let secs: f64 = std::env::var("KEYWARD_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(EngineConfig {
+        data_dir: dir.path().to_path_buf(),
+        root_key: RootKey::from_bytes([9; 32]),
+        identities: IdentityConfig::empty(),
+        dev: false,
+    })
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = caller();
+        let key = engine.call_kms(&c, "CreateKey", b"{}").await.unwrap();
+        let key_id = key["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+        let ctx = json!({"cluster": "c-0123456789", "class": "engine-disk"});
+        let gdk = json!({"KeyId": key_id, "KeySpec": "AES_256", "EncryptionContext": ctx}).to_string();
+        let blob = engine.call_kms(&c, "GenerateDataKey", gdk.as_bytes()).await.unwrap()["CiphertextBlob"].clone();
+        let dec = json!({"CiphertextBlob": blob, "EncryptionContext": ctx}).to_string();
+
+        let crypto_ns = bare_crypto(secs.min(1.0));
+        println!("baseline: bare data-key crypto (rand + AES-256-GCM seal), 1 thread: {crypto_ns:.0} ns/op");
+        println!("{:<18} {:>8} {:>12} {:>14} {:>16}", "action", "clients", "req/s", "us/req (wall)", "vs clients=1");
+        for (action, body) in [("GenerateDataKey", gdk), ("Decrypt", dec)] {
+            let mut one = 0.0;
+            for clients in [1usize, 8, 64] {
+                let rps = run(&engine, action, body.clone(), clients, secs).await;
+                if clients == 1 {
+                    one = rps;
+                }
+                println!(
+                    "{action:<18} {clients:>8} {rps:>12.0} {:>14.1} {:>15.1}x",
+                    1e6 / rps,
+                    rps / one
+                );
+            }
+        }
+        let mut trail = Vec::new();
+        engine.export_trail(&mut trail).unwrap();
+        println!("trail records written durably: {}", trail.iter().filter(|b| **b == b'\n').count());
+    });
+}
