@@ -3,6 +3,7 @@
 mod crypto;
 mod durability;
 mod errors;
+mod fuzz;
 mod grants;
 mod lifecycle;
 mod rotation;
