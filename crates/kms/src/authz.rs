@@ -35,6 +35,13 @@ pub(crate) fn authorize(
     Err(denied(caller, action, &key.meta.arn))
 }
 
+/// The hook for actions on no key (CreateKey, ListKeys, ListAliases, GenerateRandom,
+/// ListRetirableGrants): AWS authorizes them by the caller's IAM identity policy alone. Every
+/// configured identity may call them for now; IAM evaluation plugs in here.
+pub(crate) fn authorize_account(_caller: &Caller, _action: &str) -> Result<(), ApiError> {
+    Ok(())
+}
+
 /// AWS's AccessDeniedException message shape.
 pub(crate) fn denied(caller: &Caller, action: &str, resource_arn: &str) -> ApiError {
     ApiError::new(

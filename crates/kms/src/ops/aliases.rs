@@ -147,6 +147,7 @@ pub(crate) fn delete_alias(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
 pub(crate) fn list_aliases(cx: &mut Cx<'_>, st: &State, req: &Req) -> Result<Value, ApiError> {
     let limit = req.int_range("Limit", 1, 100)?.unwrap_or(50) as usize;
     let marker = req.str_len("Marker", 1, 1024)?;
+    crate::authz::authorize_account(cx.caller, "ListAliases")?;
     let filter = match req.key_id_opt("KeyId")? {
         Some(k) => Some(resolve(cx, st, k, false)?),
         None => None,

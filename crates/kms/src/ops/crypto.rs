@@ -220,7 +220,7 @@ pub(crate) fn generate_data_key(
     Ok(out)
 }
 
-pub(crate) fn generate_random(_cx: &mut Cx<'_>, _st: &State, req: &Req) -> Result<Value, ApiError> {
+pub(crate) fn generate_random(cx: &mut Cx<'_>, _st: &State, req: &Req) -> Result<Value, ApiError> {
     let n = req
         .int_range("NumberOfBytes", 1, 1024)?
         .ok_or_else(|| ApiError::new("ValidationException", "Please specify number of bytes."))?;
@@ -230,6 +230,7 @@ pub(crate) fn generate_random(_cx: &mut Cx<'_>, _st: &State, req: &Req) -> Resul
             "CustomKeyStoreId and Recipient are not supported.",
         ));
     }
+    crate::authz::authorize_account(cx.caller, "GenerateRandom")?;
     let mut bytes = Zeroizing::new(vec![0u8; n as usize]);
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| ApiError::internal())?;
     Ok(json!({ "Plaintext": b64(&bytes) }))

@@ -233,6 +233,7 @@ pub(crate) fn list_retirable_grants(
     let limit = req.int_range("Limit", 1, 100)?.unwrap_or(50) as usize;
     let marker = req.str_len("Marker", 1, 1024)?;
     let retiring = principal_member(req, "RetiringPrincipal", true)?.expect("required");
+    crate::authz::authorize_account(cx.caller, "ListRetirableGrants")?;
     let items = st
         .grants
         .values()
@@ -241,7 +242,6 @@ pub(crate) fn list_retirable_grants(
         .collect::<std::collections::BTreeMap<_, _>>()
         .into_iter()
         .collect();
-    let _ = cx;
     let (grants, next) = page(items, limit, marker)?;
     Ok(paged(json!({ "Grants": grants }), next))
 }

@@ -158,6 +158,7 @@ pub(crate) fn create_key(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result<V
     }
     req.bool_opt("BypassPolicyLockoutSafetyCheck")?;
     let tags = tags_member(req)?.unwrap_or_default();
+    crate::authz::authorize_account(cx.caller, "CreateKey")?;
     if tags.len() > MAX_TAGS {
         return Err(ApiError::new(
             "TagException",
@@ -225,6 +226,7 @@ pub(crate) fn describe_key(cx: &mut Cx<'_>, st: &State, req: &Req) -> Result<Val
 pub(crate) fn list_keys(cx: &mut Cx<'_>, st: &State, req: &Req) -> Result<Value, ApiError> {
     let limit = req.int_range("Limit", 1, 1000)?.unwrap_or(100) as usize;
     let marker = req.str_len("Marker", 1, 1024)?;
+    crate::authz::authorize_account(cx.caller, "ListKeys")?;
     let mut items: Vec<(String, Value)> = st
         .keys
         .values()
