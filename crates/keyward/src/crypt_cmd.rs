@@ -1,17 +1,313 @@
 //! `keyward encrypt` / `keyward decrypt`: files as AWS Encryption SDK v2 messages.
+//!
+//! The messages open with the official `aws-encryption-cli` and the same key:
+//! `aws-encryption-cli --decrypt -i F -o OUT --wrapping-keys key=<ARN>
+//!  --commitment-policy require-encrypt-require-decrypt -S`.
+//! Output goes to `<output>.partial` and is renamed only on success, so a
+//! refused or interrupted message never leaves a plaintext that looks complete.
 
+use std::{
+    io::IsTerminal,
+    path::{Path, PathBuf},
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use anyhow::{bail, Context as _};
 use clap::Args;
+use keyward_envelope::{
+    Client, Config, DecryptOptions, EncryptOptions, EncryptionContext, KmsKeyring, Suite,
+};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+/// Inputs at least this large get a progress bar (on a terminal only).
+const PROGRESS_MIN_BYTES: u64 = 64 << 20;
 
 #[derive(Args)]
-pub struct EncryptArgs {}
-
-#[derive(Args)]
-pub struct DecryptArgs {}
-
-pub async fn encrypt(_args: EncryptArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`keyward encrypt` is not built yet")
+pub struct EncryptArgs {
+    /// ARN of the KMS key that generates the data key.
+    #[arg(long, env = "KEYWARD_KEY_ARN")]
+    key_arn: String,
+    /// Encryption context pair KEY=VALUE, bound to the message (repeatable).
+    #[arg(long = "context", short = 'c', value_name = "KEY=VALUE")]
+    context: Vec<String>,
+    /// Input file, or `-` for stdin.
+    #[arg(short, long, default_value = "-")]
+    input: PathBuf,
+    /// Output file, or `-` for stdout.
+    #[arg(short, long, default_value = "-")]
+    output: PathBuf,
+    /// KMS endpoint (else the AWS default chain: AWS_ENDPOINT_URL_KMS, config, the region's endpoint).
+    #[arg(long)]
+    endpoint_url: Option<String>,
+    /// Plaintext bytes per frame.
+    #[arg(long, default_value_t = keyward_envelope::DEFAULT_FRAME_LENGTH)]
+    frame_length: u32,
+    /// Algorithm suite: 0478 (default) or 0578 (adds an ECDSA P-384 signature).
+    #[arg(long, default_value = "0478", value_parser = ["0478", "0578"])]
+    suite: String,
 }
 
-pub async fn decrypt(_args: DecryptArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`keyward decrypt` is not built yet")
+#[derive(Args)]
+pub struct DecryptArgs {
+    /// ARN of a KMS key that may decrypt (repeatable); no other key is tried.
+    #[arg(long, env = "KEYWARD_KEY_ARN", required = true)]
+    key_arn: Vec<String>,
+    /// Encryption context pair KEY=VALUE the message must carry (repeatable).
+    #[arg(long = "context", short = 'c', value_name = "KEY=VALUE")]
+    context: Vec<String>,
+    /// Input file, or `-` for stdin.
+    #[arg(short, long, default_value = "-")]
+    input: PathBuf,
+    /// Output file, or `-` for stdout.
+    #[arg(short, long, default_value = "-")]
+    output: PathBuf,
+    /// KMS endpoint (else the AWS default chain).
+    #[arg(long)]
+    endpoint_url: Option<String>,
+}
+
+fn parse_context(pairs: &[String]) -> anyhow::Result<EncryptionContext> {
+    let mut context = EncryptionContext::new();
+    for pair in pairs {
+        let Some((key, value)) = pair.split_once('=') else {
+            bail!("--context {pair:?} is not KEY=VALUE; write for example --context cluster=c-123");
+        };
+        if key.is_empty() {
+            bail!("--context {pair:?} has an empty key; write for example --context cluster=c-123");
+        }
+        if context.insert(key.to_owned(), value.to_owned()).is_some() {
+            bail!("--context key {key:?} is given twice; give each key once");
+        }
+    }
+    Ok(context)
+}
+
+async fn kms_client(endpoint_url: Option<&str>) -> aws_sdk_kms::Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    aws_sdk_kms::Client::new(&loader.load().await)
+}
+
+/// Says what to do next for each failure a user can fix.
+fn explain(error: keyward_envelope::Error, endpoint: Option<&str>) -> anyhow::Error {
+    use keyward_envelope::Error as E;
+    let hint = match &error {
+        E::Kms { code, key_id, .. } => match code.as_str() {
+            "AccessDeniedException" => format!(
+                "the key policy of {key_id} does not let these credentials use it: allow kms:GenerateDataKey* and \
+                 kms:Decrypt for your principal, or use other credentials"
+            ),
+            "DisabledException" => format!("the key is disabled: enable it with `aws kms enable-key --key-id {key_id}`"),
+            "KMSInvalidStateException" => format!(
+                "the key cannot be used in its state (pending deletion?): `aws kms cancel-key-deletion --key-id \
+                 {key_id}` then `aws kms enable-key --key-id {key_id}`"
+            ),
+            "NotFoundException" => "no such key: check the key ARN and that the region matches it".into(),
+            "UnrecognizedClientException" | "InvalidSignatureException" => {
+                "the KMS does not accept these credentials: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY".into()
+            }
+            _ => match endpoint {
+                Some(url) => format!("check that the KMS at {url} is running and reachable"),
+                None => "check the network, the region and --endpoint-url".into(),
+            },
+        },
+        E::Decrypt => "check that --key-arn is the key the message was encrypted under, that every --context pair \
+                       matches the message, and that the file is complete and unaltered"
+            .into(),
+        E::UnsupportedVersion(_) => "decrypt it with the AWS Encryption CLI's legacy commitment policy".into(),
+        E::Io(_) => "check the input and output paths and free space".into(),
+        _ => String::new(),
+    };
+    if hint.is_empty() {
+        anyhow::Error::new(error)
+    } else {
+        anyhow::Error::new(error).context(hint)
+    }
+}
+
+type Reader = Pin<Box<dyn AsyncRead + Send>>;
+
+async fn open_input(path: &Path) -> anyhow::Result<(Reader, Option<u64>)> {
+    if path == Path::new("-") {
+        return Ok((Box::pin(tokio::io::stdin()), None));
+    }
+    let file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("cannot open the input {}: check the path", path.display()))?;
+    let len = file.metadata().await.ok().map(|m| m.len());
+    Ok((Box::pin(file), len))
+}
+
+/// The output: stdout, or `<path>.partial` renamed to `<path>` by [`Output::commit`].
+struct Output {
+    writer: Pin<Box<dyn AsyncWrite + Send>>,
+    paths: Option<(PathBuf, PathBuf)>,
+}
+
+impl Output {
+    async fn open(path: &Path) -> anyhow::Result<Output> {
+        if path == Path::new("-") {
+            return Ok(Output {
+                writer: Box::pin(tokio::io::stdout()),
+                paths: None,
+            });
+        }
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
+        let file = tokio::fs::File::create(&partial).await.with_context(|| {
+            format!(
+                "cannot create {}: check the directory exists and is writable",
+                partial.display()
+            )
+        })?;
+        Ok(Output {
+            writer: Box::pin(tokio::io::BufWriter::with_capacity(1 << 20, file)),
+            paths: Some((partial, path.into())),
+        })
+    }
+
+    async fn commit(mut self) -> anyhow::Result<()> {
+        self.writer.shutdown().await?;
+        if let Some((partial, path)) = self.paths.take() {
+            tokio::fs::rename(&partial, &path)
+                .await
+                .with_context(|| format!("cannot rename to {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    async fn abandon(self) {
+        if let Some((partial, _)) = &self.paths {
+            let _ = tokio::fs::remove_file(partial).await;
+        }
+    }
+}
+
+/// Counts bytes read into a progress bar.
+struct Progress<R> {
+    inner: R,
+    bar: indicatif::ProgressBar,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Progress<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        self.bar.inc(read as u64);
+        result
+    }
+}
+
+fn with_progress(reader: Reader, len: Option<u64>) -> (Reader, Option<indicatif::ProgressBar>) {
+    match len {
+        Some(len) if len >= PROGRESS_MIN_BYTES && std::io::stderr().is_terminal() => {
+            let bar = indicatif::ProgressBar::new(len);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+            ) {
+                bar.set_style(style);
+            }
+            (
+                Box::pin(Progress {
+                    inner: reader,
+                    bar: bar.clone(),
+                }),
+                Some(bar),
+            )
+        }
+        _ => (reader, None),
+    }
+}
+
+/// A closed stdout (`keyward decrypt ... | head`) is not an error worth a message.
+fn quiet_broken_pipe(error: &keyward_envelope::Error) -> bool {
+    matches!(error, keyward_envelope::Error::Io(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+pub async fn encrypt(args: EncryptArgs) -> anyhow::Result<()> {
+    let context = parse_context(&args.context)?;
+    let suite = match args.suite.as_str() {
+        "0578" => Suite::Aes256GcmHkdfSha512CommitEcdsaP384,
+        _ => Suite::Aes256GcmHkdfSha512Commit,
+    };
+    let config = Config {
+        suite,
+        frame_length: args.frame_length,
+        ..Config::default()
+    };
+    let kms = kms_client(args.endpoint_url.as_deref()).await;
+    let client = Client::new(KmsKeyring::new(kms, args.key_arn.clone()), config).map_err(|e| {
+        anyhow::Error::new(e).context("choose a --frame-length between 1 and 64 MiB")
+    })?;
+    let (reader, len) = open_input(&args.input).await?;
+    let (mut reader, bar) = with_progress(reader, len);
+    let options = EncryptOptions {
+        plaintext_length: len,
+        ..Default::default()
+    };
+    let encryption = client
+        .begin_encrypt(&context, &options)
+        .await
+        .map_err(|e| explain(e, args.endpoint_url.as_deref()))?;
+    let mut output = Output::open(&args.output).await?;
+    let result = encryption
+        .write_async(&mut reader, &mut output.writer)
+        .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match result {
+        Ok(_) => output.commit().await,
+        Err(e) if quiet_broken_pipe(&e) => Ok(()),
+        Err(e) => {
+            output.abandon().await;
+            Err(explain(e, args.endpoint_url.as_deref()))
+        }
+    }
+}
+
+pub async fn decrypt(args: DecryptArgs) -> anyhow::Result<()> {
+    let context = parse_context(&args.context)?;
+    let kms = kms_client(args.endpoint_url.as_deref()).await;
+    let mut keyring = KmsKeyring::new(kms, args.key_arn[0].clone());
+    for arn in &args.key_arn[1..] {
+        keyring = keyring.with_decrypt_key(arn.clone());
+    }
+    let client = Client::new(keyring, Config::default())?;
+    let (reader, len) = open_input(&args.input).await?;
+    let (mut reader, bar) = with_progress(reader, len);
+    let options = DecryptOptions {
+        context,
+        ..Default::default()
+    };
+    let endpoint = args.endpoint_url.as_deref();
+    let raw = keyward_envelope::UnverifiedHeader::read_async(&mut reader, client.config())
+        .await
+        .map_err(|e| explain(e, endpoint))?;
+    let decryption = client
+        .begin_decrypt(raw, &options)
+        .await
+        .map_err(|e| explain(e, endpoint))?;
+    let mut output = Output::open(&args.output).await?;
+    let result = decryption.read_async(&mut reader, &mut output.writer).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match result {
+        Ok(_) => output.commit().await,
+        Err(e) if quiet_broken_pipe(&e) => Ok(()),
+        Err(e) => {
+            output.abandon().await;
+            Err(explain(e, endpoint))
+        }
+    }
 }
