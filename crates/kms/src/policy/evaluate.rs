@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::condition::{Key, Values};
-use super::parse::{Policy, PrincipalEntry, Statement};
+use super::parse::{ActionKey, Policy, PrincipalEntry, Statement};
 
 /// What kind of principal is calling; CloudTrail's `userIdentity.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,9 +22,11 @@ pub enum PrincipalKind {
     Service,
 }
 
-/// The authenticated caller, as established by SigV4.
+/// The principal making the request (the authenticated caller, as established by SigV4).
+/// Build it from the engine's `Identity`: `kind` from `IdentityKind`, `principal_id` as is,
+/// `role_arn` from `session_issuer_arn`.
 #[derive(Debug, Clone)]
-pub struct Caller<'a> {
+pub struct Principal<'a> {
     pub kind: PrincipalKind,
     /// The caller's ARN (for an assumed role, the session ARN).
     pub arn: &'a str,
@@ -39,7 +41,7 @@ pub struct Caller<'a> {
     pub role_arn: Option<&'a str>,
 }
 
-impl<'a> Caller<'a> {
+impl<'a> Principal<'a> {
     /// The unique id of the user or role (without the session name).
     fn unique_id(&self) -> &'a str {
         self.principal_id
@@ -92,7 +94,7 @@ pub struct GrantContext<'a> {
 /// request facts that apply to the operation.
 #[derive(Debug, Clone)]
 pub struct RequestContext<'a> {
-    pub caller: Caller<'a>,
+    pub caller: Principal<'a>,
     /// The KMS action as in `X-Amz-Target` after `TrentService.`, e.g. `"Decrypt"`.
     pub action: &'a str,
     /// The key's ARN.
@@ -117,7 +119,7 @@ pub struct RequestContext<'a> {
 
 impl<'a> RequestContext<'a> {
     pub fn new(
-        caller: Caller<'a>,
+        caller: Principal<'a>,
         action: &'a str,
         resource: &'a str,
         resource_account: &'a str,
@@ -266,7 +268,7 @@ enum Match {
     Account,
 }
 
-fn entry_match(entry: &PrincipalEntry, caller: &Caller<'_>) -> Match {
+fn entry_match(entry: &PrincipalEntry, caller: &Principal<'_>) -> Match {
     let hit = |b: bool| if b { Match::Direct } else { Match::No };
     match entry {
         PrincipalEntry::Any => Match::Direct,
@@ -296,7 +298,7 @@ fn entry_match(entry: &PrincipalEntry, caller: &Caller<'_>) -> Match {
     }
 }
 
-fn principal_match(st: &Statement, caller: &Caller<'_>) -> Match {
+fn principal_match(st: &Statement, caller: &Principal<'_>) -> Match {
     let Some(p) = &st.principals else {
         // Identity policies have no principal: they apply to their holder.
         return Match::Direct;
@@ -324,8 +326,8 @@ fn principal_match(st: &Statement, caller: &Caller<'_>) -> Match {
     }
 }
 
-fn statement_match(st: &Statement, ctx: &RequestContext<'_>) -> Match {
-    if !st.action_matches(ctx.action) {
+fn statement_match(st: &Statement, ctx: &RequestContext<'_>, action: &ActionKey<'_>) -> Match {
+    if !st.action_matches(action) {
         return Match::No;
     }
     let m = principal_match(st, &ctx.caller);
@@ -347,10 +349,11 @@ pub fn evaluate(
     key_policy: &Policy,
     identity_policies: &[Policy],
 ) -> Decision {
+    let action = &ActionKey::new(ctx.action);
     let mut key_direct = false;
     let mut key_account = false;
     for st in key_policy.statements() {
-        match statement_match(st, ctx) {
+        match statement_match(st, ctx, action) {
             Match::No => {}
             _ if st.deny => return Decision::ExplicitDeny(PolicyType::ResourceBased),
             Match::Direct => key_direct = true,
@@ -360,7 +363,7 @@ pub fn evaluate(
     let mut identity_allows = ctx.caller.kind == PrincipalKind::Root;
     for policy in identity_policies {
         for st in policy.statements() {
-            if statement_match(st, ctx) != Match::No {
+            if statement_match(st, ctx, action) != Match::No {
                 if st.deny {
                     return Decision::ExplicitDeny(PolicyType::IdentityBased);
                 }

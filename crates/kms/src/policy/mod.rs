@@ -32,7 +32,7 @@ mod pattern;
 mod tests;
 
 pub use evaluate::{
-    evaluate, Caller, Decision, GrantContext, PolicyType, PrincipalKind, RequestContext,
+    evaluate, Decision, GrantContext, PolicyType, Principal, PrincipalKind, RequestContext,
 };
 pub use parse::{Policy, PolicyVersion};
 
@@ -108,7 +108,7 @@ pub fn default_key_policy(account_id: &str) -> String {
 /// [`Policy::resolve_principals`].
 pub fn would_lock_out(
     new_key_policy: &Policy,
-    caller: &Caller<'_>,
+    caller: &Principal<'_>,
     key_arn: &str,
     key_account: &str,
     identity_policies: &[Policy],

@@ -41,6 +41,9 @@ pub(crate) struct Statement {
     /// None in identity policies.
     pub(crate) principals: Option<Principals>,
     actions: ActionSet,
+    /// Bit i set when the action element covers `KMS_ACTIONS[i]`: evaluation of a known action
+    /// is one bit test instead of a walk over the patterns.
+    action_mask: u64,
     resources: ResourceSet,
     pub(crate) conditions: Box<[Condition]>,
 }
@@ -88,20 +91,131 @@ struct ActionSet {
 
 #[derive(Debug, Clone, PartialEq)]
 struct ResourceSet {
+    /// `"*"` is among the (not negated) patterns: every resource matches.
+    any: bool,
     negated: bool,
     patterns: Box<[Pattern]>,
 }
 
+/// Every KMS action (API operation or permission), sorted, so that a request's action can be
+/// found by binary search and tested against a statement's precomputed [`Statement`] mask.
+const KMS_ACTIONS: [&str; 55] = [
+    "CancelKeyDeletion",
+    "ConnectCustomKeyStore",
+    "CreateAlias",
+    "CreateCustomKeyStore",
+    "CreateGrant",
+    "CreateKey",
+    "Decrypt",
+    "DeleteAlias",
+    "DeleteCustomKeyStore",
+    "DeleteImportedKeyMaterial",
+    "DeriveSharedSecret",
+    "DescribeCustomKeyStores",
+    "DescribeKey",
+    "DisableKey",
+    "DisableKeyRotation",
+    "DisconnectCustomKeyStore",
+    "EnableKey",
+    "EnableKeyRotation",
+    "Encrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+    "GenerateDataKeyWithoutPlaintext",
+    "GenerateMac",
+    "GenerateRandom",
+    "GetKeyPolicy",
+    "GetKeyRotationStatus",
+    "GetParametersForImport",
+    "GetPublicKey",
+    "ImportKeyMaterial",
+    "ListAliases",
+    "ListGrants",
+    "ListKeyPolicies",
+    "ListKeyRotations",
+    "ListKeys",
+    "ListResourceTags",
+    "ListRetirableGrants",
+    "PutKeyPolicy",
+    "ReEncryptFrom",
+    "ReEncryptTo",
+    "ReplicateKey",
+    "RetireGrant",
+    "RevokeGrant",
+    "RotateKeyOnDemand",
+    "ScheduleKeyDeletion",
+    "Sign",
+    "SynchronizeMultiRegionKey",
+    "TagResource",
+    "UntagResource",
+    "UpdateAlias",
+    "UpdateCustomKeyStore",
+    "UpdateKeyDescription",
+    "UpdatePrimaryRegion",
+    "Verify",
+    "VerifyMac",
+];
+
+/// The index of a KMS action spelled as in `X-Amz-Target` (exact case), for the mask test;
+/// None for other spellings and unknown actions, which fall back to the patterns. Candidates are
+/// bucketed by length so a lookup is one or two byte comparisons, not a binary search.
+pub(crate) fn kms_action_index(action: &str) -> Option<u8> {
+    static BY_LEN: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    let by_len = BY_LEN.get_or_init(|| {
+        let longest = KMS_ACTIONS.iter().map(|a| a.len()).max().unwrap_or(0);
+        let mut table = vec![Vec::new(); longest + 1];
+        for (i, a) in KMS_ACTIONS.iter().enumerate() {
+            table[a.len()].push(i as u8);
+        }
+        table
+    });
+    by_len
+        .get(action.len())?
+        .iter()
+        .copied()
+        .find(|&i| KMS_ACTIONS[usize::from(i)].as_bytes() == action.as_bytes())
+}
+
+/// The request's action with its index in [`KMS_ACTIONS`], looked up once per evaluation.
+pub(crate) struct ActionKey<'a> {
+    name: &'a str,
+    index: Option<u8>,
+}
+
+impl<'a> ActionKey<'a> {
+    pub(crate) fn new(name: &'a str) -> ActionKey<'a> {
+        ActionKey {
+            name,
+            index: kms_action_index(name),
+        }
+    }
+}
+
 impl Statement {
-    /// Whether the statement covers the KMS action `action` (e.g. `Decrypt`), case-insensitively.
-    pub(crate) fn action_matches(&self, action: &str) -> bool {
+    /// Whether the statement covers the request's KMS action (e.g. `Decrypt`),
+    /// case-insensitively: a bit test for the known actions (looked up once per evaluation),
+    /// the patterns otherwise.
+    #[inline]
+    pub(crate) fn action_matches(&self, action: &ActionKey<'_>) -> bool {
+        match action.index {
+            Some(i) => self.action_mask & (1u64 << i) != 0,
+            None => self.action_matches_slow(action.name),
+        }
+    }
+
+    fn action_matches_slow(&self, action: &str) -> bool {
         let any = self.actions.patterns.iter().any(|p| {
             p.service.as_deref().is_none_or(|s| s == "kms") && p.name.matches(action, true)
         });
         any != self.actions.negated
     }
 
+    #[inline]
     pub(crate) fn resource_matches(&self, resource: &str) -> bool {
+        if self.resources.any {
+            return true;
+        }
         let any = self
             .resources
             .patterns
@@ -329,28 +443,35 @@ fn parse_statement(value: &Value, kind: Kind) -> Result<Statement, PolicyError> 
     };
     let (resource_value, negated) =
         one_of(st, "Resource", "NotResource")?.ok_or(PolicyError::MissingElement("Resource"))?;
-    let resources = ResourceSet {
-        negated,
-        patterns: strings(
-            resource_value,
-            if negated { "NotResource" } else { "Resource" },
-        )?
+    let element = if negated { "NotResource" } else { "Resource" };
+    let patterns: Box<[Pattern]> = strings(resource_value, element)?
         .into_iter()
         .map(parse_resource)
-        .collect::<Result<_, _>>()?,
+        .collect::<Result<_, _>>()?;
+    let resources = ResourceSet {
+        any: !negated && patterns.contains(&Pattern::Any),
+        negated,
+        patterns,
     };
     let conditions = match st.get("Condition") {
         Some(c) => parse_conditions(c)?.into(),
         None => Box::default(),
     };
-    Ok(Statement {
+    let mut st = Statement {
         sid,
         deny,
         principals,
         actions,
+        action_mask: 0,
         resources,
         conditions,
-    })
+    };
+    st.action_mask = KMS_ACTIONS
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| st.action_matches_slow(a))
+        .fold(0u64, |m, (i, _)| m | (1u64 << i));
+    Ok(st)
 }
 
 fn parse_action(text: &str) -> Result<ActionPattern, PolicyError> {
@@ -522,5 +643,39 @@ fn parse_principal(value: &Value) -> Result<Vec<PrincipalEntry>, PolicyError> {
             Ok(out)
         }
         _ => Err(invalid()),
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn kms_actions_are_sorted_and_fit_the_mask() {
+        assert!(KMS_ACTIONS.windows(2).all(|w| w[0] < w[1]));
+        assert!(KMS_ACTIONS.len() <= 64);
+        assert_eq!(kms_action_index("Decrypt"), Some(6));
+        assert_eq!(kms_action_index("decrypt"), None);
+    }
+
+    #[test]
+    fn mask_and_patterns_agree_for_every_known_action() {
+        let p = Policy::parse(
+            r#"{"Statement":[
+              {"Effect":"Allow","Principal":"*","Action":["kms:GenerateDataKey*","kms:Re*","kms:?ecrypt"],"Resource":"*"},
+              {"Effect":"Allow","Principal":"*","NotAction":["kms:List*","kms:Describe*"],"Resource":"*"},
+              {"Effect":"Allow","Principal":"*","Action":["*","s3:GetObject"],"Resource":"*"},
+              {"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"*"}]}"#,
+        )
+        .unwrap();
+        for st in p.statements() {
+            for (i, a) in KMS_ACTIONS.iter().enumerate() {
+                assert_eq!(kms_action_index(a), Some(i as u8));
+                let fast = st.action_matches(&ActionKey::new(a));
+                assert_eq!(fast, st.action_matches_slow(a), "{a}");
+                let upper = a.to_uppercase();
+                assert_eq!(fast, st.action_matches(&ActionKey::new(&upper)), "{a}");
+            }
+        }
     }
 }

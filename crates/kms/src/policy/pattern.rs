@@ -34,6 +34,7 @@ impl Pattern {
 
     /// Whether `subject` matches. With `fold_case`, the pattern must have been compiled with
     /// `fold_case` too.
+    #[inline]
     pub(crate) fn matches(&self, subject: &str, fold_case: bool) -> bool {
         match self {
             Pattern::Any => true,

@@ -58,8 +58,8 @@ enum Who {
     Ec2Service,
 }
 
-fn caller(who: Who) -> Caller<'static> {
-    let c = |kind, arn, account, principal_id, role_arn| Caller {
+fn caller(who: Who) -> Principal<'static> {
+    let c = |kind, arn, account, principal_id, role_arn| Principal {
         kind,
         arn,
         account,
