@@ -8,7 +8,9 @@
 //!   the grant.
 //! - `serve`: attach and export the volume over NBD on loopback TCP and/or a unix
 //!   socket until interrupted; KMS is asked again every `--recheck-seconds`, and a
-//!   refusal detaches the volume at once (requests fail with EIO).
+//!   refusal detaches the volume at once (requests fail with EIO); once KMS allows
+//!   the key again the volume re-attaches by itself (a fresh grant if the old one
+//!   was revoked).
 //!
 //! KMS is reached through `aws-sdk-kms` with the usual AWS configuration
 //! (environment, profiles), `--endpoint-url` pointing it at the embedded server.
@@ -255,7 +257,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .kms
         .client(args.attach.node_profile.as_deref())
         .await;
-    let attachment = attach_volume(
+    let mut attachment = attach_volume(
         &operator,
         &node,
         &args.attach.path,
@@ -308,10 +310,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
-            _ = recheck.tick(), if args.recheck_seconds > 0 && attachment.volume().is_attached() => {
-                if let Err(error) = attachment.recheck(&node).await {
-                    eprintln!("error: KMS refused the volume's key ({error}); the volume is detached and its \
-                               export fails every request. Restore access to the key and serve it again.");
+            _ = recheck.tick(), if args.recheck_seconds > 0 => {
+                if attachment.volume().is_attached() {
+                    if let Err(error) = attachment.recheck(&node).await {
+                        eprintln!(
+                            "error: KMS refused the volume's key ({error}); the volume is detached and \
+                             its export fails every request. Restore access to the key: the volume \
+                             re-attaches by itself within --recheck-seconds."
+                        );
+                    }
+                } else if attachment.reopen(&operator, &node).await.is_ok() {
+                    eprintln!("KMS allows the volume's key again; volume re-attached");
                 }
             }
             Some(result) = tasks.join_next() => {

@@ -189,6 +189,22 @@ fn create_info_attach_and_serve_a_volume_under_the_embedded_kms() {
         "the export still served 10 s after the key was disabled"
     );
     aws(&kms, &["kms", "enable-key", "--key-id", &key_arn]);
+    // Access is back: the export recovers by itself.
+    let mut recovered = false;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(200));
+        let mut io = Command::new(require_tool("qemu-io"));
+        io.args(["-f", "raw", &uri, "-c", "read -P 0x99 5 70000"]);
+        let (status, out, _) = run_with_deadline(&mut io, DEADLINE);
+        if status.success() && !out.contains("failed") && !out.contains("error") {
+            recovered = true;
+            break;
+        }
+    }
+    assert!(
+        recovered,
+        "the export did not come back 10 s after the key was enabled"
+    );
 
     // SIGTERM: detach and retire the grant, exit 0.
     let pid = child.id().to_string();
@@ -204,6 +220,7 @@ fn create_info_attach_and_serve_a_volume_under_the_embedded_kms() {
         stderr.contains("KMS refused the volume's key") && stderr.contains("DisabledException"),
         "{stderr}"
     );
+    assert!(stderr.contains("volume re-attached"), "{stderr}");
     assert!(stderr.contains("grant retired"), "{stderr}");
     assert_eq!(
         aws(

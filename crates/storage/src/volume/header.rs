@@ -346,6 +346,28 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        /// Untrusted bytes never panic the parser; whatever it accepts re-encodes to
+        /// the same fields (so nothing is silently dropped).
+        #[test]
+        fn parse_never_panics_on_mutated_headers(
+            edits in proptest::collection::vec((0usize..HEADER_LEN, proptest::num::u8::ANY), 1..8),
+            cut in 0usize..=HEADER_LEN,
+        ) {
+            let key = DataKey::from_slice(&mut (0..64u8).collect::<Vec<_>>()).unwrap();
+            let mut raw = sample().seal(&key).unwrap().to_vec();
+            for (at, byte) in edits {
+                raw[at] = byte;
+            }
+            raw.truncate(cut.max(1));
+            if let Ok(header) = VolumeHeader::parse(&raw, Path::new("v")) {
+                let again = header.seal(&key).unwrap();
+                let reparsed = VolumeHeader::parse(&again[..], Path::new("v")).unwrap();
+                proptest::prop_assert_eq!(reparsed, header);
+            }
+        }
+    }
+
     #[test]
     fn bad_parameters_are_refused() {
         let key = DataKey::generate().unwrap();

@@ -295,6 +295,7 @@ pub struct Attachment {
     key_arn: String,
     grant: Grant,
     header: VolumeHeader,
+    node_principal: String,
 }
 
 impl Attachment {
@@ -336,6 +337,60 @@ impl Attachment {
         }
     }
 
+    /// After a detach by [`Attachment::recheck`], opens the key again if KMS now
+    /// allows it: `Decrypt` under the attachment's grant or, when that grant is
+    /// gone (revoked), under a fresh one from `operator` (the old one is then
+    /// retired). The header MAC is checked again before any I/O resumes.
+    pub async fn reopen<K: KeyService>(&mut self, operator: &K, node: &K) -> Result<()> {
+        if self.volume.is_attached() {
+            return Ok(());
+        }
+        let header = &self.header;
+        let first = node
+            .decrypt(
+                &self.key_arn,
+                &header.wrapped_key,
+                &header.encryption_context,
+                Some(&self.grant.grant_token),
+            )
+            .await;
+        let key = match first {
+            Ok(key) => key,
+            Err(Error::Kms { code, .. })
+                if code == "AccessDeniedException" || code == "InvalidGrantTokenException" =>
+            {
+                let grant = grant_for(operator, header, &self.node_principal).await?;
+                let decrypted = node
+                    .decrypt(
+                        &self.key_arn,
+                        &header.wrapped_key,
+                        &header.encryption_context,
+                        Some(&grant.grant_token),
+                    )
+                    .await;
+                match decrypted {
+                    Ok(key) => {
+                        let old = std::mem::replace(&mut self.grant, grant);
+                        // A revoked grant is already gone; anything else is only logged.
+                        if let Err(error) = node.retire_grant(&self.key_arn, &old.grant_id).await {
+                            tracing::debug!(%error, "old attach grant not retired");
+                        }
+                        key
+                    }
+                    Err(error) => {
+                        let _ = node.retire_grant(&self.key_arn, &grant.grant_id).await;
+                        return Err(error);
+                    }
+                }
+            }
+            Err(error) => return Err(error),
+        };
+        let volume = self.volume.clone();
+        blocking(move || volume.reattach(key)).await?;
+        tracing::info!(volume = %self.header.volume_id, "key available again; volume re-attached");
+        Ok(())
+    }
+
     /// Wipes the key (every export of the volume fails from now on), then retires the grant.
     pub async fn detach<K: KeyService>(self, node: &K) -> Result<()> {
         self.volume.detach();
@@ -364,17 +419,7 @@ pub async fn attach_volume<K: KeyService>(
             ),
         });
     }
-    let subset: BTreeMap<String, String> =
-        [(VOLUME_ID_CONTEXT_KEY.to_owned(), volume_id.clone())].into();
-    let grant = operator
-        .create_grant(GrantRequest {
-            key_arn: &header.key_arn,
-            grantee_principal: node_principal,
-            retiring_principal: node_principal,
-            encryption_context_subset: &subset,
-            name: &format!("keyward-attach-{volume_id}"),
-        })
-        .await?;
+    let grant = grant_for(operator, &header, node_principal).await?;
     let opened = async {
         let key = node
             .decrypt(
@@ -393,6 +438,7 @@ pub async fn attach_volume<K: KeyService>(
             key_arn: header.key_arn.clone(),
             grant,
             header,
+            node_principal: node_principal.to_owned(),
         }),
         Err(error) => {
             if let Err(retire) = node.retire_grant(&header.key_arn, &grant.grant_id).await {
@@ -401,6 +447,26 @@ pub async fn attach_volume<K: KeyService>(
             Err(error)
         }
     }
+}
+
+/// The attach grant: `Decrypt` for the node, only under this volume's id.
+async fn grant_for<K: KeyService>(
+    operator: &K,
+    header: &VolumeHeader,
+    node_principal: &str,
+) -> Result<Grant> {
+    let volume_id = &header.volume_id;
+    let subset: BTreeMap<String, String> =
+        [(VOLUME_ID_CONTEXT_KEY.to_owned(), volume_id.clone())].into();
+    operator
+        .create_grant(GrantRequest {
+            key_arn: &header.key_arn,
+            grantee_principal: node_principal,
+            retiring_principal: node_principal,
+            encryption_context_subset: &subset,
+            name: &format!("keyward-attach-{volume_id}"),
+        })
+        .await
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {

@@ -138,6 +138,7 @@ impl VolumeFile {
             cipher: RwLock::new(Some(cipher)),
             detached: AtomicBool::new(false),
             rmw: (0..RMW_STRIPES).map(|_| Mutex::new(())).collect(),
+            raw_header: self.raw_header,
         })
     }
 }
@@ -154,6 +155,8 @@ pub struct Volume {
     cipher: RwLock<Option<XtsCipher>>,
     detached: AtomicBool,
     rmw: Vec<Mutex<()>>,
+    /// Kept to check the MAC again when the key comes back ([`Volume::reattach`]).
+    raw_header: Box<[u8; HEADER_LEN]>,
 }
 
 impl Volume {
@@ -177,6 +180,16 @@ impl Volume {
         self.detached.store(true, Ordering::Release);
         let mut cipher = self.cipher.write().unwrap_or_else(|p| p.into_inner());
         *cipher = None;
+    }
+
+    /// Installs the key again after a detach (KMS allows it again), once the
+    /// header MAC proves it is this volume's key. A wrong key changes nothing.
+    pub fn reattach(&self, key: DataKey) -> Result<()> {
+        header::verify_mac(&self.raw_header, &key)?;
+        let mut cipher = self.cipher.write().unwrap_or_else(|p| p.into_inner());
+        *cipher = Some(XtsCipher::new(&key));
+        self.detached.store(false, Ordering::Release);
+        Ok(())
     }
 
     fn detached_error(&self) -> Error {

@@ -188,7 +188,7 @@ async fn attach_is_a_grant_to_the_node_and_detach_retires_it() {
     assert_eq!(kms_code(denied), "AccessDeniedException");
 
     // Attach: one grant, to the node, Decrypt only, bound to this volume's id.
-    let attachment = attach_volume(&operator, &node, &path, NODE).await.unwrap();
+    let mut attachment = attach_volume(&operator, &node, &path, NODE).await.unwrap();
     let listed = grants(&operator_client, &key_arn).await;
     assert_eq!(listed.len(), 1);
     let grant = &listed[0];
@@ -285,6 +285,37 @@ async fn attach_is_a_grant_to_the_node_and_detach_retires_it() {
         .await
         .unwrap();
 
+    // Access back: the same grant opens the key again and the export serves again.
+    attachment.reopen(&operator, &node).await.unwrap();
+    assert!(volume.is_attached());
+    let u = uri.clone();
+    let out =
+        blocking(move || run_ok("qemu-io", &["-f", "raw", &u, "-c", "read -P 0x3c 777 9000"]))
+            .await;
+    assert!(!out.contains("verification failed"), "{out}");
+
+    // The grant revoked by the customer: the re-check fails closed; reopening
+    // asks the operator for a fresh grant (and that is the only one left).
+    let first_grant = attachment.grant_id().to_owned();
+    operator_client
+        .revoke_grant()
+        .key_id(&key_arn)
+        .grant_id(&first_grant)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        kms_code(attachment.recheck(&node).await),
+        "AccessDeniedException"
+    );
+    assert!(!volume.is_attached());
+    attachment.reopen(&operator, &node).await.unwrap();
+    assert!(volume.is_attached());
+    let listed = grants(&operator_client, &key_arn).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].grant_id(), Some(attachment.grant_id()));
+    assert_ne!(attachment.grant_id(), first_grant);
+
     // Detach retires the grant: it is gone from ListGrants and the node is locked out again.
     attachment.detach(&node).await.unwrap();
     assert!(grants(&operator_client, &key_arn).await.is_empty());
@@ -322,6 +353,7 @@ async fn attach_is_a_grant_to_the_node_and_detach_retires_it() {
         "GenerateDataKeyWithoutPlaintext",
         "CreateGrant",
         "Decrypt",
+        "RevokeGrant",
         "RetireGrant",
         "DisableKey",
     ] {
