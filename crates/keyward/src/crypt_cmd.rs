@@ -7,10 +7,8 @@
 //! refused or interrupted message never leaves a plaintext that looks complete.
 
 use std::{
-    io::IsTerminal,
+    io::{IsTerminal, Read, Write},
     path::{Path, PathBuf},
-    pin::Pin,
-    task::{Context, Poll},
 };
 
 use anyhow::{bail, Context as _};
@@ -18,7 +16,6 @@ use clap::Args;
 use keyward_envelope::{
     Client, Config, DecryptOptions, EncryptOptions, EncryptionContext, KmsKeyring, Suite,
 };
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// Inputs at least this large get a progress bar (on a terminal only).
 const PROGRESS_MIN_BYTES: u64 = 64 << 20;
@@ -128,61 +125,66 @@ fn explain(error: keyward_envelope::Error, endpoint: Option<&str>) -> anyhow::Er
     }
 }
 
-type Reader = Pin<Box<dyn AsyncRead + Send>>;
+type Reader = Box<dyn Read + Send>;
 
-async fn open_input(path: &Path) -> anyhow::Result<(Reader, Option<u64>)> {
+/// Opens the input: a file (with its length, for the progress bar and the
+/// cache) or stdin. The bytes move through blocking `std::io` on a blocking
+/// thread: one `read` and one `write` per frame, no async file shim between.
+fn open_input(path: &Path) -> anyhow::Result<(Reader, Option<u64>)> {
     if path == Path::new("-") {
-        return Ok((Box::pin(tokio::io::stdin()), None));
+        return Ok((Box::new(std::io::stdin()), None));
     }
-    let file = tokio::fs::File::open(path)
-        .await
+    let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open the input {}: check the path", path.display()))?;
-    let len = file.metadata().await.ok().map(|m| m.len());
-    Ok((Box::pin(file), len))
+    let len = file
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    Ok((Box::new(file), len))
 }
 
 /// The output: stdout, or `<path>.partial` renamed to `<path>` by [`Output::commit`].
 struct Output {
-    writer: Pin<Box<dyn AsyncWrite + Send>>,
+    writer: Box<dyn Write + Send>,
     paths: Option<(PathBuf, PathBuf)>,
 }
 
 impl Output {
-    async fn open(path: &Path) -> anyhow::Result<Output> {
+    fn open(path: &Path) -> anyhow::Result<Output> {
         if path == Path::new("-") {
             return Ok(Output {
-                writer: Box::pin(tokio::io::stdout()),
+                writer: Box::new(std::io::stdout()),
                 paths: None,
             });
         }
         let mut partial = path.as_os_str().to_owned();
         partial.push(".partial");
         let partial = PathBuf::from(partial);
-        let file = tokio::fs::File::create(&partial).await.with_context(|| {
+        let file = std::fs::File::create(&partial).with_context(|| {
             format!(
                 "cannot create {}: check the directory exists and is writable",
                 partial.display()
             )
         })?;
         Ok(Output {
-            writer: Box::pin(tokio::io::BufWriter::with_capacity(1 << 20, file)),
+            writer: Box::new(file),
             paths: Some((partial, path.into())),
         })
     }
 
-    async fn commit(mut self) -> anyhow::Result<()> {
-        self.writer.shutdown().await?;
+    fn commit(mut self) -> anyhow::Result<()> {
+        self.writer.flush()?;
         if let Some((partial, path)) = self.paths.take() {
-            tokio::fs::rename(&partial, &path)
-                .await
+            std::fs::rename(&partial, &path)
                 .with_context(|| format!("cannot rename to {}", path.display()))?;
         }
         Ok(())
     }
 
-    async fn abandon(self) {
+    fn abandon(self) {
         if let Some((partial, _)) = &self.paths {
-            let _ = tokio::fs::remove_file(partial).await;
+            let _ = std::fs::remove_file(partial);
         }
     }
 }
@@ -193,17 +195,11 @@ struct Progress<R> {
     bar: indicatif::ProgressBar,
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for Progress<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let read = buf.filled().len() - before;
-        self.bar.inc(read as u64);
-        result
+impl<R: Read> Read for Progress<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
     }
 }
 
@@ -217,7 +213,7 @@ fn with_progress(reader: Reader, len: Option<u64>) -> (Reader, Option<indicatif:
                 bar.set_style(style);
             }
             (
-                Box::pin(Progress {
+                Box::new(Progress {
                     inner: reader,
                     bar: bar.clone(),
                 }),
@@ -225,6 +221,34 @@ fn with_progress(reader: Reader, len: Option<u64>) -> (Reader, Option<indicatif:
             )
         }
         _ => (reader, None),
+    }
+}
+
+/// Runs the body copy on a blocking thread, then keeps or removes the output.
+async fn finish(
+    work: impl FnOnce(&mut Reader, &mut Box<dyn Write + Send>) -> keyward_envelope::Result<u64>
+        + Send
+        + 'static,
+    mut reader: Reader,
+    mut output: Output,
+    bar: Option<indicatif::ProgressBar>,
+    endpoint: Option<String>,
+) -> anyhow::Result<()> {
+    let (result, output) = tokio::task::spawn_blocking(move || {
+        let result = work(&mut reader, &mut output.writer);
+        (result, output)
+    })
+    .await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match result {
+        Ok(_) => output.commit(),
+        Err(e) if quiet_broken_pipe(&e) => Ok(()),
+        Err(e) => {
+            output.abandon();
+            Err(explain(e, endpoint.as_deref()))
+        }
     }
 }
 
@@ -248,8 +272,8 @@ pub async fn encrypt(args: EncryptArgs) -> anyhow::Result<()> {
     let client = Client::new(KmsKeyring::new(kms, args.key_arn.clone()), config).map_err(|e| {
         anyhow::Error::new(e).context("choose a --frame-length between 1 and 64 MiB")
     })?;
-    let (reader, len) = open_input(&args.input).await?;
-    let (mut reader, bar) = with_progress(reader, len);
+    let (reader, len) = open_input(&args.input)?;
+    let (reader, bar) = with_progress(reader, len);
     let options = EncryptOptions {
         plaintext_length: len,
         ..Default::default()
@@ -258,21 +282,15 @@ pub async fn encrypt(args: EncryptArgs) -> anyhow::Result<()> {
         .begin_encrypt(&context, &options)
         .await
         .map_err(|e| explain(e, args.endpoint_url.as_deref()))?;
-    let mut output = Output::open(&args.output).await?;
-    let result = encryption
-        .write_async(&mut reader, &mut output.writer)
-        .await;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    match result {
-        Ok(_) => output.commit().await,
-        Err(e) if quiet_broken_pipe(&e) => Ok(()),
-        Err(e) => {
-            output.abandon().await;
-            Err(explain(e, args.endpoint_url.as_deref()))
-        }
-    }
+    let output = Output::open(&args.output)?;
+    finish(
+        move |r, w| encryption.write_sync(r, w),
+        reader,
+        output,
+        bar,
+        args.endpoint_url,
+    )
+    .await
 }
 
 pub async fn decrypt(args: DecryptArgs) -> anyhow::Result<()> {
@@ -283,31 +301,31 @@ pub async fn decrypt(args: DecryptArgs) -> anyhow::Result<()> {
         keyring = keyring.with_decrypt_key(arn.clone());
     }
     let client = Client::new(keyring, Config::default())?;
-    let (reader, len) = open_input(&args.input).await?;
+    let (reader, len) = open_input(&args.input)?;
     let (mut reader, bar) = with_progress(reader, len);
     let options = DecryptOptions {
         context,
         ..Default::default()
     };
     let endpoint = args.endpoint_url.as_deref();
-    let raw = keyward_envelope::UnverifiedHeader::read_async(&mut reader, client.config())
-        .await
-        .map_err(|e| explain(e, endpoint))?;
+    let config = client.config().clone();
+    let (raw, reader) = tokio::task::spawn_blocking(move || {
+        let raw = keyward_envelope::UnverifiedHeader::read_sync(&mut reader, &config);
+        (raw, reader)
+    })
+    .await?;
+    let raw = raw.map_err(|e| explain(e, endpoint))?;
     let decryption = client
         .begin_decrypt(raw, &options)
         .await
         .map_err(|e| explain(e, endpoint))?;
-    let mut output = Output::open(&args.output).await?;
-    let result = decryption.read_async(&mut reader, &mut output.writer).await;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    match result {
-        Ok(_) => output.commit().await,
-        Err(e) if quiet_broken_pipe(&e) => Ok(()),
-        Err(e) => {
-            output.abandon().await;
-            Err(explain(e, endpoint))
-        }
-    }
+    let output = Output::open(&args.output)?;
+    finish(
+        move |r, w| decryption.read_sync(r, w),
+        reader,
+        output,
+        bar,
+        args.endpoint_url,
+    )
+    .await
 }
