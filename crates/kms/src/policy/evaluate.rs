@@ -341,6 +341,34 @@ fn statement_match(st: &Statement, ctx: &RequestContext<'_>, action: &ActionKey<
     }
 }
 
+/// What the key policy says: None for an explicit deny, else (allows the caller directly,
+/// allows the caller's account).
+fn key_side(
+    ctx: &RequestContext<'_>,
+    key_policy: &Policy,
+    action: &ActionKey<'_>,
+) -> Option<(bool, bool)> {
+    let (mut direct, mut account) = (false, false);
+    for st in key_policy.statements() {
+        match statement_match(st, ctx, action) {
+            Match::No => {}
+            _ if st.deny => return None,
+            Match::Direct => direct = true,
+            Match::Account => account = true,
+        }
+    }
+    Some((direct, account))
+}
+
+/// Whether the key policy alone lets the request through: no explicit deny, and an allow that
+/// names the caller or its account (whose identity policies are then not consulted).
+pub(crate) fn key_policy_allows(ctx: &RequestContext<'_>, key_policy: &Policy) -> bool {
+    matches!(
+        key_side(ctx, key_policy, &ActionKey::new(ctx.action)),
+        Some((true, _)) | Some((_, true))
+    )
+}
+
 /// AWS KMS's authorization decision for `ctx`, from the key policy and the caller's identity
 /// policies (empty for root, and for callers without IAM policies). Grants are not considered:
 /// when this denies, the engine may still allow the request through a grant.
@@ -350,16 +378,9 @@ pub fn evaluate(
     identity_policies: &[Policy],
 ) -> Decision {
     let action = &ActionKey::new(ctx.action);
-    let mut key_direct = false;
-    let mut key_account = false;
-    for st in key_policy.statements() {
-        match statement_match(st, ctx, action) {
-            Match::No => {}
-            _ if st.deny => return Decision::ExplicitDeny(PolicyType::ResourceBased),
-            Match::Direct => key_direct = true,
-            Match::Account => key_account = true,
-        }
-    }
+    let Some((key_direct, key_account)) = key_side(ctx, key_policy, action) else {
+        return Decision::ExplicitDeny(PolicyType::ResourceBased);
+    };
     let mut identity_allows = ctx.caller.kind == PrincipalKind::Root;
     for policy in identity_policies {
         for st in policy.statements() {

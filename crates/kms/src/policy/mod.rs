@@ -22,6 +22,47 @@
 //! What it does not model: grants (the engine checks those), service control policies,
 //! permission boundaries, session policies, policy variables (`${aws:username}`), and
 //! `Federated`/`CanonicalUser` principals (parsed, never matched).
+//!
+//! How the engine uses it:
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use keyward_kms::policy::{evaluate, Decision, Policy, Principal, PrincipalKind, RequestContext};
+//!
+//! // On CreateKey/PutKeyPolicy: parse, bind principals to their ids now, persist the pairs.
+//! let text = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+//!     "Principal":{"AWS":"arn:aws:iam::111122223333:role/app"},
+//!     "Action":["kms:Decrypt","kms:GenerateDataKey*"],"Resource":"*"}]}"#;
+//! let mut policy = Policy::parse(text).expect("a valid policy");
+//! policy
+//!     .resolve_principals(|arn| (arn == "arn:aws:iam::111122223333:role/app").then(|| "AROAAPPEXAMPLE000001".into()))
+//!     .expect("every principal exists");
+//! let saved_ids: Vec<(String, String)> = policy
+//!     .principal_ids()
+//!     .into_iter()
+//!     .map(|(arn, id)| (arn.to_string(), id.to_string()))
+//!     .collect();
+//!
+//! // On every request: who is calling, what for, and the request's condition facts.
+//! let caller = Principal {
+//!     kind: PrincipalKind::AssumedRole,
+//!     arn: "arn:aws:sts::111122223333:assumed-role/app/worker",
+//!     account: "111122223333",
+//!     principal_id: "AROAAPPEXAMPLE000001:worker",
+//!     role_arn: Some("arn:aws:iam::111122223333:role/app"),
+//! };
+//! let key_arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+//! let context: BTreeMap<String, String> = [("cluster".into(), "c-7".into())].into();
+//! let mut ctx = RequestContext::new(caller, "Decrypt", key_arn, "111122223333");
+//! ctx.encryption_context = Some(&context);
+//! assert_eq!(evaluate(&ctx, &policy, &[]), Decision::Allow);
+//!
+//! ctx.action = "ScheduleKeyDeletion";
+//! let denied = evaluate(&ctx, &policy, &[]);
+//! assert!(denied.denial_message(&ctx).unwrap().ends_with(
+//!     "because no resource-based policy allows the kms:ScheduleKeyDeletion action"));
+//! # let _ = saved_ids;
+//! ```
 
 mod condition;
 mod evaluate;
@@ -101,18 +142,21 @@ pub fn default_key_policy(account_id: &str) -> String {
     )
 }
 
-/// AWS's policy lockout safety check: true when `new_key_policy` would NOT let `caller` call
-/// `PutKeyPolicy` on the key later (with the caller's current identity policies), in which case
-/// `CreateKey`/`PutKeyPolicy` answer `MalformedPolicyDocumentException` with [`LOCKOUT_MESSAGE`]
-/// unless `BypassPolicyLockoutSafetyCheck` is true. `new_key_policy` must already be bound with
-/// [`Policy::resolve_principals`].
+/// AWS's policy lockout safety check: true when `new_key_policy` would NOT allow `caller` to
+/// make a later `PutKeyPolicy` request on the key, in which case `CreateKey`/`PutKeyPolicy` answer
+/// `MalformedPolicyDocumentException` with [`LOCKOUT_MESSAGE`] unless
+/// `BypassPolicyLockoutSafetyCheck` is true.
+///
+/// As the KMS API reference words it, the *key policy* must allow the principal: an explicit
+/// deny locks out; an allow naming the caller, `"*"`, or the caller's account (delegation to
+/// IAM) keeps it in. Identity policies are not consulted. `new_key_policy` must already be bound
+/// with [`Policy::resolve_principals`].
 pub fn would_lock_out(
     new_key_policy: &Policy,
     caller: &Principal<'_>,
     key_arn: &str,
     key_account: &str,
-    identity_policies: &[Policy],
 ) -> bool {
     let ctx = RequestContext::new(caller.clone(), "PutKeyPolicy", key_arn, key_account);
-    !evaluate(&ctx, new_key_policy, identity_policies).is_allowed()
+    !evaluate::key_policy_allows(&ctx, new_key_policy)
 }

@@ -1498,35 +1498,40 @@ fn default_key_policy_is_aws_text_and_delegates_to_the_account() {
 
 #[test]
 fn lockout_check() {
-    let keep = |stmts: &str, who: Who, identity: &[&str]| {
+    let locks_out = |stmts: &str, who: Who| {
         let mut p = Policy::parse(&build(stmts)).unwrap();
         p.resolve_principals(resolve).unwrap();
-        let ids: Vec<Policy> = identity
-            .iter()
-            .map(|s| Policy::parse_identity(&build(s)).unwrap())
-            .collect();
-        would_lock_out(&p, &caller(who), KEY, A, &ids)
+        would_lock_out(&p, &caller(who), KEY, A)
     };
-    // The default policy keeps the root in.
-    assert!(!keep(ROOT_A_ALL, Who::RootA, &[]));
+    // The default policy keeps the root and the account's users in (delegation to IAM).
+    assert!(!locks_out(ROOT_A_ALL, Who::RootA));
+    assert!(!locks_out(ROOT_A_ALL, Who::Alice));
     // The guide's policy alone locks the root out (no PutKeyPolicy for anyone).
-    assert!(keep(ALLOW_ROLE_GUIDE, Who::RootA, &[]));
-    // Delegation to the account keeps a user in only with an identity policy allowing it.
-    assert!(keep(ROOT_A_ALL, Who::Alice, &[]));
-    assert!(!keep(ROOT_A_ALL, Who::Alice, &[IAM_ALL_KMS]));
-    // Naming the user with kms:PutKeyPolicy keeps it in.
-    assert!(!keep(
-        r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":"kms:PutKeyPolicy","Resource":"*"}"#,
-        Who::Alice,
-        &[]
+    assert!(locks_out(ALLOW_ROLE_GUIDE, Who::RootA));
+    // Naming the user with kms:PutKeyPolicy keeps it in; naming another user does not.
+    let alice_admin = r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":"kms:PutKeyPolicy","Resource":"*"}"#;
+    assert!(!locks_out(alice_admin, Who::Alice));
+    assert!(locks_out(alice_admin, Who::Carol));
+    // kms:Put* covers it; kms:Get* does not.
+    assert!(!locks_out(
+        r#"{"Effect":"Allow","Principal":"*","Action":"kms:Put*","Resource":"*"}"#,
+        Who::Carol
+    ));
+    assert!(locks_out(
+        r#"{"Effect":"Allow","Principal":"*","Action":"kms:Get*","Resource":"*"}"#,
+        Who::Carol
     ));
     // An explicit Deny of PutKeyPolicy locks out.
-    assert!(keep(
+    assert!(locks_out(
         &format!(
             r#"{ROOT_A_ALL},{{"Effect":"Deny","Principal":"*","Action":"kms:PutKeyPolicy","Resource":"*"}}"#
         ),
         Who::RootA,
-        &[]
+    ));
+    // A role session is kept in by its role, by the role's id at save time.
+    assert!(!locks_out(
+        r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/keyward/cluster-7"},"Action":"kms:*","Resource":"*"}"#,
+        Who::Session,
     ));
 }
 
