@@ -234,6 +234,10 @@ const LINGER_MAX: Duration = Duration::from_micros(1500);
 
 fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
     let mut last_group = 1;
+    // After a failed commit the in-memory state may be ahead of the disk: refuse everything from
+    // then on (fail closed) rather than acknowledge requests that build on lost changes. A restart
+    // reloads the last durable state.
+    let mut broken: Option<String> = None;
     while let Ok(first) = rx.recv() {
         let started = Instant::now();
         let mut jobs = vec![first];
@@ -253,9 +257,15 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
             }
         }
         last_group = jobs.len();
-        let result = apply_all(&mut conn, &jobs).map_err(|e| e.to_string());
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "KMS store commit failed");
+        let result = match &broken {
+            Some(e) => Err(format!(
+                "the store failed earlier and refuses writes until restart: {e}"
+            )),
+            None => apply_all(&mut conn, &jobs).map_err(|e| e.to_string()),
+        };
+        if let (Err(e), None) = (&result, &broken) {
+            tracing::error!(error = %e, "KMS store commit failed; refusing writes until restart");
+            broken = Some(e.clone());
         }
         for job in jobs {
             let _ = job.done.send(result.clone());
@@ -365,4 +375,47 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn material(version: u32) -> Op {
+        Op::PutMaterial {
+            key_id: "k".into(),
+            version,
+            wrapped: vec![1, 2, 3],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_closed_until_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), vec![0]).unwrap();
+        durable(store.submit(vec![material(1)])).await.unwrap();
+        // A duplicate primary key makes the whole group's transaction fail…
+        assert!(durable(store.submit(vec![material(2), material(1)]))
+            .await
+            .is_err());
+        // …and from then on nothing is acknowledged, not even a valid change.
+        assert!(durable(store.submit(vec![material(3)])).await.is_err());
+        drop(store);
+        let (_, loaded) = Store::open(dir.path(), vec![0]).unwrap();
+        let versions: Vec<u32> = loaded.materials.iter().map(|m| m.1).collect();
+        assert_eq!(versions, [1], "the failed group left nothing behind");
+    }
+
+    #[tokio::test]
+    async fn concurrent_jobs_are_all_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), vec![0]).unwrap();
+        let receivers: Vec<_> = (1..=500).map(|v| store.submit(vec![material(v)])).collect();
+        for rx in receivers {
+            durable(rx).await.unwrap();
+        }
+        drop(store);
+        let (_, loaded) = Store::open(dir.path(), vec![0]).unwrap();
+        assert_eq!(loaded.materials.len(), 500);
+    }
 }
