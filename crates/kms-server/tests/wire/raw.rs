@@ -44,6 +44,8 @@ pub struct RawClient {
     stream: BufReader<TcpStream>,
     host: String,
     request: Vec<u8>,
+    /// The server said `Connection: close` (moto's server does after every answer): reconnect first.
+    closed: bool,
 }
 
 impl RawClient {
@@ -53,15 +55,19 @@ impl RawClient {
             .trim_start_matches("http://")
             .trim_end_matches('/')
             .to_owned();
-        let stream = TcpStream::connect(&host)
-            .await
-            .expect("connect to the server");
-        stream.set_nodelay(true).expect("set TCP_NODELAY");
+        let stream = Self::open(&host).await.expect("connect to the server");
         RawClient {
-            stream: BufReader::new(stream),
+            stream,
             host,
             request: Vec::with_capacity(2048),
+            closed: false,
         }
+    }
+
+    async fn open(host: &str) -> std::io::Result<BufReader<TcpStream>> {
+        let stream = TcpStream::connect(host).await?;
+        stream.set_nodelay(true)?;
+        Ok(BufReader::new(stream))
     }
 
     pub fn host(&self) -> &str {
@@ -78,6 +84,10 @@ impl RawClient {
         body: &[u8],
     ) -> std::io::Result<RawResponse> {
         use std::io::Write;
+        if self.closed {
+            self.stream = Self::open(&self.host).await?;
+            self.closed = false;
+        }
         self.request.clear();
         write!(self.request, "{method} {path} HTTP/1.1\r\n")?;
         if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
@@ -123,6 +133,9 @@ impl RawClient {
                 let (name, value) = (name.trim().to_owned(), value.trim().to_owned());
                 if name.eq_ignore_ascii_case("content-length") {
                     content_length = value.parse().unwrap_or(0);
+                }
+                if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
+                    self.closed = true;
                 }
                 headers.push((name, value));
             }

@@ -1,0 +1,8 @@
+//! The one integration-test binary of the `keyward` crate: the binary's verbs driven as a user (or a
+//! script) would, against real child processes and real clients.
+
+mod support;
+
+mod crypt;
+mod kms;
+mod volume;
