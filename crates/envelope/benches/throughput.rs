@@ -22,8 +22,8 @@ use std::{
 use aws_lc_rs::aead;
 use keyward_envelope::{
     CacheLimits, Client, Config, DataKey, DataKeyCache, DecryptOptions, EncryptOptions,
-    EncryptedDataKey, EncryptionContext, Keyring, RawAesKeyring, Suite, UnverifiedHeader,
-    DEFAULT_FRAME_LENGTH,
+    EncryptedDataKey, EncryptionContext, Keyring, KmsKeyring, RawAesKeyring, Suite,
+    UnverifiedHeader, DEFAULT_FRAME_LENGTH,
 };
 
 const MIB: usize = 1 << 20;
@@ -360,6 +360,138 @@ fn small_messages() {
     );
 }
 
+/// `aws-encryption-cli` against us on a 256 MiB file, both through the
+/// embedded KMS; and the KMS calls of 10,000 small messages with the cache.
+fn versus_cli() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let _guard = rt.enter();
+    let server = keyward_kms_server::DevServer::start(&dir.path().join("kms"));
+    let sdk = aws_sdk_kms::Client::new(&rt.block_on(server.sdk_config()));
+    let arn = rt
+        .block_on(sdk.create_key().send())
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_owned();
+    let len = 256 * MIB;
+    let plain_path = dir.path().join("plain");
+    std::fs::write(
+        &plain_path,
+        (0..len).map(|i| (i * 31 + 7) as u8).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+
+    let cli = |mode: &str, input: &std::path::Path, output: &std::path::Path| -> Duration {
+        let t = Instant::now();
+        let out = std::process::Command::new("aws-encryption-cli")
+            .env("AWS_ENDPOINT_URL_KMS", server.endpoint())
+            .env("AWS_ACCESS_KEY_ID", server.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", server.secret_access_key())
+            .env("AWS_DEFAULT_REGION", server.region())
+            .args([
+                mode,
+                "-S",
+                "--commitment-policy",
+                "require-encrypt-require-decrypt",
+            ])
+            .args(["--wrapping-keys", &format!("key={arn}"), "-i"])
+            .arg(input)
+            .arg("-o")
+            .arg(output)
+            .output()
+            .expect("aws-encryption-cli on PATH (the project venv's bin)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        t.elapsed()
+    };
+    let cli_msg = dir.path().join("cli.msg");
+    let cli_enc = cli("--encrypt", &plain_path, &cli_msg);
+    let cli_dec = cli("--decrypt", &cli_msg, &dir.path().join("cli.out"));
+
+    // Ours, file to file through the KMS keyring (streaming, tokio::fs).
+    let client = Client::new(KmsKeyring::new(sdk.clone(), arn.clone()), Config::default()).unwrap();
+    let ours_msg = dir.path().join("ours.msg");
+    let ours_out = dir.path().join("ours.out");
+    let mut ours_enc = Duration::MAX;
+    let mut ours_dec = Duration::MAX;
+    // Blocking std::fs, as `keyward encrypt` does: one read and one write per frame.
+    for _ in 0..3 {
+        let t = Instant::now();
+        let enc = rt
+            .block_on(client.begin_encrypt(&EncryptionContext::new(), &EncryptOptions::default()))
+            .unwrap();
+        let mut r = std::fs::File::open(&plain_path).unwrap();
+        let mut w = std::fs::File::create(&ours_msg).unwrap();
+        enc.write_sync(&mut r, &mut w).unwrap();
+        ours_enc = ours_enc.min(t.elapsed());
+        let t = Instant::now();
+        let mut r = std::fs::File::open(&ours_msg).unwrap();
+        let raw = UnverifiedHeader::read_sync(&mut r, client.config()).unwrap();
+        let dec = rt
+            .block_on(client.begin_decrypt(raw, &DecryptOptions::default()))
+            .unwrap();
+        let mut w = std::fs::File::create(&ours_out).unwrap();
+        dec.read_sync(&mut r, &mut w).unwrap();
+        ours_dec = ours_dec.min(t.elapsed());
+    }
+    // The CLI's message opens with us too (same run, same key).
+    rt.block_on(async {
+        let mut r = tokio::fs::File::open(&cli_msg).await.unwrap();
+        client
+            .decrypt_async(&DecryptOptions::default(), &mut r, &mut tokio::io::sink())
+            .await
+            .unwrap();
+    });
+    let (ce, cd, oe, od) = (
+        mbps(len, cli_enc),
+        mbps(len, cli_dec),
+        mbps(len, ours_enc),
+        mbps(len, ours_dec),
+    );
+    println!("256 MiB file to file through the embedded KMS (process start included for the CLI):");
+    println!("  aws-encryption-cli 4.3.0 encrypt {ce:7.0} MB/s   keyward-envelope {oe:7.0} MB/s = {:5.1}x", oe / ce);
+    println!("  aws-encryption-cli 4.3.0 decrypt {cd:7.0} MB/s   keyward-envelope {od:7.0} MB/s = {:5.1}x", od / cd);
+    println!("BENCH cli_encrypt_mbps={ce:.0} cli_decrypt_mbps={cd:.0} file_encrypt_mbps={oe:.0} file_decrypt_mbps={od:.0}");
+
+    // 10,000 4 KiB messages through the real KMS keyring and the cache.
+    let cache = Arc::new(
+        DataKeyCache::new(CacheLimits {
+            max_age: Duration::from_secs(300),
+            ..CacheLimits::default()
+        })
+        .unwrap(),
+    );
+    let client = Client::new(KmsKeyring::new(sdk, arn), Config::default())
+        .unwrap()
+        .with_cache(cache.clone());
+    let ctx = EncryptionContext::from([("cluster".to_string(), "bench".to_string())]);
+    let plain = vec![0x42u8; 4096];
+    let n = 10_000u64;
+    let t = Instant::now();
+    rt.block_on(async {
+        for _ in 0..n {
+            black_box(client.encrypt_to_vec(&plain, &ctx).await.unwrap());
+        }
+    });
+    let d = t.elapsed();
+    let calls = n - cache.kms_calls_saved();
+    println!(
+        "10,000 4 KiB messages, KMS keyring + cache (max age 300 s): {calls} GenerateDataKey call(s), {:.0} encrypts/s",
+        n as f64 / d.as_secs_f64()
+    );
+    println!("BENCH kms_calls_per_10000={calls}");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--stream-child") {
@@ -373,4 +505,5 @@ fn main() {
     throughput();
     peak_memory();
     small_messages();
+    versus_cli();
 }
