@@ -68,8 +68,9 @@ pub(crate) enum Key {
     SecureTransport,
     CurrentTime,
     EpochTime,
-    /// Any other key: accepted as AWS does, and absent from every KMS request.
-    Other,
+    /// Any other key (`sts:ExternalId`, `aws:PrincipalTag/team`, ...): accepted as AWS does,
+    /// looked up in [`RequestContext::extra`](super::RequestContext), absent otherwise.
+    Other(Box<str>),
 }
 
 impl Key {
@@ -107,7 +108,7 @@ impl Key {
                     "empty condition key".to_string(),
                 ))
             }
-            _ => Key::Other,
+            _ => Key::Other(name.into()),
         })
     }
 }

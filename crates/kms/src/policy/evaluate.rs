@@ -95,7 +95,10 @@ pub struct GrantContext<'a> {
 #[derive(Debug, Clone)]
 pub struct RequestContext<'a> {
     pub caller: Principal<'a>,
-    /// The KMS action as in `X-Amz-Target` after `TrentService.`, e.g. `"Decrypt"`.
+    /// The service prefix of the action: `"kms"` (set by [`RequestContext::new`]), or `"sts"`
+    /// when evaluating a trust policy for `AssumeRole`.
+    pub service: &'a str,
+    /// The action as in `X-Amz-Target` after `TrentService.`, e.g. `"Decrypt"`.
     pub action: &'a str,
     /// The key's ARN.
     pub resource: &'a str,
@@ -115,6 +118,9 @@ pub struct RequestContext<'a> {
     pub secure_transport: Option<bool>,
     /// `aws:CurrentTime` / `aws:EpochTime`, seconds since the epoch.
     pub now_epoch_seconds: Option<i64>,
+    /// Values of any other condition keys, e.g. `("sts:ExternalId", "...")` for `AssumeRole`;
+    /// names match case-insensitively.
+    pub extra: &'a [(&'a str, &'a str)],
 }
 
 impl<'a> RequestContext<'a> {
@@ -126,6 +132,7 @@ impl<'a> RequestContext<'a> {
     ) -> RequestContext<'a> {
         RequestContext {
             caller,
+            service: "kms",
             action,
             resource,
             resource_account,
@@ -136,6 +143,7 @@ impl<'a> RequestContext<'a> {
             source_ip: None,
             secure_transport: None,
             now_epoch_seconds: None,
+            extra: &[],
         }
     }
 
@@ -191,7 +199,11 @@ impl<'a> RequestContext<'a> {
             Key::CurrentTime | Key::EpochTime => self
                 .now_epoch_seconds
                 .map(|t| Values::One(Cow::Owned(t.to_string()))),
-            Key::Other => None,
+            Key::Other(name) => self
+                .extra
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| Values::One(Cow::Borrowed(*v))),
         }
     }
 }
@@ -235,14 +247,15 @@ impl Decision {
     /// explicit deny in a resource-based / an identity-based policy").
     pub fn denial_message(self, ctx: &RequestContext<'_>) -> Option<String> {
         let head = format!(
-            "User: {} is not authorized to perform: kms:{} on resource: {}",
-            ctx.caller.arn, ctx.action, ctx.resource
+            "User: {} is not authorized to perform: {}:{} on resource: {}",
+            ctx.caller.arn, ctx.service, ctx.action, ctx.resource
         );
         match self {
             Decision::Allow => None,
             Decision::ImplicitDeny(t) => Some(format!(
-                "{head} because no {} policy allows the kms:{} action",
+                "{head} because no {} policy allows the {}:{} action",
                 t.phrase(),
+                ctx.service,
                 ctx.action
             )),
             Decision::ExplicitDeny(t) => Some(format!(
@@ -364,7 +377,7 @@ fn key_side(
 /// names the caller or its account (whose identity policies are then not consulted).
 pub(crate) fn key_policy_allows(ctx: &RequestContext<'_>, key_policy: &Policy) -> bool {
     matches!(
-        key_side(ctx, key_policy, &ActionKey::new(ctx.action)),
+        key_side(ctx, key_policy, &ActionKey::new(ctx.service, ctx.action)),
         Some((true, _)) | Some((_, true))
     )
 }
@@ -372,12 +385,16 @@ pub(crate) fn key_policy_allows(ctx: &RequestContext<'_>, key_policy: &Policy) -
 /// AWS KMS's authorization decision for `ctx`, from the key policy and the caller's identity
 /// policies (empty for root, and for callers without IAM policies). Grants are not considered:
 /// when this denies, the engine may still allow the request through a grant.
+///
+/// The same logic decides `AssumeRole` with a role's trust policy in place of the key policy
+/// (`ctx.service = "sts"`, `ctx.action = "AssumeRole"`, `ctx.resource` the role ARN,
+/// `ctx.resource_account` the role's account, `ctx.extra` carrying `sts:ExternalId`).
 pub fn evaluate(
     ctx: &RequestContext<'_>,
     key_policy: &Policy,
     identity_policies: &[Policy],
 ) -> Decision {
-    let action = &ActionKey::new(ctx.action);
+    let action = &ActionKey::new(ctx.service, ctx.action);
     let Some((key_direct, key_account)) = key_side(ctx, key_policy, action) else {
         return Decision::ExplicitDeny(PolicyType::ResourceBased);
     };

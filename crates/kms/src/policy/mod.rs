@@ -112,8 +112,12 @@ pub enum PolicyError {
     /// AWS's exact wording; the offending value is kept for logs but not shown.
     #[error("Policy contains a statement with one or more invalid principals.")]
     InvalidPrincipal(String),
-    #[error("An identity-based policy must not contain {0}")]
+    /// IAM's wording for a `Principal` in an identity policy.
+    #[error("Policy document should not specify a principal.")]
     ProhibitedPrincipal(&'static str),
+    /// IAM's wording for an element a trust policy must not have (`Resource`).
+    #[error("Has prohibited field {0}")]
+    ProhibitedElement(&'static str),
     #[error("Invalid action \"{0}\": an action is \"*\" or \"<service>:<action>\"")]
     InvalidAction(String),
     #[error("Invalid resource \"{0}\": a resource is \"*\" or an ARN")]
@@ -125,9 +129,14 @@ pub enum PolicyError {
 }
 
 impl PolicyError {
-    /// The AWS exception name the engine answers with.
+    /// The AWS exception name KMS answers with.
     pub fn aws_code(&self) -> &'static str {
         "MalformedPolicyDocumentException"
+    }
+
+    /// The error code IAM's query API answers with (`PutRolePolicy`, `CreateRole`).
+    pub fn iam_code(&self) -> &'static str {
+        "MalformedPolicyDocument"
     }
 }
 

@@ -177,17 +177,24 @@ pub(crate) fn kms_action_index(action: &str) -> Option<u8> {
         .find(|&i| KMS_ACTIONS[usize::from(i)].as_bytes() == action.as_bytes())
 }
 
-/// The request's action with its index in [`KMS_ACTIONS`], looked up once per evaluation.
+/// The request's action with its index in [`KMS_ACTIONS`] (KMS actions only), looked up once
+/// per evaluation.
 pub(crate) struct ActionKey<'a> {
+    service: &'a str,
     name: &'a str,
     index: Option<u8>,
 }
 
 impl<'a> ActionKey<'a> {
-    pub(crate) fn new(name: &'a str) -> ActionKey<'a> {
+    pub(crate) fn new(service: &'a str, name: &'a str) -> ActionKey<'a> {
         ActionKey {
+            service,
             name,
-            index: kms_action_index(name),
+            index: if service == "kms" {
+                kms_action_index(name)
+            } else {
+                None
+            },
         }
     }
 }
@@ -200,13 +207,16 @@ impl Statement {
     pub(crate) fn action_matches(&self, action: &ActionKey<'_>) -> bool {
         match action.index {
             Some(i) => self.action_mask & (1u64 << i) != 0,
-            None => self.action_matches_slow(action.name),
+            None => self.action_matches_slow(action.service, action.name),
         }
     }
 
-    fn action_matches_slow(&self, action: &str) -> bool {
+    fn action_matches_slow(&self, service: &str, action: &str) -> bool {
         let any = self.actions.patterns.iter().any(|p| {
-            p.service.as_deref().is_none_or(|s| s == "kms") && p.name.matches(action, true)
+            p.service
+                .as_deref()
+                .is_none_or(|s| s.eq_ignore_ascii_case(service))
+                && p.name.matches(action, true)
         });
         any != self.actions.negated
     }
@@ -229,6 +239,7 @@ impl Statement {
 enum Kind {
     Key,
     Identity,
+    Trust,
 }
 
 impl Policy {
@@ -241,6 +252,13 @@ impl Policy {
     /// Parses an IAM identity policy (no `Principal` allowed).
     pub fn parse_identity(json: &str) -> Result<Policy, PolicyError> {
         parse(json, Kind::Identity)
+    }
+
+    /// Parses a role's trust policy (`AssumeRolePolicyDocument`): `Principal` required, no
+    /// `Resource` (the statement applies to the role it is attached to). Evaluate it with
+    /// `RequestContext { service: "sts", action: "AssumeRole", resource: <role ARN>, .. }`.
+    pub fn parse_trust(json: &str) -> Result<Policy, PolicyError> {
+        parse(json, Kind::Trust)
     }
 
     pub fn version(&self) -> PolicyVersion {
@@ -418,8 +436,8 @@ fn parse_statement(value: &Value, kind: Kind) -> Result<Statement, PolicyError> 
         Some(_) => return Err(PolicyError::WrongType("Effect")),
     };
     let principals = match (kind, one_of(st, "Principal", "NotPrincipal")?) {
-        (Kind::Key, None) => return Err(PolicyError::MissingElement("Principal")),
-        (Kind::Key, Some((v, negated))) => Some(Principals {
+        (Kind::Key | Kind::Trust, None) => return Err(PolicyError::MissingElement("Principal")),
+        (Kind::Key | Kind::Trust, Some((v, negated))) => Some(Principals {
             negated,
             entries: parse_principal(v)?.into(),
         }),
@@ -441,17 +459,32 @@ fn parse_statement(value: &Value, kind: Kind) -> Result<Statement, PolicyError> 
             .map(parse_action)
             .collect::<Result<_, _>>()?,
     };
-    let (resource_value, negated) =
-        one_of(st, "Resource", "NotResource")?.ok_or(PolicyError::MissingElement("Resource"))?;
-    let element = if negated { "NotResource" } else { "Resource" };
-    let patterns: Box<[Pattern]> = strings(resource_value, element)?
-        .into_iter()
-        .map(parse_resource)
-        .collect::<Result<_, _>>()?;
-    let resources = ResourceSet {
-        any: !negated && patterns.contains(&Pattern::Any),
-        negated,
-        patterns,
+    let resources = match (kind, one_of(st, "Resource", "NotResource")?) {
+        (Kind::Trust, None) => ResourceSet {
+            any: true,
+            negated: false,
+            patterns: Box::new([Pattern::Any]),
+        },
+        (Kind::Trust, Some((_, negated))) => {
+            return Err(PolicyError::ProhibitedElement(if negated {
+                "NotResource"
+            } else {
+                "Resource"
+            }))
+        }
+        (_, None) => return Err(PolicyError::MissingElement("Resource")),
+        (_, Some((resource_value, negated))) => {
+            let element = if negated { "NotResource" } else { "Resource" };
+            let patterns: Box<[Pattern]> = strings(resource_value, element)?
+                .into_iter()
+                .map(parse_resource)
+                .collect::<Result<_, _>>()?;
+            ResourceSet {
+                any: !negated && patterns.contains(&Pattern::Any),
+                negated,
+                patterns,
+            }
+        }
     };
     let conditions = match st.get("Condition") {
         Some(c) => parse_conditions(c)?.into(),
@@ -469,7 +502,7 @@ fn parse_statement(value: &Value, kind: Kind) -> Result<Statement, PolicyError> 
     st.action_mask = KMS_ACTIONS
         .iter()
         .enumerate()
-        .filter(|(_, a)| st.action_matches_slow(a))
+        .filter(|(_, a)| st.action_matches_slow("kms", a))
         .fold(0u64, |m, (i, _)| m | (1u64 << i));
     Ok(st)
 }
@@ -671,10 +704,14 @@ mod unit {
         for st in p.statements() {
             for (i, a) in KMS_ACTIONS.iter().enumerate() {
                 assert_eq!(kms_action_index(a), Some(i as u8));
-                let fast = st.action_matches(&ActionKey::new(a));
-                assert_eq!(fast, st.action_matches_slow(a), "{a}");
+                let fast = st.action_matches(&ActionKey::new("kms", a));
+                assert_eq!(fast, st.action_matches_slow("kms", a), "{a}");
                 let upper = a.to_uppercase();
-                assert_eq!(fast, st.action_matches(&ActionKey::new(&upper)), "{a}");
+                assert_eq!(
+                    fast,
+                    st.action_matches(&ActionKey::new("kms", &upper)),
+                    "{a}"
+                );
             }
         }
     }

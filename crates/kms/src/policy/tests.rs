@@ -1536,6 +1536,109 @@ fn lockout_check() {
 }
 
 #[test]
+fn trust_policies_decide_assume_role() {
+    let role = "arn:aws:iam::111122223333:role/keyward/cluster-7";
+    let trust = |stmts: &str| {
+        let mut p = Policy::parse_trust(&build(stmts)).unwrap();
+        p.resolve_principals(resolve).unwrap();
+        p
+    };
+    let decide = |policy: &Policy, who: Who, extra: &[(&str, &str)], identity: &[&str]| {
+        let ids: Vec<Policy> = identity
+            .iter()
+            .map(|s| Policy::parse_identity(&build(s)).unwrap())
+            .collect();
+        let mut ctx = RequestContext::new(caller(who), "AssumeRole", role, A);
+        ctx.service = "sts";
+        ctx.extra = extra;
+        evaluate(&ctx, policy, &ids)
+    };
+    let external = trust(
+        r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::444455556666:root"},"Action":"sts:AssumeRole",
+            "Condition":{"StringEquals":{"sts:ExternalId":"cluster-7-secret"}}}"#,
+    );
+    let may_assume = r#"{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"*"}"#;
+    // Cross-account: the trust policy and the caller's identity policy, and the ExternalId.
+    assert_eq!(
+        decide(
+            &external,
+            Who::Bob,
+            &[("sts:ExternalId", "cluster-7-secret")],
+            &[may_assume]
+        ),
+        ALLOW
+    );
+    assert_eq!(
+        decide(
+            &external,
+            Who::Bob,
+            &[("STS:externalid", "cluster-7-secret")],
+            &[may_assume]
+        ),
+        ALLOW
+    );
+    assert_eq!(
+        decide(
+            &external,
+            Who::Bob,
+            &[("sts:ExternalId", "wrong")],
+            &[may_assume]
+        ),
+        NO_KEY
+    );
+    assert_eq!(decide(&external, Who::Bob, &[], &[may_assume]), NO_KEY);
+    assert_eq!(
+        decide(
+            &external,
+            Who::Bob,
+            &[("sts:ExternalId", "cluster-7-secret")],
+            &[]
+        ),
+        NO_IAM
+    );
+    // A KMS permission is not an STS one.
+    assert_eq!(
+        decide(
+            &external,
+            Who::Bob,
+            &[("sts:ExternalId", "cluster-7-secret")],
+            &[IAM_ALL_KMS]
+        ),
+        NO_IAM
+    );
+    // Same account, principal named directly: the trust policy alone suffices.
+    let alice = trust(
+        r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":"sts:AssumeRole"}"#,
+    );
+    assert_eq!(decide(&alice, Who::Alice, &[], &[]), ALLOW);
+    assert_eq!(decide(&alice, Who::Carol, &[], &[]), NO_KEY);
+    // Service principals.
+    let ec2 = trust(
+        r#"{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}"#,
+    );
+    assert_eq!(decide(&ec2, Who::Ec2Service, &[], &[]), ALLOW);
+    // AWS-shaped message with the sts prefix.
+    let mut ctx = RequestContext::new(caller(Who::Carol), "AssumeRole", role, A);
+    ctx.service = "sts";
+    assert_eq!(
+        NO_KEY.denial_message(&ctx).unwrap(),
+        format!("User: {CAROL} is not authorized to perform: sts:AssumeRole on resource: {role} because no resource-based policy allows the sts:AssumeRole action")
+    );
+    // Grammar: Principal required, Resource prohibited (IAM's wording).
+    assert_eq!(
+        Policy::parse_trust(&build(r#"{"Effect":"Allow","Action":"sts:AssumeRole"}"#)),
+        Err(PolicyError::MissingElement("Principal"))
+    );
+    let with_resource = Policy::parse_trust(&build(
+        r#"{"Effect":"Allow","Principal":"*","Action":"sts:AssumeRole","Resource":"*"}"#,
+    ))
+    .unwrap_err();
+    assert_eq!(with_resource, PolicyError::ProhibitedElement("Resource"));
+    assert_eq!(with_resource.to_string(), "Has prohibited field Resource");
+    assert_eq!(with_resource.iam_code(), "MalformedPolicyDocument");
+}
+
+#[test]
 fn policies_without_statements_allow_nothing() {
     let p = Policy::parse(r#"{"Version":"2012-10-17","Statement":[]}"#).unwrap();
     let ctx = RequestContext::new(caller(Who::RootA), "Decrypt", KEY, A);
