@@ -117,20 +117,9 @@ impl KeyRecord {
     }
 }
 
-/// The key policy AWS attaches when CreateKey is given none.
+/// The key policy AWS attaches when CreateKey is given none, as GetKeyPolicy returns it.
 pub(crate) fn default_policy(account: &str) -> String {
-    serde_json::to_string_pretty(&json!({
-        "Version": "2012-10-17",
-        "Id": "key-default-1",
-        "Statement": [{
-            "Sid": "Enable IAM User Permissions",
-            "Effect": "Allow",
-            "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
-            "Action": "kms:*",
-            "Resource": "*"
-        }]
-    }))
-    .expect("static JSON")
+    crate::policy::default_key_policy(account)
 }
 
 /// The AAD that binds a wrapped material blob to its key and version.

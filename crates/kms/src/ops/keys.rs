@@ -7,6 +7,7 @@ use crate::authz::authorize;
 use crate::clock::{epoch_seconds, DAY_MS};
 use crate::engine::State;
 use crate::error::ApiError;
+use crate::identity::IdentityKind;
 use crate::keys::{default_policy, material_aad, new_material, KeyMeta, KeyRecord, KeyState};
 use crate::store::Op;
 
@@ -20,35 +21,45 @@ fn unsupported(what: &str) -> ApiError {
     )
 }
 
-/// Checks a key policy document: JSON, within AWS's size limit, with statements AWS could parse.
-/// The policy module will check principals, actions and conditions.
+/// Checks a key policy document with the policy module's parser (JSON, elements, principals,
+/// actions, conditions), answering `MalformedPolicyDocumentException` as AWS does.
 pub(crate) fn validate_policy(policy: &str) -> Result<(), ApiError> {
-    let malformed = |why: &str| ApiError::new("MalformedPolicyDocumentException", why.to_string());
-    let doc: Value = serde_json::from_str(policy)
-        .map_err(|_| malformed("The policy document is not valid JSON."))?;
-    let obj = doc
-        .as_object()
-        .ok_or_else(|| malformed("The policy document must be a JSON object."))?;
-    let statements = match obj.get("Statement") {
-        Some(Value::Array(a)) if !a.is_empty() => a.clone(),
-        Some(s @ Value::Object(_)) => vec![s.clone()],
-        _ => return Err(malformed("The policy document must contain a Statement.")),
+    crate::policy::Policy::parse(policy)
+        .map(|_| ())
+        .map_err(|e| ApiError::new(e.aws_code(), e.to_string()))
+}
+
+/// AWS's policy lockout safety check: a new key policy must still let the caller make a later
+/// PutKeyPolicy request, unless `BypassPolicyLockoutSafetyCheck` is set.
+fn check_lockout(
+    cx: &Cx<'_>,
+    policy: &str,
+    key_arn: &str,
+    key_account: &str,
+    bypass: bool,
+) -> Result<(), ApiError> {
+    use crate::policy::{would_lock_out, Policy, Principal, PrincipalKind, LOCKOUT_MESSAGE};
+    if bypass {
+        return Ok(());
+    }
+    let parsed = Policy::parse(policy).map_err(|e| ApiError::new(e.aws_code(), e.to_string()))?;
+    let id = &cx.caller.identity;
+    let caller = Principal {
+        kind: match id.kind {
+            IdentityKind::Root => PrincipalKind::Root,
+            IdentityKind::IamUser => PrincipalKind::User,
+            IdentityKind::AssumedRole => PrincipalKind::AssumedRole,
+        },
+        arn: &id.arn,
+        account: &id.account_id,
+        principal_id: &id.principal_id,
+        role_arn: id.session_issuer_arn.as_deref(),
     };
-    for s in &statements {
-        match s.get("Effect").and_then(Value::as_str) {
-            Some("Allow") | Some("Deny") => {}
-            _ => {
-                return Err(malformed(
-                    "Each policy statement must have an Effect of Allow or Deny.",
-                ))
-            }
-        }
-        if s.get("Action").is_none() && s.get("NotAction").is_none() {
-            return Err(malformed("Each policy statement must have an Action."));
-        }
-        if s.get("Principal").is_none() && s.get("NotPrincipal").is_none() {
-            return Err(malformed("Policy contains a statement with no principal."));
-        }
+    if would_lock_out(&parsed, &caller, key_arn, key_account) {
+        return Err(ApiError::new(
+            "MalformedPolicyDocumentException",
+            LOCKOUT_MESSAGE,
+        ));
     }
     Ok(())
 }
@@ -156,7 +167,7 @@ pub(crate) fn create_key(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result<V
     if req.str_opt("CustomKeyStoreId")?.is_some() || req.str_opt("XksKeyId")?.is_some() {
         return Err(unsupported("A custom key store"));
     }
-    req.bool_opt("BypassPolicyLockoutSafetyCheck")?;
+    let bypass = req.bool_opt("BypassPolicyLockoutSafetyCheck")? == Some(true);
     let tags = tags_member(req)?.unwrap_or_default();
     crate::authz::authorize_account(cx.caller, "CreateKey")?;
     if tags.len() > MAX_TAGS {
@@ -171,6 +182,9 @@ pub(crate) fn create_key(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result<V
     let id = uuid.hyphenated().to_string();
     let account = caller.identity.account_id.clone();
     let arn = key_arn(&caller.region, &account, &id);
+    if let Some(p) = policy {
+        check_lockout(cx, p, &arn, &account, bypass)?;
+    }
     let material = new_material(1);
     let wrapped = cx
         .inner
@@ -357,10 +371,11 @@ pub(crate) fn put_key_policy(
 ) -> Result<Value, ApiError> {
     policy_name(req)?;
     let policy = policy_member(req, true)?.expect("required");
-    req.bool_opt("BypassPolicyLockoutSafetyCheck")?;
+    let bypass = req.bool_opt("BypassPolicyLockoutSafetyCheck")? == Some(true);
     let id = key_for(cx, st, req, "PutKeyPolicy")?;
     let key = st.keys.get_mut(&id).expect("resolved");
     require_not_pending(key)?;
+    check_lockout(cx, policy, &key.meta.arn, &key.meta.account, bypass)?;
     key.meta.policy = policy.to_string();
     cx.save_key(key);
     Ok(json!({}))

@@ -353,6 +353,42 @@ async fn tags_description_and_policy() {
     );
     let e = f.err("CreateKey", json!({"Policy": "{oops"})).await;
     assert_eq!(e.code, "MalformedPolicyDocumentException");
+
+    // The lockout safety check: a policy that would not let the caller change it again is
+    // refused unless BypassPolicyLockoutSafetyCheck is set.
+    let others_only = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:user/someone-else")}, "Action": "kms:*", "Resource": "*"}]})
+    .to_string();
+    let e = f
+        .err("PutKeyPolicy", json!({"KeyId": id, "Policy": others_only}))
+        .await;
+    assert_eq!(e.code, "MalformedPolicyDocumentException");
+    assert_eq!(
+        e.message,
+        "The new key policy will not allow you to update the key policy in the future."
+    );
+    assert_eq!(
+        f.ok("GetKeyPolicy", json!({"KeyId": id})).await["Policy"],
+        policy
+    );
+    let e = f.err("CreateKey", json!({"Policy": others_only})).await;
+    assert_eq!(e.code, "MalformedPolicyDocumentException");
+    f.ok(
+        "PutKeyPolicy",
+        json!({"KeyId": id, "Policy": others_only, "BypassPolicyLockoutSafetyCheck": true}),
+    )
+    .await;
+    assert_eq!(
+        f.ok("GetKeyPolicy", json!({"KeyId": id})).await["Policy"],
+        others_only
+    );
+    assert_eq!(
+        f.ok("ListKeys", json!({})).await["Keys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
