@@ -310,3 +310,114 @@ fn decrypt_slice_inner(opener: &mut Opener, body: &[u8], out: &mut Vec<u8>) -> R
         return Ok(());
     }
 }
+
+/// Turns the plaintext in `buf` into the message, in the same buffer: the
+/// buffer grows by the framing overhead, then the frames are moved to their
+/// final places and sealed there from the last to the first, so each byte is
+/// read and written about once — the memory traffic of in-place AES-GCM.
+/// Unsigned suites only (the signature hash needs the frames in order).
+pub(crate) fn encrypt_in_place(sealer: Sealer, header: &[u8], buf: &mut Vec<u8>) -> Result<()> {
+    debug_assert!(!sealer.is_signed());
+    let frame_len = sealer.frame_length;
+    let n = buf.len();
+    let full = n / frame_len;
+    let rem = n - full * frame_len;
+    if full >= u32::MAX as usize {
+        return Err(Error::TooLong);
+    }
+    let regular = 16 + frame_len + TAG;
+    let h = header.len();
+    let total = h + full * regular + PREFIX + rem + TAG;
+    buf.resize(total, 0);
+    // The final frame, then the regular ones, back to front: every move goes
+    // right, onto bytes already moved or not yet needed.
+    let final_at = h + full * regular;
+    buf.copy_within(full * frame_len..n, final_at + PREFIX);
+    sealer.seal_frame_at(&mut buf[final_at..], full as u32 + 1, true)?;
+    for k in (0..full).rev() {
+        let at = h + k * regular;
+        buf.copy_within(k * frame_len..(k + 1) * frame_len, at + 16);
+        sealer.seal_frame_at(&mut buf[at..at + regular], k as u32 + 1, false)?;
+    }
+    buf[..h].copy_from_slice(header);
+    Ok(())
+}
+
+/// Opens the frames of the message in `buf` (from `at`, after the header) in
+/// place and moves each plaintext down to the front; `buf` ends holding the
+/// plaintext. On any error it is wiped and emptied.
+pub(crate) fn decrypt_in_place(mut opener: Opener, buf: &mut Vec<u8>, at: usize) -> Result<()> {
+    match decrypt_in_place_inner(&mut opener, buf, at) {
+        Ok(len) => {
+            buf.truncate(len);
+            Ok(())
+        }
+        Err(e) => {
+            buf.fill(0);
+            buf.clear();
+            Err(e)
+        }
+    }
+}
+
+fn decrypt_in_place_inner(opener: &mut Opener, buf: &mut [u8], mut at: usize) -> Result<usize> {
+    let frame_len = opener.frame_length;
+    let end = buf.len();
+    let need = |at: usize, n: usize| -> Result<usize> {
+        at.checked_add(n)
+            .filter(|&e| e <= end)
+            .ok_or(Error::Decrypt)
+    };
+    let mut written = 0usize;
+    loop {
+        let start = at;
+        let marker = u32::from_be_bytes(buf[at..need(at, 4)?].try_into().expect("4 bytes"));
+        at += 4;
+        let last = marker == u32::MAX;
+        let (seq, len) = if last {
+            let fixed_end = need(at, 20)?;
+            let seq = u32::from_be_bytes(buf[at..at + 4].try_into().expect("4 bytes"));
+            let len =
+                u32::from_be_bytes(buf[at + 16..fixed_end].try_into().expect("4 bytes")) as usize;
+            opener.check_frame_header(seq, &buf[at + 4..at + 16])?;
+            at = fixed_end;
+            (seq, len)
+        } else {
+            opener.check_frame_header(marker, &buf[at..need(at, 12)?])?;
+            at += 12;
+            (marker, frame_len)
+        };
+        let _ = seq;
+        if len > frame_len {
+            return Err(Error::Decrypt);
+        }
+        let frame_end = need(at, len + TAG)?;
+        opener.hash(&buf[start..frame_end]);
+        let (data, tag) = buf[at..frame_end].split_at_mut(len);
+        opener.open_detached(data, tag, last)?;
+        buf.copy_within(at..at + len, written);
+        written += len;
+        at = frame_end;
+        if !last {
+            continue;
+        }
+        if opener.is_signed() {
+            let sig_at = need(at, 2)?;
+            let sig_len = usize::from(u16::from_be_bytes(
+                buf[at..sig_at].try_into().expect("2 bytes"),
+            ));
+            if sig_len > MAX_SIGNATURE {
+                return Err(Error::Decrypt);
+            }
+            let sig_end = need(sig_at, sig_len)?;
+            let mut signature = [0u8; MAX_SIGNATURE];
+            signature[..sig_len].copy_from_slice(&buf[sig_at..sig_end]);
+            opener.verify(&signature[..sig_len])?;
+            at = sig_end;
+        }
+        if at != end {
+            return Err(Error::Decrypt);
+        }
+        return Ok(written);
+    }
+}

@@ -77,6 +77,8 @@ proptest! {
         let client = client(Suite::Aes256GcmHkdfSha512Commit, 16);
         let result = runtime().block_on(client.decrypt_to_vec(&bytes, &DecryptOptions::default()));
         prop_assert!(result.is_err());
+        let mut buf = bytes.clone();
+        prop_assert!(runtime().block_on(client.decrypt_in_place(&mut buf, &DecryptOptions::default())).is_err());
     }
 }
 
@@ -97,8 +99,11 @@ proptest! {
         let keep = cut.index(bad.len() + 1);
         bad.truncate(keep.max(bad.len() / 2));
         let result = rt.block_on(client.decrypt_to_vec(&bad, &DecryptOptions::default()));
+        let mut buf = bad.clone();
+        let in_place = rt.block_on(client.decrypt_in_place(&mut buf, &DecryptOptions::default()));
         if bad != message {
             prop_assert!(result.is_err());
+            prop_assert!(in_place.is_err());
         }
     }
 }

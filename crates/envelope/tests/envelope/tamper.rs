@@ -16,6 +16,16 @@ async fn refused(client: &Client<RawAesKeyring>, message: &[u8], what: &str) {
             other.map(|(p, _)| p.len())
         ),
     }
+    // The in-place path agrees, and leaves nothing behind.
+    let mut buf = message.to_vec();
+    let result = client
+        .decrypt_in_place(&mut buf, &DecryptOptions::default())
+        .await;
+    assert!(matches!(result, Err(Error::Decrypt)), "{what} (in place)");
+    assert!(
+        buf.is_empty() || buf == message,
+        "{what}: in place left partial plaintext"
+    );
     // The async path agrees.
     let mut out = Vec::new();
     let result = client
