@@ -296,6 +296,29 @@ impl Policy {
         out
     }
 
+    /// The account ids the policy names as principals (`"ACCT"`, `arn:aws:iam::ACCT:root`, and
+    /// the accounts of named users, roles and sessions), each once. AWS refuses a policy naming
+    /// an account that does not exist ("invalid principals"); the engine checks these against the
+    /// accounts it knows.
+    pub fn principal_accounts(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for e in self.entries() {
+            let account = match e {
+                PrincipalEntry::Account(a) => Some(&**a),
+                PrincipalEntry::User { arn, .. }
+                | PrincipalEntry::Role { arn, .. }
+                | PrincipalEntry::Session(arn) => arn.split(':').nth(4),
+                _ => None,
+            };
+            if let Some(a) = account {
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+        out
+    }
+
     /// Binds every IAM user and role principal to its unique id. `resolve` answers the unique id
     /// (`AIDA...`/`AROA...`) of an ARN, or None when no such user or role exists, which AWS refuses
     /// as an invalid principal.

@@ -1433,6 +1433,12 @@ fn grammar_accepts_single_statement_object_and_both_versions() {
 
 #[test]
 fn principals_bind_to_unique_ids_and_unknown_ones_are_invalid() {
+    let mixed = Policy::parse(&build(&format!(
+        r#"{ALLOW_ROLE_GUIDE},{{"Effect":"Allow","Principal":{{"AWS":["444455556666","arn:aws:iam::444455556666:user/bob","arn:aws:sts::555555555555:assumed-role/r/s","*"]}},"Action":"kms:*","Resource":"*"}}"#
+    )))
+    .unwrap();
+    assert_eq!(mixed.principal_accounts(), vec![A, B, "555555555555"]);
+    assert_eq!(mixed.principal_arns(), vec![ROLE, BOB]);
     let mut p = Policy::parse(&build(ALLOW_ROLE_GUIDE)).unwrap();
     assert_eq!(p.principal_arns(), vec![ROLE]);
     assert!(p.principal_ids().is_empty());
