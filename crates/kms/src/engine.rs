@@ -55,13 +55,17 @@ pub(crate) struct State {
     pub keys: HashMap<String, KeyRecord>,
     /// By (account, region, alias name).
     pub aliases: BTreeMap<(String, String, String), Alias>,
-    /// By grant id.
-    pub grants: BTreeMap<String, Grant>,
+    /// By (key id, grant id), so a key's grants are one range: authorizing a grantee scans only
+    /// the grants of the key it uses.
+    pub grants: BTreeMap<(String, String), Grant>,
 }
 
 impl State {
     pub(crate) fn grants_of<'a>(&'a self, key_id: &'a str) -> impl Iterator<Item = &'a Grant> + 'a {
-        self.grants.values().filter(move |g| g.key_id == key_id)
+        self.grants
+            .range((key_id.to_string(), String::new())..)
+            .take_while(move |((k, _), _)| k == key_id)
+            .map(|(_, g)| g)
     }
 
     fn next_due(&self) -> i64 {
@@ -160,7 +164,7 @@ impl Engine {
         for doc in loaded.grants {
             let g: Grant = serde_json::from_str(&doc)
                 .map_err(|e| Error::Corrupt(format!("grant record: {e}")))?;
-            state.grants.insert(g.id.clone(), g);
+            state.grants.insert((g.key_id.clone(), g.id.clone()), g);
         }
         let next_due = state.next_due();
         Ok(Engine {
@@ -360,7 +364,7 @@ impl Engine {
             for id in due_deletions {
                 let key = st.keys.remove(&id).expect("listed above");
                 st.aliases.retain(|_, a| a.key_id != id);
-                st.grants.retain(|_, g| g.key_id != id);
+                st.grants.retain(|(k, _), _| *k != id);
                 ops.push(Op::DeleteKey { id: id.clone() });
                 ops.push(Op::Trail(trail::service_record(
                     "DeleteKey",

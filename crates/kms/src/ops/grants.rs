@@ -202,7 +202,8 @@ pub(crate) fn create_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
     });
     let response = json!({ "GrantToken": grant.token, "GrantId": grant.id });
     cx.response_elements = json!({ "GrantId": grant.id });
-    st.grants.insert(grant.id.clone(), grant);
+    st.grants
+        .insert((grant.key_id.clone(), grant.id.clone()), grant);
     Ok(response)
 }
 
@@ -251,7 +252,7 @@ pub(crate) fn retire_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
     let key_id = req.key_id_opt("KeyId")?;
     let grant_id = req.str_len("GrantId", 1, 128)?;
     req.bool_opt("DryRun")?;
-    let gid = match (token, key_id, grant_id) {
+    let slot = match (token, key_id, grant_id) {
         (Some(t), _, _) => {
             if !token_is_well_formed(t) {
                 return Err(ApiError::new(
@@ -260,17 +261,18 @@ pub(crate) fn retire_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
                 ));
             }
             st.grants
-                .values()
-                .find(|g| g.token == t)
-                .map(|g| g.id.clone())
+                .iter()
+                .find(|(_, g)| g.token == t)
+                .map(|(slot, _)| slot.clone())
                 .ok_or_else(|| ApiError::not_found("Grant not found for the grant token."))?
         }
         (None, Some(k), Some(g)) => {
             let id = resolve(cx, st, k, false)?;
-            match st.grants.get(g) {
-                Some(grant) if grant.key_id == id => grant.id.clone(),
-                _ => return Err(ApiError::not_found(format!("Grant ID {g} not found"))),
+            let slot = (id, g.to_string());
+            if !st.grants.contains_key(&slot) {
+                return Err(ApiError::not_found(format!("Grant ID {g} not found")));
             }
+            slot
         }
         _ => {
             return Err(ApiError::new(
@@ -279,7 +281,7 @@ pub(crate) fn retire_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
             ))
         }
     };
-    let grant = &st.grants[&gid];
+    let grant = &st.grants[&slot];
     let key = &st.keys[&grant.key_id];
     cx.touch(key);
     let me = &cx.caller.identity;
@@ -294,8 +296,8 @@ pub(crate) fn retire_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
         return Err(denied(cx.caller, "RetireGrant", &key.meta.arn));
     }
     dry_run(req)?;
-    st.grants.remove(&gid);
-    cx.ops.push(Op::DeleteGrant { id: gid });
+    st.grants.remove(&slot);
+    cx.ops.push(Op::DeleteGrant { id: slot.1 });
     Ok(json!({}))
 }
 
@@ -305,16 +307,14 @@ pub(crate) fn revoke_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
     req.bool_opt("DryRun")?;
     let id = resolve(cx, st, key_id, false)?;
     authorize(cx.caller, st, "RevokeGrant", &st.keys[&id], None, &[])?;
-    match st.grants.get(grant_id) {
-        Some(g) if g.key_id == id => {}
-        _ => {
-            return Err(ApiError::not_found(format!(
-                "Grant ID {grant_id} not found"
-            )))
-        }
+    let slot = (id, grant_id.to_string());
+    if !st.grants.contains_key(&slot) {
+        return Err(ApiError::not_found(format!(
+            "Grant ID {grant_id} not found"
+        )));
     }
     dry_run(req)?;
-    st.grants.remove(grant_id);
+    st.grants.remove(&slot);
     cx.ops.push(Op::DeleteGrant {
         id: grant_id.to_string(),
     });
