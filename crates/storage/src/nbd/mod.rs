@@ -31,6 +31,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
@@ -476,26 +477,22 @@ where
                     continue;
                 }
                 let pool = pool.clone();
-                tokio::spawn(async move {
-                    let result = tokio::task::spawn_blocking(move || {
-                        let len = len as usize;
-                        let mut buf = pool.take(len);
-                        match volume.read_at(offset, &mut buf[..len]) {
-                            Ok(()) => Ok((buf, len)),
-                            Err(error) => {
-                                pool.give(buf);
-                                Err(error)
-                            }
-                        }
-                    })
-                    .await;
-                    let answer = match result {
-                        Ok(Ok(data)) => Reply {
+                // The blocking thread sends the reply itself: no async task per request.
+                tokio::task::spawn_blocking(move || {
+                    let len = len as usize;
+                    let mut buf = pool.take(len);
+                    let answer = match catch_unwind(AssertUnwindSafe(|| {
+                        volume.read_at(offset, &mut buf[..len])
+                    })) {
+                        Ok(Ok(())) => Reply {
                             cookie,
                             error: 0,
-                            data: Some(data),
+                            data: Some((buf, len)),
                         },
-                        Ok(Err(error)) => reply(errno(&error, false)),
+                        Ok(Err(error)) => {
+                            pool.give(buf);
+                            reply(errno(&error, false))
+                        }
                         Err(_) => reply(EIO),
                     };
                     let _ = replies.send(answer);
@@ -561,8 +558,9 @@ fn spawn_io(
     write: bool,
     work: impl FnOnce() -> crate::Result<()> + Send + 'static,
 ) {
-    tokio::spawn(async move {
-        let error = match tokio::task::spawn_blocking(work).await {
+    tokio::task::spawn_blocking(move || {
+        // A panic must still answer the request, or the client waits forever.
+        let error = match catch_unwind(AssertUnwindSafe(work)) {
             Ok(Ok(())) => 0,
             Ok(Err(error)) => errno(&error, write),
             Err(_) => EIO,
