@@ -158,6 +158,22 @@ impl Output {
                 paths: None,
             });
         }
+        // Only a regular file (or a new path) is written aside and renamed into
+        // place; a device, pipe or symlink (`-o /dev/null`, a FIFO) is written
+        // to directly, never replaced.
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if !meta.file_type().is_file() => {
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open {} for writing", path.display()))?;
+                return Ok(Output {
+                    writer: Box::new(file),
+                    paths: None,
+                });
+            }
+            _ => {}
+        }
         let mut partial = path.as_os_str().to_owned();
         partial.push(".partial");
         let partial = PathBuf::from(partial);

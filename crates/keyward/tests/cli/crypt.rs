@@ -130,6 +130,43 @@ async fn files_and_pipes_round_trip_and_the_official_cli_opens_them() {
     );
     assert_eq!(decrypted.stdout, plaintext(12_345));
 
+    // A FIFO as output is written through, never replaced by a file.
+    let fifo = dir.path().join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let reader_path = fifo.clone();
+    let reader = std::thread::spawn(move || std::fs::read(reader_path).unwrap());
+    let (status, _, err) = run_with_deadline(
+        verb(
+            &kms,
+            &[
+                "decrypt",
+                "--key-arn",
+                &arn,
+                "--endpoint-url",
+                &kms.endpoint,
+                "-i",
+            ],
+        )
+        .arg(&msg)
+        .arg("-o")
+        .arg(&fifo),
+        DEADLINE,
+    );
+    assert!(status.success(), "{err}");
+    assert_eq!(reader.join().unwrap(), plaintext(700_000));
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo(),
+        "the FIFO is still a FIFO"
+    );
+
     // The official CLI opens what `keyward encrypt` wrote.
     let theirs = dir.path().join("theirs");
     let mut cli = Command::new(require_tool("aws-encryption-cli"));
