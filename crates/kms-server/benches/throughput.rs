@@ -195,6 +195,7 @@ fn main() {
     // they were two processes; moto is a real separate process.
     let server_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("kms-server")
         .enable_all()
         .build()
         .unwrap();
@@ -204,6 +205,7 @@ fn main() {
 
     let client_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("load-generator")
         .enable_all()
         .build()
         .unwrap();

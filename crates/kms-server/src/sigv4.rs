@@ -744,6 +744,29 @@ mod tests {
         assert!(matches!(result, Err(Error::UnrecognizedClient)));
     }
 
+    proptest::proptest! {
+        /// Arbitrary Authorization headers, dates and signed-header lists never panic the verifier,
+        /// and only a correct signature passes.
+        #[test]
+        fn arbitrary_authorization_headers_are_refused_without_panic(
+            auth in "AWS4-HMAC-SHA256 [ -~]{0,120}|[ -~]{0,80}",
+            date in "[0-9TZ]{14,17}|20260101T1200[0-9]{2}Z",
+            signed in "[a-z;-]{0,30}",
+        ) {
+            let mut headers = HeaderMap::new();
+            headers.insert("host", "kms.local".parse().unwrap());
+            if let Ok(value) = date.parse() {
+                headers.insert("x-amz-date", value);
+            }
+            let full = format!("{auth}, SignedHeaders={signed}, Signature=00");
+            if let Ok(value) = full.parse() {
+                headers.insert("authorization", value);
+            }
+            let result = verify(&headers, b"{}");
+            proptest::prop_assert!(result.is_err());
+        }
+    }
+
     #[test]
     fn wrong_service_scope_is_refused() {
         let headers = signed("20260101T120000Z", b"{}", b"secret");

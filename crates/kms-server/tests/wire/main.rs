@@ -5,6 +5,7 @@ mod raw;
 mod support;
 
 mod bad_input;
+mod concurrency;
 mod fuzz;
 mod lifecycle;
 mod sigv4;
