@@ -226,11 +226,12 @@ fn load(conn: &Connection) -> Result<Loaded, Error> {
 const MAX_GROUP: usize = 4096;
 
 /// After a group of more than one job, how long the writer keeps collecting while jobs still
-/// arrive. Callers answered by the last commit resubmit within microseconds; waiting for them lets
+/// arrive (each gap at most `LINGER_GAP`, in all at most `LINGER_MAX`, and never beyond the
+/// previous group's size). Callers answered by the last commit resubmit within microseconds; waiting for them lets
 /// one fsync carry the whole wave instead of a straggler group plus a full one. A lone caller
 /// (previous group of one) never waits.
 const LINGER_GAP: Duration = Duration::from_micros(150);
-const LINGER_MAX: Duration = Duration::from_micros(1500);
+const LINGER_MAX: Duration = Duration::from_micros(1000);
 
 fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
     let mut last_group = 1;
@@ -246,7 +247,12 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                 Ok(job) => jobs.push(job),
                 Err(mpsc::TryRecvError::Disconnected) => break,
                 Err(mpsc::TryRecvError::Empty) => {
-                    if last_group <= 1 || started.elapsed() >= LINGER_MAX {
+                    // Linger only until the previous group's size is reached: a closed loop of
+                    // callers resubmits as a wave of about that size.
+                    if last_group <= 1
+                        || jobs.len() >= last_group
+                        || started.elapsed() >= LINGER_MAX
+                    {
                         break;
                     }
                     match rx.recv_timeout(LINGER_GAP) {
