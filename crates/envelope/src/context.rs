@@ -85,3 +85,48 @@ pub(crate) fn check_caller_context(context: &EncryptionContext) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn serializes_sorted_by_key_bytes_and_parses_back() {
+        let c = ctx(&[("b", "2"), ("a", "1"), ("é", "3"), ("Z", "0")]);
+        let bytes = serialize(&c).unwrap();
+        assert_eq!(&bytes[..2], &[0, 4]);
+        assert_eq!(&bytes[2..7], &[0, 1, b'Z', 0, 1]);
+        assert_eq!(parse(&bytes), Some(c));
+        assert_eq!(
+            serialize(&EncryptionContext::new()).unwrap(),
+            Vec::<u8>::new()
+        );
+        assert_eq!(parse(&[]), Some(EncryptionContext::new()));
+    }
+
+    #[test]
+    fn refuses_non_canonical_forms() {
+        // Unsorted, duplicate, zero count, trailing byte, invalid UTF-8.
+        let unsorted = [0, 2, 0, 1, b'b', 0, 0, 0, 1, b'a', 0, 0];
+        let duplicate = [0, 2, 0, 1, b'a', 0, 0, 0, 1, b'a', 0, 0];
+        let mut trailing = serialize(&ctx(&[("a", "1")])).unwrap();
+        trailing.push(0);
+        let bad_utf8 = [0, 1, 0, 1, 0xff, 0, 0];
+        for bytes in [&unsorted[..], &duplicate, &[0, 0], &trailing, &bad_utf8] {
+            assert_eq!(parse(bytes), None, "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn reserved_prefix_is_refused_for_callers() {
+        assert!(check_caller_context(&ctx(&[("aws-crypto-x", "1")])).is_err());
+        assert!(check_caller_context(&ctx(&[("aws-other", "1")])).is_ok());
+    }
+}

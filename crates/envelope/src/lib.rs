@@ -6,7 +6,9 @@
 //!   ECDSA P-384 signature), and reads both — so a message written here opens
 //!   with the official AWS Encryption CLI and the other way round;
 //! - streams over `std::io` and `tokio::io` with memory bounded by about one
-//!   frame, whatever the input size, sealing frames in place at AES-GCM speed;
+//!   frame, whatever the input size, sealing frames in place; in memory it
+//!   works in one buffer ([`Client::encrypt_in_place`], [`Client::decrypt_in_place`])
+//!   or with one copy ([`Client::encrypt_to_vec`], [`Client::decrypt_to_vec`]);
 //! - gets data keys from a [`Keyring`]: [`KmsKeyring`] over `aws-sdk-kms`
 //!   (the embedded KMS or AWS) or [`RawAesKeyring`] (test vectors);
 //! - caches data keys ([`DataKeyCache`]) with age, message and byte limits, a
