@@ -197,12 +197,17 @@ async fn handle_aws_inner(
 }
 
 fn admin_json(status: StatusCode, value: serde_json::Value) -> Response {
-    (
+    let mut response = (
         status,
         [(header::CONTENT_TYPE, "application/json")],
         value.to_string(),
     )
-        .into_response()
+        .into_response();
+    // Every answer carries a request id, admin ones included.
+    let request_id = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+        .expect("a uuid is a valid header value");
+    response.headers_mut().insert(REQUEST_ID, request_id);
+    response
 }
 
 fn admin_guard(shared: &Shared, method: &Method) -> Option<Response> {

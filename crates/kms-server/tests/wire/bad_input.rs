@@ -180,6 +180,7 @@ async fn admin_routes_answer_only_in_dev_mode() {
         .await
         .unwrap();
     assert_eq!(reset.status, 200);
+    assert!(reset.header("x-amzn-requestid").is_some());
     assert_eq!(h.key_count().await, 0, "reset clears the keys");
     let bad = client
         .send("POST", "/_keyward/clock", &[], b"{\"advance_seconds\": -1}")
