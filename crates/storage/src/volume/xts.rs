@@ -133,6 +133,7 @@ impl XtsCipher {
             }
         }
         blocks.zeroize_blocks();
+        tweaks.zeroize();
     }
 
     /// The 256 tweaks of sector `index`: T₀ = E_K2(index as 128-bit LE), Tⱼ₊₁ = Tⱼ·α
