@@ -1,7 +1,5 @@
 //! The export as real NBD clients see it.
 
-use std::time::Duration;
-
 use crate::common::*;
 
 const MIB: u64 = 1 << 20;
@@ -171,34 +169,35 @@ fn detach_fails_requests_on_open_connections_and_refuses_new_ones() {
     let uri = served.uri();
     run_ok("qemu-io", &["-f", "raw", &uri, "-c", "write -P 0x66 0 64k"]);
     // A client connected before the detach: first read works, the one after fails.
-    let child = std::process::Command::new("qemu-io")
+    // `stdbuf -oL` makes qemu-io print each result as it happens, so the detach
+    // comes right after the first read (no guessing at timings).
+    let mut child = std::process::Command::new("stdbuf")
+        .args(["-oL", "qemu-io", "-f", "raw", &uri])
         .args([
-            "-f",
-            "raw",
-            &uri,
             "-c",
             "read -P 0x66 0 64k",
             "-c",
-            "sleep 2500",
+            "sleep 1000",
             "-c",
             "read -P 0x66 0 64k",
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("qemu-io is on PATH");
-    std::thread::sleep(Duration::from_millis(1000));
+        .expect("stdbuf (coreutils) and qemu-io are on PATH");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut text = String::new();
+    while !text.contains("read 65536/65536 bytes at offset 0") {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() == 0 {
+            panic!("qemu-io ended before its first read: {text}");
+        }
+        text.push_str(&line);
+    }
     served.volume.detach();
+    std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
     let output = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        text.contains("read 65536/65536 bytes at offset 0"),
-        "the first read worked: {text}"
-    );
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
     assert!(
         text.contains("Input/output error"),
         "the read after detach fails with EIO: {text}"
