@@ -258,7 +258,12 @@ pub(crate) fn resolve(
         }
     };
     match st.keys.get(&id) {
-        Some(k) if k.meta.account == account && k.meta.region == region => {
+        // Keys are regional: a request signed for one region never reaches another region's key.
+        Some(k)
+            if k.meta.account == account
+                && k.meta.region == region
+                && region == cx.caller.region =>
+        {
             cx.touch(k);
             Ok(id)
         }

@@ -402,6 +402,12 @@ async fn keys_are_per_account_and_region() {
         .await
         .unwrap_err();
     assert_eq!(e.code, "NotFoundException");
+    // Not even by its ARN: keys are regional.
+    let e = f
+        .call_as(&west, "DescribeKey", json!({"KeyId": arn}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "NotFoundException");
     assert_eq!(
         f.call_as(&west, "ListKeys", json!({})).await.unwrap()["Keys"],
         json!([])
