@@ -192,37 +192,33 @@ impl Sealer {
         Ok(())
     }
 
-    /// Seals one frame in place at its final position in a message buffer,
-    /// in any order (the in-place path goes back to front). `frame` spans the
-    /// frame header, the plaintext and room for the tag. Unsigned suites only:
-    /// the signature hash needs the frames in order.
-    pub(crate) fn seal_frame_at(&self, frame: &mut [u8], seq: u32, last: bool) -> Result<()> {
+    /// Seals one frame's plaintext where it lies and returns its tag, in any
+    /// frame order (the in-place path goes back to front). Unsigned suites
+    /// only: the signature hash needs the frames in order.
+    pub(crate) fn seal_detached(&self, data: &mut [u8], seq: u32, last: bool) -> Result<aead::Tag> {
         if self.signing.is_some() || (!last && seq == u32::MAX) {
             return Err(Error::TooLong);
         }
-        let head = if last { 24 } else { 16 };
-        let len = frame.len() - head - TAG;
         let mut aad = [0u8; 80];
-        let aad_len = frame_aad(&self.message_id, last, seq, len, &mut aad);
-        let (header, rest) = frame.split_at_mut(head);
-        let (body, tag_out) = rest.split_at_mut(len);
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(nonce(seq), aead::Aad::from(&aad[..aad_len]), body)
-            .map_err(|_| Error::Crypto)?;
-        tag_out.copy_from_slice(tag.as_ref());
+        let aad_len = frame_aad(&self.message_id, last, seq, data.len(), &mut aad);
+        self.key
+            .seal_in_place_separate_tag(nonce(seq), aead::Aad::from(&aad[..aad_len]), data)
+            .map_err(|_| Error::Crypto)
+    }
+
+    /// Writes a frame header (16 bytes, or 24 for the final frame) into `out`.
+    pub(crate) fn frame_header(out: &mut [u8], seq: u32, last: bool, len: usize) {
         let mut at = 0;
         if last {
-            header[..4].copy_from_slice(&FINAL_MARKER.to_be_bytes());
+            out[..4].copy_from_slice(&FINAL_MARKER.to_be_bytes());
             at = 4;
         }
-        header[at..at + 4].copy_from_slice(&seq.to_be_bytes());
-        header[at + 4..at + 12].fill(0);
-        header[at + 12..at + 16].copy_from_slice(&seq.to_be_bytes());
+        out[at..at + 4].copy_from_slice(&seq.to_be_bytes());
+        out[at + 4..at + 12].fill(0);
+        out[at + 12..at + 16].copy_from_slice(&seq.to_be_bytes());
         if last {
-            header[20..24].copy_from_slice(&(len as u32).to_be_bytes());
+            out[20..24].copy_from_slice(&(len as u32).to_be_bytes());
         }
-        Ok(())
     }
 
     pub(crate) fn is_signed(&self) -> bool {

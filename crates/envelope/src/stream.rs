@@ -329,15 +329,22 @@ pub(crate) fn encrypt_in_place(sealer: Sealer, header: &[u8], buf: &mut Vec<u8>)
     let h = header.len();
     let total = h + full * regular + PREFIX + rem + TAG;
     buf.resize(total, 0);
-    // The final frame, then the regular ones, back to front: every move goes
-    // right, onto bytes already moved or not yet needed.
-    let final_at = h + full * regular;
-    buf.copy_within(full * frame_len..n, final_at + PREFIX);
-    sealer.seal_frame_at(&mut buf[final_at..], full as u32 + 1, true)?;
+    // The final frame, then the regular ones, back to front. Each frame is
+    // sealed where its plaintext lies (AES-GCM streaming through memory, as
+    // raw in-place sealing does), then moved right to its final place while it
+    // is still in cache; every move lands on bytes already processed.
+    let mut place = |k: usize, len: usize, last: bool, at: usize| -> Result<()> {
+        let head = if last { PREFIX } else { 16 };
+        let src = k * frame_len;
+        let tag = sealer.seal_detached(&mut buf[src..src + len], k as u32 + 1, last)?;
+        buf.copy_within(src..src + len, at + head);
+        Sealer::frame_header(&mut buf[at..at + head], k as u32 + 1, last, len);
+        buf[at + head + len..at + head + len + TAG].copy_from_slice(tag.as_ref());
+        Ok(())
+    };
+    place(full, rem, true, h + full * regular)?;
     for k in (0..full).rev() {
-        let at = h + k * regular;
-        buf.copy_within(k * frame_len..(k + 1) * frame_len, at + 16);
-        sealer.seal_frame_at(&mut buf[at..at + regular], k as u32 + 1, false)?;
+        place(k, frame_len, false, h + k * regular)?;
     }
     buf[..h].copy_from_slice(header);
     Ok(())
