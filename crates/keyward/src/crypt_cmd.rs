@@ -80,8 +80,18 @@ fn parse_context(pairs: &[String]) -> anyhow::Result<EncryptionContext> {
     Ok(context)
 }
 
-async fn kms_client(endpoint_url: Option<&str>) -> aws_sdk_kms::Client {
+/// The KMS client. A key ARN names its region (`arn:aws:kms:REGION:...`): the
+/// client talks to that region, as the ESDK's KMS keyring does; otherwise the
+/// AWS default chain decides.
+async fn kms_client(endpoint_url: Option<&str>, key_arn: &str) -> aws_sdk_kms::Client {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let region = key_arn
+        .strip_prefix("arn:")
+        .and_then(|rest| rest.split(':').nth(2))
+        .filter(|r| !r.is_empty());
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region.to_owned()));
+    }
     if let Some(url) = endpoint_url {
         loader = loader.endpoint_url(url);
     }
@@ -284,11 +294,11 @@ pub async fn encrypt(args: EncryptArgs) -> anyhow::Result<()> {
         frame_length: args.frame_length,
         ..Config::default()
     };
-    let kms = kms_client(args.endpoint_url.as_deref()).await;
+    let (reader, len) = open_input(&args.input)?;
+    let kms = kms_client(args.endpoint_url.as_deref(), &args.key_arn).await;
     let client = Client::new(KmsKeyring::new(kms, args.key_arn.clone()), config).map_err(|e| {
         anyhow::Error::new(e).context("choose a --frame-length between 1 and 64 MiB")
     })?;
-    let (reader, len) = open_input(&args.input)?;
     let (reader, bar) = with_progress(reader, len);
     let options = EncryptOptions {
         plaintext_length: len,
@@ -311,13 +321,13 @@ pub async fn encrypt(args: EncryptArgs) -> anyhow::Result<()> {
 
 pub async fn decrypt(args: DecryptArgs) -> anyhow::Result<()> {
     let context = parse_context(&args.context)?;
-    let kms = kms_client(args.endpoint_url.as_deref()).await;
+    let (reader, len) = open_input(&args.input)?;
+    let kms = kms_client(args.endpoint_url.as_deref(), &args.key_arn[0]).await;
     let mut keyring = KmsKeyring::new(kms, args.key_arn[0].clone());
     for arn in &args.key_arn[1..] {
         keyring = keyring.with_decrypt_key(arn.clone());
     }
     let client = Client::new(keyring, Config::default())?;
-    let (reader, len) = open_input(&args.input)?;
     let (mut reader, bar) = with_progress(reader, len);
     let options = DecryptOptions {
         context,
