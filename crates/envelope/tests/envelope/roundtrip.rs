@@ -319,3 +319,52 @@ async fn streaming_memory_does_not_grow_with_the_input() {
         len >> 20
     );
 }
+
+#[tokio::test]
+async fn more_encrypted_data_keys_than_the_limit_are_refused_before_any_key_is_tried() {
+    use keyward_envelope::{header::Header, EncryptedDataKey};
+    let client = client(Suite::Aes256GcmHkdfSha512Commit, 128);
+    let message = client.encrypt_to_vec(b"abc", &context(&[])).await.unwrap();
+    let (mut header, body_len) = Header::parse(&message, 16).unwrap();
+    let rest = &message[body_len..];
+    // 17 keys (the limit is 16): ours first, then copies.
+    let ours = header.encrypted_data_keys[0].clone();
+    for i in 0..16 {
+        header.encrypted_data_keys.push(EncryptedDataKey {
+            provider_id: format!("other-{i}"),
+            ..ours.clone()
+        });
+    }
+    let mut hostile = header.serialize_body().unwrap();
+    hostile.extend_from_slice(rest);
+    let err = client
+        .decrypt_to_vec(&hostile, &DecryptOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::Decrypt), "{err:?}");
+    // With the limit raised, the header is parsed, and fails only its auth tag.
+    let lenient = Client::new(
+        keyring(),
+        Config {
+            max_encrypted_data_keys: 32,
+            ..Config::default()
+        },
+    )
+    .unwrap();
+    let err = lenient
+        .decrypt_to_vec(&hostile, &DecryptOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::Decrypt), "{err:?}");
+    // Honest keys only: the same 17-key header would need the limit; ours alone opens.
+    assert_eq!(
+        lenient
+            .decrypt_to_vec(&message, &DecryptOptions::default())
+            .await
+            .unwrap()
+            .0,
+        b"abc"
+    );
+}
