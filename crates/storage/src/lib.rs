@@ -12,6 +12,9 @@
 //!   exports attached volumes on loopback TCP or a unix socket to user-space
 //!   clients (qemu, libnbd's tools, fio). A detached volume fails every request
 //!   with `EIO` and takes no new connections.
+//! - [`verify`]: the scan behind the console's encryption status: per storage
+//!   class, whether every volume and object is encrypted under the cluster's key
+//!   and bound to the cluster and class, the counts, and every offender by name.
 //!
 //! What it does not do: talk to KMS by any way but `aws-sdk-kms`; store a
 //! plaintext key anywhere but in memory; discard (punch holes in) volume data —
@@ -23,10 +26,12 @@
 
 pub mod error;
 pub mod nbd;
+pub mod verify;
 pub mod volume;
 
 pub use error::{Error, Result};
 pub use nbd::NbdServer;
+pub use verify::{scan, ClassReport, Offender, Reason, ScanReport, ScanRequest, StorageClass};
 pub use volume::header::VolumeHeader;
 pub use volume::kms::{attach_volume, create_volume, Attachment, AwsKms, KeyService, NewVolume};
 pub use volume::xts::{DataKey, XtsCipher};

@@ -88,9 +88,19 @@ impl VolumeFile {
     /// Opens a volume file read-write and checks its header's structure and the
     /// file's length. Nothing is written.
     pub fn open(path: &Path) -> Result<VolumeFile> {
+        Self::open_with(path, true)
+    }
+
+    /// Like [`VolumeFile::open`], but the file is opened read-only, for scans
+    /// that must not be able to change a volume; writes to it fail.
+    pub fn open_read_only(path: &Path) -> Result<VolumeFile> {
+        Self::open_with(path, false)
+    }
+
+    fn open_with(path: &Path, writable: bool) -> Result<VolumeFile> {
         let file = OpenOptions::new()
             .read(true)
-            .write(true)
+            .write(writable)
             .open(path)
             .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
         let len = file

@@ -151,10 +151,7 @@ async fn attach_is_a_grant_to_the_node_and_detach_retires_it() {
     let path = dir.path().join("engine-disk.img");
     let extra: BTreeMap<String, String> = [
         ("keyward:cluster".to_string(), "c-42".to_string()),
-        (
-            "keyward:storage-class".to_string(),
-            "engine-disk".to_string(),
-        ),
+        ("keyward:class".to_string(), "engine-disk".to_string()),
     ]
     .into();
     let header = create_volume(

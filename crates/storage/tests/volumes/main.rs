@@ -1,6 +1,7 @@
 //! Integration tests of encrypted volumes: the NBD export driven by real
 //! third-party clients (qemu-io, nbdinfo, nbdcopy, fio), an independent
-//! decryption in Python, and the KMS attach/detach through the real server.
+//! decryption in Python, the KMS attach/detach through the real server, and the
+//! verification scan of a cluster's volumes and object directories.
 //! The tools come from scripts/test; a missing tool fails the test.
 
 mod common;
@@ -8,3 +9,4 @@ mod headers;
 mod kms_attach;
 mod nbd_clients;
 mod nbd_protocol;
+mod verify;
