@@ -25,9 +25,11 @@
 //!   ([`CLUSTER_CONTEXT_KEY`]), the class ([`CLASS_CONTEXT_KEY`]) and the
 //!   object's own key ([`OBJECT_CONTEXT_KEY`]: its path under the directory),
 //!   so an object copied to another cluster, class or name is caught.
-//!   The header's authentication tag is not checked (that needs the data key):
-//!   this proves the format, the key and the place, not the integrity of the
-//!   bytes.
+//!   From the header alone this proves the format, the key and the place, not
+//!   the integrity of the bytes: [`scan_with_object_decrypts`] also decrypts a
+//!   few objects per class in full through an ESDK client (the KMS `Decrypt`,
+//!   key commitment, header tag and every frame tag, with the expected context
+//!   required), discarding the plaintext.
 //!
 //! Anything else is an offender: a plaintext file, a file in another format, a
 //! foreign key, a foreign context, a symlink or other non-regular file.
@@ -49,6 +51,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use keyward_envelope::header::{Header, ParseError};
+use keyward_envelope::{Client, DecryptOptions, KmsKeyring};
 
 use crate::error::{Error, Result};
 use crate::volume::kms::{KeyService, VOLUME_ID_CONTEXT_KEY};
@@ -124,6 +127,9 @@ pub struct ScanRequest {
     pub object_dirs: Vec<(StorageClass, PathBuf)>,
     /// Sectors read from each volume (first and last included); at least 1.
     pub sampled_sectors: usize,
+    /// Objects decrypted in full per object directory by
+    /// [`scan_with_object_decrypts`] (spread over the directory's objects).
+    pub sampled_objects: usize,
 }
 
 /// Why an item is an offender.
@@ -148,6 +154,8 @@ pub enum Reason {
     HeaderMacMismatch,
     /// A sampled sector could not be read.
     SampleReadFailed(String),
+    /// A sampled object did not decrypt under the expected key and context.
+    DecryptFailed(String),
     /// A symlink, socket, device or fifo where only object files belong.
     NotARegularFile,
     Unreadable(String),
@@ -169,6 +177,7 @@ impl fmt::Display for Reason {
                 f.write_str("header MAC mismatch: the header was changed or the key is not its own")
             }
             Reason::SampleReadFailed(why) => write!(f, "sampled sector read failed: {why}"),
+            Reason::DecryptFailed(why) => write!(f, "sampled decrypt failed: {why}"),
             Reason::NotARegularFile => f.write_str("not a regular file"),
             Reason::Unreadable(why) => write!(f, "unreadable: {why}"),
         }
@@ -197,6 +206,8 @@ pub struct ClassReport {
     pub objects: u64,
     /// object_store upload files in progress (not objects yet).
     pub staged_uploads: u64,
+    /// Objects decrypted in full (by [`scan_with_object_decrypts`]).
+    pub objects_decrypted: u64,
     pub offenders: Vec<Offender>,
 }
 
@@ -209,6 +220,7 @@ impl ClassReport {
             volumes: 0,
             objects: 0,
             staged_uploads: 0,
+            objects_decrypted: 0,
             offenders: Vec::new(),
         }
     }
@@ -251,6 +263,26 @@ impl ScanReport {
 /// leaves nothing provable (a directory that cannot be listed); everything
 /// wrong with an item is an [`Offender`].
 pub async fn scan<K: KeyService>(kms: &K, request: &ScanRequest) -> Result<ScanReport> {
+    scan_inner(kms, None, request).await
+}
+
+/// [`scan`], and also decrypts `request.sampled_objects` objects of each
+/// object directory in full with `esdk` (whose keyring must be able to
+/// `Decrypt` under the expected key), requiring the cluster, class and object
+/// pairs in their context. The plaintext is discarded.
+pub async fn scan_with_object_decrypts<K: KeyService>(
+    kms: &K,
+    esdk: &Client<KmsKeyring>,
+    request: &ScanRequest,
+) -> Result<ScanReport> {
+    scan_inner(kms, Some(esdk), request).await
+}
+
+async fn scan_inner<K: KeyService>(
+    kms: &K,
+    esdk: Option<&Client<KmsKeyring>>,
+    request: &ScanRequest,
+) -> Result<ScanReport> {
     check_request(request)?;
     let mut classes: BTreeMap<StorageClass, ClassReport> = BTreeMap::new();
     for (class, _) in request.volumes.iter().chain(&request.object_dirs) {
@@ -271,18 +303,23 @@ pub async fn scan<K: KeyService>(kms: &K, request: &ScanRequest) -> Result<ScanR
             *class,
         );
         let mut taken = std::mem::replace(report, ClassReport::new(class));
-        taken = blocking(move || {
+        let passed;
+        (taken, passed) = blocking(move || {
             let checker = ObjectChecker {
                 expected_arn: &expected,
                 cluster: &cluster,
                 class,
                 root: &dir,
             };
-            checker.walk(&dir, &mut taken)?;
-            Ok(taken)
+            let mut passed = Vec::new();
+            checker.walk(&dir, &mut taken, &mut passed)?;
+            Ok((taken, passed))
         })
         .await?;
         *report = taken;
+        if let Some(esdk) = esdk {
+            decrypt_samples(esdk, request, class, &passed, report).await;
+        }
     }
     let classes = classes
         .into_values()
@@ -443,7 +480,7 @@ async fn scan_volume<K: KeyService>(
     Ok(())
 }
 
-/// `n` sector indices spread evenly from the first to the last of `sectors`.
+/// `n` indices (sectors, or objects) spread evenly from the first to the last of `sectors`.
 fn sample_sectors(sectors: u64, n: usize) -> Vec<u64> {
     if sectors == 0 {
         return Vec::new();
@@ -463,7 +500,13 @@ struct ObjectChecker<'a> {
 }
 
 impl ObjectChecker<'_> {
-    fn walk(&self, dir: &Path, report: &mut ClassReport) -> Result<()> {
+    /// Checks every file under `dir`; objects that pass go to `passed` (name, path).
+    fn walk(
+        &self,
+        dir: &Path,
+        report: &mut ClassReport,
+        passed: &mut Vec<(String, PathBuf)>,
+    ) -> Result<()> {
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == self.root => {
@@ -482,7 +525,7 @@ impl ObjectChecker<'_> {
             let meta = std::fs::symlink_metadata(&path)
                 .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
             if meta.is_dir() {
-                self.walk(&path, report)?;
+                self.walk(&path, report, passed)?;
                 continue;
             }
             let name = self.object_name(&path);
@@ -501,8 +544,10 @@ impl ObjectChecker<'_> {
                 Some((key, _)) if staged => key,
                 _ => name.as_str(),
             };
-            if let Some(reason) = self.check_object(&path, key, staged, report) {
-                report.offend(name, &path, reason);
+            match self.check_object(&path, key, staged, report) {
+                Some(reason) => report.offend(name, &path, reason),
+                None if !staged => passed.push((name, path)),
+                None => {}
             }
         }
         Ok(())
@@ -562,6 +607,41 @@ impl ObjectChecker<'_> {
             )),
         }
         (!wrong.is_empty()).then(|| Reason::ForeignContext(wrong.join("; ")))
+    }
+}
+
+/// Decrypts a spread of the objects that passed the header checks, in full.
+async fn decrypt_samples(
+    esdk: &Client<KmsKeyring>,
+    request: &ScanRequest,
+    class: StorageClass,
+    passed: &[(String, PathBuf)],
+    report: &mut ClassReport,
+) {
+    let picks = sample_sectors(passed.len() as u64, request.sampled_objects);
+    for pick in picks {
+        let (name, path) = &passed[pick as usize];
+        let options = DecryptOptions {
+            context: [
+                (CLUSTER_CONTEXT_KEY.to_owned(), request.cluster_id.clone()),
+                (CLASS_CONTEXT_KEY.to_owned(), class.as_str().to_owned()),
+                (OBJECT_CONTEXT_KEY.to_owned(), name.clone()),
+            ]
+            .into(),
+            required_keys: Vec::new(),
+        };
+        let outcome = match tokio::fs::File::open(path).await {
+            Ok(mut file) => esdk
+                .decrypt_async(&options, &mut file, &mut tokio::io::sink())
+                .await
+                .map(drop)
+                .map_err(|e| Reason::DecryptFailed(e.to_string())),
+            Err(e) => Err(Reason::Unreadable(e.to_string())),
+        };
+        match outcome {
+            Ok(()) => report.objects_decrypted += 1,
+            Err(reason) => report.offend(name.clone(), path, reason),
+        }
     }
 }
 

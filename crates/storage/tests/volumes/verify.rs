@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use keyward_envelope::{Client, Config, KmsKeyring};
+use keyward_storage::verify::scan_with_object_decrypts;
 use keyward_storage::verify::{CLASS_CONTEXT_KEY, CLUSTER_CONTEXT_KEY, OBJECT_CONTEXT_KEY};
 use keyward_storage::{
     create_volume, scan, AwsKms, Error, NewVolume, Reason, ScanReport, ScanRequest, StorageClass,
@@ -137,6 +138,7 @@ async fn clean_cluster() -> Cluster {
             (StorageClass::Backups, backups),
         ],
         sampled_sectors: 4,
+        sampled_objects: 2,
     };
     Cluster {
         _kms: kms,
@@ -145,6 +147,15 @@ async fn clean_cluster() -> Cluster {
         dir,
         request,
     }
+}
+
+/// The scanner's ESDK client: decrypts only under the cluster's key.
+fn esdk(cluster: &Cluster) -> Client<KmsKeyring> {
+    Client::new(
+        KmsKeyring::new(cluster.client.clone(), &cluster.key_arn),
+        Config::default(),
+    )
+    .unwrap()
 }
 
 fn reasons(report: &ScanReport) -> BTreeMap<String, Reason> {
@@ -158,7 +169,9 @@ fn reasons(report: &ScanReport) -> BTreeMap<String, Reason> {
 async fn a_clean_cluster_is_all_encrypted_under_its_key() {
     let cluster = clean_cluster().await;
     let kms = AwsKms::new(cluster.client.clone());
-    let report = scan(&kms, &cluster.request).await.unwrap();
+    let report = scan_with_object_decrypts(&kms, &esdk(&cluster), &cluster.request)
+        .await
+        .unwrap();
     assert!(report.all_encrypted(), "{report:#?}");
     let only_key: BTreeSet<String> = [cluster.key_arn.clone()].into();
     let classes: Vec<_> = report.classes.iter().map(|c| c.class).collect();
@@ -176,6 +189,9 @@ async fn a_clean_cluster_is_all_encrypted_under_its_key() {
     assert_eq!(counts(StorageClass::Backups), (0, 1));
     assert_eq!(counts(StorageClass::EngineDisk), (1, 0));
     assert_eq!(counts(StorageClass::SearchDisk), (1, 0));
+    let decrypted = |c| report.class(c).unwrap().objects_decrypted;
+    assert_eq!(decrypted(StorageClass::Documents), 2);
+    assert_eq!(decrypted(StorageClass::Backups), 1);
 
     // Volumes are vouched for through KMS: once the key is disabled, the scan
     // cannot unwrap them and says so, by name.
@@ -242,6 +258,20 @@ async fn offenders_are_reported_by_name_with_the_reason() {
         b"part",
     )
     .await;
+    // A document whose body was changed after writing: its header still
+    // passes, only the sampled decrypt (every object is sampled here) finds it.
+    put_object(
+        &client,
+        &cluster.key_arn,
+        &documents,
+        "sub/flipped.json",
+        &context(CLUSTER, StorageClass::Documents),
+        b"{\"flipped\":true}",
+    )
+    .await;
+    let mut flipped = std::fs::read(documents.join("sub/flipped.json")).unwrap();
+    *flipped.last_mut().unwrap() ^= 1;
+    std::fs::write(documents.join("sub/flipped.json"), &flipped).unwrap();
     // A document copied to another name: its context still names the old one.
     std::fs::copy(documents.join("a.json"), documents.join("renamed.json")).unwrap();
     // object_store staging files: an honest half-written and a whole message, and plaintext.
@@ -298,9 +328,14 @@ async fn offenders_are_reported_by_name_with_the_reason() {
         (StorageClass::SearchDisk, misfiled),
     ]);
 
-    let report = scan(&AwsKms::new(client.clone()), &cluster.request)
-        .await
-        .unwrap();
+    cluster.request.sampled_objects = 100;
+    let report = scan_with_object_decrypts(
+        &AwsKms::new(client.clone()),
+        &esdk(&cluster),
+        &cluster.request,
+    )
+    .await
+    .unwrap();
     let offenders = reasons(&report);
     let names: BTreeSet<&str> = offenders.keys().map(String::as_str).collect();
     assert_eq!(
@@ -310,6 +345,7 @@ async fn offenders_are_reported_by_name_with_the_reason() {
             "moved.json",
             "from-backups.json",
             "renamed.json",
+            "sub/flipped.json",
             "d.json#18",
             "b-2/part-0",
             "engine-1.img",
@@ -334,6 +370,10 @@ async fn offenders_are_reported_by_name_with_the_reason() {
         Reason::ForeignContext(why) => assert!(why.contains("\"backups\""), "{why}"),
         other => panic!("{other}"),
     }
+    assert!(matches!(
+        offenders["sub/flipped.json"],
+        Reason::DecryptFailed(_)
+    ));
     match &offenders["renamed.json"] {
         Reason::ForeignContext(why) => assert!(
             why.contains("keyward:object is \"a.json\", expected \"renamed.json\""),
@@ -359,7 +399,9 @@ async fn offenders_are_reported_by_name_with_the_reason() {
 
     let documents = report.class(StorageClass::Documents).unwrap();
     assert!(!documents.encrypted);
-    assert_eq!((documents.objects, documents.staged_uploads), (6, 3));
+    assert_eq!((documents.objects, documents.staged_uploads), (7, 3));
+    // a.json, sub/b.json and sub/flipped.json passed the header checks; two of them decrypt.
+    assert_eq!(documents.objects_decrypted, 2);
     let backups = report.class(StorageClass::Backups).unwrap();
     assert_eq!(
         backups.key_arns,
