@@ -36,8 +36,8 @@
 //!
 //! Object directories are read as `object_store`'s local layout: one file per
 //! object under the prefix (for the objects module's stores, the class's
-//! directory is `<root>/<cluster>/<class>`), nested directories for `/` in object keys. Its
-//! in-progress uploads are files named `<object>#<digits>` (object_store's
+//! directory is `<root>/<cluster>/<class>`), nested directories for `/` in
+//! object keys. Its in-progress uploads are files named `<object>#<digits>` (object_store's
 //! `staged_upload_path`, the same rule its own listing uses to hide them);
 //! they are counted apart as staged uploads, not as objects, and still must
 //! begin like an ESDK v2 message (a short or empty one is allowed: the upload
