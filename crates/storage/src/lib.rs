@@ -26,11 +26,13 @@
 
 pub mod error;
 pub mod nbd;
+pub mod objects;
 pub mod verify;
 pub mod volume;
 
 pub use error::{Error, Result};
 pub use nbd::NbdServer;
+pub use objects::{EncryptedStore, ObjectClass, ObjectError};
 pub use verify::{scan, ClassReport, Offender, Reason, ScanReport, ScanRequest, StorageClass};
 pub use volume::header::VolumeHeader;
 pub use volume::kms::{attach_volume, create_volume, Attachment, AwsKms, KeyService, NewVolume};

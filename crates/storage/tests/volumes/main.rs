@@ -9,4 +9,5 @@ mod headers;
 mod kms_attach;
 mod nbd_clients;
 mod nbd_protocol;
+mod objects;
 mod verify;

@@ -1,0 +1,515 @@
+//! Encrypted object stores: the documents and backups storage classes.
+//!
+//! An [`EncryptedStore`] is one storage class of one cluster on an
+//! [`object_store::ObjectStore`] backend — the local filesystem today; Amazon S3
+//! or any S3-compatible endpoint is the same code over `AmazonS3` once the
+//! crate's `aws` feature is enabled, since the store only uses the backend
+//! trait. Objects live under `<cluster>/<class>/<key>` in the backend.
+//!
+//! Every object is one AWS Encryption SDK v2 message (the envelope crate), so
+//! the official AWS Encryption CLI opens it given the key. Its encryption
+//! context names where it belongs:
+//!
+//! ```text
+//! { "keyward:cluster": <cluster>, "keyward:class": "documents" | "backups",
+//!   "keyward:object": <object key> }
+//! ```
+//!
+//! The context is stored in the message header (so [`EncryptedStore::head`] can
+//! report it with the KMS key ARN without any KMS call) and is *required* on
+//! decryption: the store supplies the three pairs it expects, so an object
+//! copied to another cluster, class or name fails authentication — the
+//! context is bound into the data key's KMS wrapping and the header tag.
+//!
+//! Why the metadata comes from the ESDK header rather than a sidecar file or
+//! backend attributes: the header is already there and authenticated on every
+//! read; a sidecar would be a second file to keep atomic with the object, and
+//! the local backend supports no attributes. `head` reads only the header's
+//! bytes (a few hundred), not the body.
+//!
+//! Atomicity: bytes reach the backend through [`object_store::buffered::BufWriter`],
+//! which sends a small object in one `put` and a large one as a multipart
+//! upload. The local backend writes either into a staging file
+//! (`<name>#<n>`, never listed nor read as an object) and renames it into place
+//! on completion, with fsync; S3 makes an object visible only when its upload
+//! completes. A failed put aborts its upload, so the previous version stays.
+//! Memory stays bounded by about one ESDK frame plus the writer's buffered parts
+//! ([`PART_SIZE`] × [`PARTS_IN_FLIGHT`]), whatever the object's size.
+
+mod error;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures::TryStreamExt;
+use keyward_envelope::{
+    Client, DecryptOptions, EncryptOptions, EncryptionContext, Keyring, KmsKeyring,
+    UnverifiedHeader,
+};
+use object_store::buffered::BufWriter;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_util::io::StreamReader;
+
+pub use error::{ObjectError, ObjectResult};
+
+/// Encryption-context key naming the cluster an object belongs to.
+pub const CLUSTER_CONTEXT_KEY: &str = "keyward:cluster";
+/// Encryption-context key naming the storage class.
+pub const CLASS_CONTEXT_KEY: &str = "keyward:class";
+/// Encryption-context key naming the object key.
+pub const OBJECT_CONTEXT_KEY: &str = "keyward:object";
+
+/// Size of one multipart part (S3's minimum part size is 5 MiB).
+pub const PART_SIZE: usize = 5 << 20;
+/// Parts uploaded at once by one put.
+pub const PARTS_IN_FLIGHT: usize = 4;
+/// Longest object key, in bytes (S3's limit).
+pub const MAX_KEY_LEN: usize = 1024;
+/// The ESDK provider id of KMS-wrapped data keys, whose provider info is the key ARN.
+const KMS_PROVIDER_ID: &str = "aws-kms";
+
+/// The storage classes kept as objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectClass {
+    /// Document handling storage.
+    Documents,
+    /// Backup storage.
+    Backups,
+}
+
+impl ObjectClass {
+    /// The name used in paths and in the encryption context.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectClass::Documents => "documents",
+            ObjectClass::Backups => "backups",
+        }
+    }
+}
+
+/// An object's metadata, read from its ESDK header without decrypting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The object key.
+    pub key: String,
+    /// Stored (encrypted) size in bytes.
+    pub size: u64,
+    /// When the backend last wrote it.
+    pub last_modified: SystemTime,
+    /// The KMS key ARNs that wrapped its data key (one per encrypted data key
+    /// of provider `aws-kms`).
+    pub kms_key_arns: Vec<String>,
+    /// The encryption context stored in the header (unauthenticated until a get).
+    pub context: EncryptionContext,
+    /// Whether that context is exactly the one this store expects for the key.
+    pub context_matches: bool,
+    /// The ESDK algorithm suite id (0x0478 or 0x0578).
+    pub suite_id: u16,
+    /// The ESDK frame length.
+    pub frame_length: u32,
+}
+
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectEntry {
+    /// The object key.
+    pub key: String,
+    /// Stored (encrypted) size in bytes.
+    pub size: u64,
+    /// When the backend last wrote it.
+    pub last_modified: SystemTime,
+}
+
+/// One storage class of one cluster, every object encrypted under the
+/// keyring's KMS key. See the module doc.
+pub struct EncryptedStore<K = KmsKeyring> {
+    store: Arc<dyn ObjectStore>,
+    root: String,
+    cluster: String,
+    class: ObjectClass,
+    client: Arc<Client<K>>,
+}
+
+fn check_name(name: &str) -> ObjectResult<()> {
+    let reason = if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > 128 {
+        Some("it is longer than 128 bytes")
+    } else if name == "." || name == ".." {
+        Some("it is a relative path segment")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        Some("only ASCII letters, digits, '-', '_' and '.' are allowed")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(ObjectError::InvalidName {
+            name: name.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn check_key(key: &str) -> ObjectResult<()> {
+    let invalid = |reason| {
+        Err(ObjectError::InvalidKey {
+            key: key.to_owned(),
+            reason,
+        })
+    };
+    if key.is_empty() {
+        return invalid("it is empty");
+    }
+    if key.len() > MAX_KEY_LEN {
+        return invalid("it is longer than 1024 bytes");
+    }
+    if key.chars().any(char::is_control) {
+        return invalid("it contains control characters");
+    }
+    // The local backend names uploads in progress `<name>#<digits>`; refusing
+    // '#' keeps every key distinct from every staging file.
+    if key.contains('#') {
+        return invalid("it contains '#'");
+    }
+    if key
+        .split('/')
+        .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+    {
+        return invalid("it has an empty, '.' or '..' segment");
+    }
+    match Path::parse(key) {
+        Ok(path) if path.as_ref() == key => Ok(()),
+        _ => invalid("it is not a valid object path"),
+    }
+}
+
+fn mapped(key: &str, error: keyward_envelope::Error) -> ObjectError {
+    match error {
+        keyward_envelope::Error::Decrypt => ObjectError::Authentication {
+            key: key.to_owned(),
+        },
+        source => ObjectError::Envelope {
+            key: key.to_owned(),
+            source,
+        },
+    }
+}
+
+fn store_error(key: &str, error: object_store::Error) -> ObjectError {
+    match error {
+        object_store::Error::NotFound { .. } => ObjectError::NotFound {
+            key: key.to_owned(),
+        },
+        other => ObjectError::Store(other),
+    }
+}
+
+impl<K: Keyring> EncryptedStore<K> {
+    /// A store over any backend. `cluster` must be a plain name (letters,
+    /// digits, `-`, `_`, `.`).
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        cluster: &str,
+        class: ObjectClass,
+        client: Arc<Client<K>>,
+    ) -> ObjectResult<EncryptedStore<K>> {
+        check_name(cluster)?;
+        Ok(EncryptedStore {
+            store,
+            root: format!("{cluster}/{}", class.as_str()),
+            cluster: cluster.to_owned(),
+            class,
+            client,
+        })
+    }
+
+    /// A store on the local filesystem under `dir` (created if missing), with
+    /// fsync on every publish so an acknowledged put survives a crash.
+    pub fn local(
+        dir: &std::path::Path,
+        cluster: &str,
+        class: ObjectClass,
+        client: Arc<Client<K>>,
+    ) -> ObjectResult<EncryptedStore<K>> {
+        std::fs::create_dir_all(dir).map_err(|source| {
+            ObjectError::Store(object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(source),
+            })
+        })?;
+        let local = LocalFileSystem::new_with_prefix(dir)?.with_fsync(true);
+        EncryptedStore::new(Arc::new(local), cluster, class, client)
+    }
+
+    /// The cluster name.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// The storage class.
+    pub fn class(&self) -> ObjectClass {
+        self.class
+    }
+
+    /// The backend, for tools that must look at raw bytes (verification).
+    pub fn backend(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The backend path of an object key.
+    pub fn path_of(&self, key: &str) -> ObjectResult<Path> {
+        check_key(key)?;
+        Ok(Path::parse(format!("{}/{key}", self.root)).map_err(object_store::Error::from)?)
+    }
+
+    /// The encryption context of an object of this store.
+    pub fn context_for(&self, key: &str) -> EncryptionContext {
+        EncryptionContext::from([
+            (CLUSTER_CONTEXT_KEY.to_owned(), self.cluster.clone()),
+            (CLASS_CONTEXT_KEY.to_owned(), self.class.as_str().to_owned()),
+            (OBJECT_CONTEXT_KEY.to_owned(), key.to_owned()),
+        ])
+    }
+
+    fn decrypt_options(&self, key: &str) -> DecryptOptions {
+        let context = self.context_for(key);
+        DecryptOptions {
+            required_keys: context.keys().cloned().collect(),
+            context,
+        }
+    }
+
+    /// Encrypts `plaintext` into the object `key`, replacing any previous
+    /// version atomically. Returns the stored size. The data-key cache (if the
+    /// client has one) serves puts of known length.
+    pub async fn put_bytes(&self, key: &str, plaintext: &[u8]) -> ObjectResult<u64> {
+        let path = self.path_of(key)?;
+        let message = self
+            .client
+            .encrypt_to_vec(plaintext, &self.context_for(key))
+            .await
+            .map_err(|e| mapped(key, e))?;
+        let size = message.len() as u64;
+        self.store
+            .put(&path, PutPayload::from(message))
+            .await
+            .map_err(ObjectError::Store)?;
+        Ok(size)
+    }
+
+    /// Streams `reader` into the object `key`, encrypting frame by frame; the
+    /// object appears (replacing any previous version) only once the whole
+    /// message is stored. Returns the plaintext length. On any error the upload
+    /// is aborted and the previous version, if any, stays.
+    pub async fn put_reader<R>(&self, key: &str, reader: &mut R) -> ObjectResult<u64>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+    {
+        let path = self.path_of(key)?;
+        let encryption = self
+            .client
+            .begin_encrypt(&self.context_for(key), &EncryptOptions::default())
+            .await
+            .map_err(|e| mapped(key, e))?;
+        let mut writer = BufWriter::with_capacity(self.store.clone(), path, PART_SIZE)
+            .with_max_concurrency(PARTS_IN_FLIGHT);
+        let written = match encryption.write_async(reader, &mut writer).await {
+            Ok(n) => n,
+            Err(error) => {
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(key, error = %abort, "aborting a failed upload failed");
+                }
+                return Err(mapped(key, error));
+            }
+        };
+        // Completing the upload is the publish step (rename or S3 complete).
+        writer.shutdown().await.map_err(|e| {
+            ObjectError::Store(object_store::Error::Generic {
+                store: "BufWriter",
+                source: Box::new(e),
+            })
+        })?;
+        Ok(written)
+    }
+
+    async fn open(
+        &self,
+        key: &str,
+    ) -> ObjectResult<(
+        object_store::ObjectMeta,
+        StreamReader<
+            futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>,
+            bytes::Bytes,
+        >,
+    )> {
+        let path = self.path_of(key)?;
+        let result = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| store_error(key, e))?;
+        let meta = result.meta.clone();
+        let stream: futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>> =
+            Box::pin(result.into_stream().map_err(std::io::Error::other));
+        Ok((meta, StreamReader::new(stream)))
+    }
+
+    async fn read_header<R: AsyncRead + Unpin>(
+        &self,
+        key: &str,
+        reader: &mut R,
+    ) -> ObjectResult<UnverifiedHeader> {
+        UnverifiedHeader::read_async(reader, self.client.config())
+            .await
+            .map_err(|error| match error {
+                keyward_envelope::Error::Decrypt
+                | keyward_envelope::Error::UnsupportedVersion(_) => ObjectError::NotEncrypted {
+                    key: key.to_owned(),
+                },
+                keyward_envelope::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    ObjectError::NotEncrypted {
+                        key: key.to_owned(),
+                    }
+                }
+                other => mapped(key, other),
+            })
+    }
+
+    /// Streams the object's plaintext into `writer`, returning its length.
+    ///
+    /// As with any streaming ESDK decryption, frames are written as each is
+    /// authenticated and the end of the message is proved last: when this
+    /// returns an error, the caller must discard what was written.
+    pub async fn get_to<W>(&self, key: &str, writer: &mut W) -> ObjectResult<u64>
+    where
+        W: AsyncWrite + Unpin + ?Sized,
+    {
+        let (_, mut reader) = self.open(key).await?;
+        let header = self.read_header(key, &mut reader).await?;
+        let decryption = self
+            .client
+            .begin_decrypt(header, &self.decrypt_options(key))
+            .await
+            .map_err(|e| mapped(key, e))?;
+        decryption
+            .read_async(&mut reader, writer)
+            .await
+            .map_err(|e| mapped(key, e))
+    }
+
+    /// The object's whole plaintext, returned only once it is fully authenticated.
+    pub async fn get_bytes(&self, key: &str) -> ObjectResult<Vec<u8>> {
+        let mut out = Vec::new();
+        self.get_to(key, &mut out).await?;
+        Ok(out)
+    }
+
+    /// The object's metadata — KMS key ARNs, encryption context, suite —
+    /// parsed from its ESDK header, with no KMS call and without reading the body.
+    pub async fn head(&self, key: &str) -> ObjectResult<ObjectInfo> {
+        let (meta, mut reader) = self.open(key).await?;
+        let raw = self.read_header(key, &mut reader).await?;
+        let header = raw.header();
+        let kms_key_arns = header
+            .encrypted_data_keys
+            .iter()
+            .filter(|edk| edk.provider_id == KMS_PROVIDER_ID)
+            .map(|edk| String::from_utf8_lossy(&edk.provider_info).into_owned())
+            .collect();
+        Ok(ObjectInfo {
+            key: key.to_owned(),
+            size: meta.size,
+            last_modified: SystemTime::from(meta.last_modified),
+            kms_key_arns,
+            context_matches: header.context == self.context_for(key),
+            context: header.context.clone(),
+            suite_id: header.suite.id(),
+            frame_length: header.frame_length,
+        })
+    }
+
+    /// The objects whose key starts with `prefix` (any string; `""` lists
+    /// all), sorted by key.
+    pub async fn list(&self, prefix: &str) -> ObjectResult<Vec<ObjectEntry>> {
+        // The backend lists by whole path segments: list the directory part of
+        // the prefix and filter on the rest.
+        let directory = match prefix.rfind('/') {
+            Some(at) => format!("{}/{}", self.root, &prefix[..at]),
+            None => self.root.clone(),
+        };
+        let directory = Path::parse(&directory).map_err(object_store::Error::from)?;
+        let root = format!("{}/", self.root);
+        let mut entries: Vec<ObjectEntry> = self
+            .store
+            .list(Some(&directory))
+            .try_filter_map(|meta| {
+                let key = meta
+                    .location
+                    .as_ref()
+                    .strip_prefix(&root)
+                    .filter(|key| key.starts_with(prefix) && check_key(key).is_ok())
+                    .map(|key| ObjectEntry {
+                        key: key.to_owned(),
+                        size: meta.size,
+                        last_modified: SystemTime::from(meta.last_modified),
+                    });
+                futures::future::ready(Ok(key))
+            })
+            .try_collect()
+            .await?;
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(entries)
+    }
+
+    /// Deletes the object. Deleting a missing object is not an error (as on S3).
+    pub async fn delete(&self, key: &str) -> ObjectResult<()> {
+        let path = self.path_of(key)?;
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(other) => Err(ObjectError::Store(other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_that_could_escape_or_clash_are_refused() {
+        for bad in [
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            "../x",
+            "a/./b",
+            "a#1",
+            "x\ny",
+            &"k".repeat(1025),
+        ] {
+            assert!(
+                matches!(check_key(bad), Err(ObjectError::InvalidKey { .. })),
+                "{bad:?}"
+            );
+        }
+        for good in ["a", "reports/2026/q4.pdf", "name with spaces.txt", "ü-ß"] {
+            check_key(good).unwrap();
+        }
+    }
+
+    #[test]
+    fn store_names_are_single_plain_segments() {
+        for bad in ["", ".", "..", "a/b", "a b", "clüster"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        check_name("prod-eu_1.a").unwrap();
+    }
+}

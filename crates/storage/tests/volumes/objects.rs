@@ -1,0 +1,521 @@
+//! Encrypted object stores on the local filesystem, under a KMS key of the real
+//! embedded KMS server (loopback, aws-sdk-kms): round trips, metadata without
+//! decryption, objects copied to another cluster, class or name, bad input,
+//! readers racing a writer, and a writer killed (SIGKILL) in a large put.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keyward_envelope::{Client, Config, KmsKeyring};
+use keyward_kms_server::DevServer;
+use keyward_storage::objects::{
+    EncryptedStore, ObjectClass, ObjectError, CLASS_CONTEXT_KEY, CLUSTER_CONTEXT_KEY,
+    OBJECT_CONTEXT_KEY,
+};
+
+const CHILD_ENV: &str = "KEYWARD_OBJECTS_CRASH_CHILD";
+
+struct Env {
+    dir: tempfile::TempDir,
+    _server: DevServer,
+    kms: aws_sdk_kms::Client,
+    key_arn: String,
+}
+
+impl Env {
+    async fn start() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let server = DevServer::start(&dir.path().join("kms"));
+        let kms = aws_sdk_kms::Client::new(&server.sdk_config().await);
+        let key_arn = kms
+            .create_key()
+            .description("documents and backups")
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .arn
+            .unwrap();
+        Env {
+            dir,
+            _server: server,
+            kms,
+            key_arn,
+        }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("objects")
+    }
+
+    fn store(&self, cluster: &str, class: ObjectClass) -> EncryptedStore {
+        store_at(
+            &self.root(),
+            self.kms.clone(),
+            &self.key_arn,
+            cluster,
+            class,
+        )
+    }
+}
+
+fn store_at(
+    root: &Path,
+    kms: aws_sdk_kms::Client,
+    key_arn: &str,
+    cluster: &str,
+    class: ObjectClass,
+) -> EncryptedStore {
+    let client = Client::new(KmsKeyring::new(kms, key_arn), Config::default()).unwrap();
+    EncryptedStore::local(root, cluster, class, Arc::new(client)).unwrap()
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+fn file_of(env: &Env, cluster: &str, class: &str, key: &str) -> PathBuf {
+    env.root().join(cluster).join(class).join(key)
+}
+
+fn keys(entries: &[keyward_storage::objects::ObjectEntry]) -> Vec<&str> {
+    entries.iter().map(|e| e.key.as_str()).collect()
+}
+
+/// Files under `dir` whose names mark an upload in progress (`<name>#<digits>`).
+fn staged_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(staged_files(&path));
+        } else if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.split_once('#'))
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn put_get_list_head_delete_round_trip() {
+    let env = Env::start().await;
+    let store = env.store("c1", ObjectClass::Documents);
+
+    let small = b"invoice 42".to_vec();
+    store.put_bytes("reports/q4.txt", &small).await.unwrap();
+    // Larger than one part: goes through the multipart upload and several frames.
+    let large = pattern(12 << 20, 7);
+    let written = store
+        .put_reader("reports/archive.bin", &mut large.as_slice())
+        .await
+        .unwrap();
+    assert_eq!(written, large.len() as u64);
+    store.put_bytes("readme", b"").await.unwrap();
+
+    assert_eq!(store.get_bytes("reports/q4.txt").await.unwrap(), small);
+    assert_eq!(store.get_bytes("readme").await.unwrap(), b"");
+    let mut streamed = Vec::new();
+    let n = store
+        .get_to("reports/archive.bin", &mut streamed)
+        .await
+        .unwrap();
+    assert_eq!(n, large.len() as u64);
+    assert!(streamed == large, "the large object reads back unchanged");
+
+    // Objects are ciphertext on disk: the plaintext pattern does not appear.
+    let raw = std::fs::read(file_of(&env, "c1", "documents", "reports/q4.txt")).unwrap();
+    assert_eq!(raw[0], 0x02, "an ESDK v2 message");
+    assert!(!raw.windows(small.len()).any(|w| w == small.as_slice()));
+
+    assert_eq!(
+        keys(&store.list("").await.unwrap()),
+        ["readme", "reports/archive.bin", "reports/q4.txt"]
+    );
+    assert_eq!(
+        keys(&store.list("reports/").await.unwrap()),
+        ["reports/archive.bin", "reports/q4.txt"]
+    );
+    assert_eq!(
+        keys(&store.list("re").await.unwrap()),
+        keys(&store.list("").await.unwrap())
+    );
+    assert_eq!(
+        keys(&store.list("reports/q").await.unwrap()),
+        ["reports/q4.txt"]
+    );
+    assert!(store.list("nothing/").await.unwrap().is_empty());
+    // Another class of the same cluster is a separate namespace.
+    assert!(env
+        .store("c1", ObjectClass::Backups)
+        .list("")
+        .await
+        .unwrap()
+        .is_empty());
+
+    let info = store.head("reports/archive.bin").await.unwrap();
+    assert_eq!(info.kms_key_arns, std::slice::from_ref(&env.key_arn));
+    assert_eq!(info.context.get(CLUSTER_CONTEXT_KEY).unwrap(), "c1");
+    assert_eq!(info.context.get(CLASS_CONTEXT_KEY).unwrap(), "documents");
+    assert_eq!(
+        info.context.get(OBJECT_CONTEXT_KEY).unwrap(),
+        "reports/archive.bin"
+    );
+    assert!(info.context_matches);
+    assert_eq!(info.suite_id, 0x0478);
+    let on_disk = std::fs::metadata(file_of(&env, "c1", "documents", "reports/archive.bin"))
+        .unwrap()
+        .len();
+    assert_eq!(info.size, on_disk);
+    assert!(on_disk > large.len() as u64);
+
+    // Overwrite replaces.
+    store.put_bytes("reports/q4.txt", b"v2").await.unwrap();
+    assert_eq!(store.get_bytes("reports/q4.txt").await.unwrap(), b"v2");
+
+    store.delete("reports/q4.txt").await.unwrap();
+    assert!(matches!(
+        store.get_bytes("reports/q4.txt").await,
+        Err(ObjectError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.head("reports/q4.txt").await,
+        Err(ObjectError::NotFound { .. })
+    ));
+    store.delete("reports/q4.txt").await.unwrap();
+    assert_eq!(
+        keys(&store.list("").await.unwrap()),
+        ["readme", "reports/archive.bin"]
+    );
+}
+
+#[tokio::test]
+async fn an_object_copied_to_another_cluster_class_or_name_does_not_decrypt() {
+    let env = Env::start().await;
+    let c1 = env.store("c1", ObjectClass::Documents);
+    c1.put_bytes("contract.pdf", b"the customer's contract")
+        .await
+        .unwrap();
+    let original = file_of(&env, "c1", "documents", "contract.pdf");
+
+    let copies = [
+        ("c2", ObjectClass::Documents, "contract.pdf"),
+        ("c1", ObjectClass::Backups, "contract.pdf"),
+        ("c1", ObjectClass::Documents, "other.pdf"),
+    ];
+    for (cluster, class, key) in copies {
+        let target = file_of(&env, cluster, class.as_str(), key);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(&original, &target).unwrap();
+        let store = env.store(cluster, class);
+        let error = store.get_bytes(key).await.unwrap_err();
+        assert!(
+            matches!(error, ObjectError::Authentication { .. }),
+            "{cluster}/{class:?}/{key}: {error}"
+        );
+        assert!(error.to_string().contains("failed authentication"));
+        let info = store.head(key).await.unwrap();
+        assert!(!info.context_matches, "head shows the foreign context");
+        assert_eq!(
+            info.context.get(OBJECT_CONTEXT_KEY).unwrap(),
+            "contract.pdf"
+        );
+        // The refused copy is left as it was.
+        assert_eq!(
+            std::fs::read(&target).unwrap(),
+            std::fs::read(&original).unwrap()
+        );
+    }
+    assert_eq!(
+        c1.get_bytes("contract.pdf").await.unwrap(),
+        b"the customer's contract"
+    );
+
+    // The same key under another KMS key's store refuses too (its keyring
+    // is configured for its own key only).
+    let other_arn = env
+        .kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .arn
+        .unwrap();
+    let other = store_at(
+        &env.root(),
+        env.kms.clone(),
+        &other_arn,
+        "c1",
+        ObjectClass::Documents,
+    );
+    assert!(matches!(
+        other.get_bytes("contract.pdf").await,
+        Err(ObjectError::Authentication { .. })
+    ));
+}
+
+#[tokio::test]
+async fn truncated_altered_and_foreign_objects_are_refused_and_nothing_is_overwritten() {
+    let env = Env::start().await;
+    let store = env.store("c1", ObjectClass::Documents);
+    let body = pattern(600_000, 3);
+    store.put_bytes("good.bin", &body).await.unwrap();
+    let good = std::fs::read(file_of(&env, "c1", "documents", "good.bin")).unwrap();
+
+    let cases: [(&str, Vec<u8>); 5] = [
+        ("cut-end.bin", good[..good.len() - 10].to_vec()),
+        ("cut-frame.bin", good[..good.len() / 2].to_vec()),
+        ("cut-header.bin", good[..40].to_vec()),
+        ("plain.txt", b"just some plaintext, not encrypted".to_vec()),
+        ("flipped.bin", {
+            let mut b = good.clone();
+            let at = b.len() - 1000;
+            b[at] ^= 0x01;
+            b
+        }),
+    ];
+    for (key, bytes) in &cases {
+        let path = file_of(&env, "c1", "documents", key);
+        std::fs::write(&path, bytes).unwrap();
+        let error = store.get_bytes(key).await.unwrap_err();
+        match *key {
+            "cut-header.bin" | "plain.txt" => {
+                assert!(
+                    matches!(error, ObjectError::NotEncrypted { .. }),
+                    "{key}: {error}"
+                );
+                assert!(matches!(
+                    store.head(key).await,
+                    Err(ObjectError::NotEncrypted { .. })
+                ));
+            }
+            _ => assert!(
+                matches!(error, ObjectError::Authentication { .. }),
+                "{key}: {error}"
+            ),
+        }
+        assert_eq!(
+            &std::fs::read(&path).unwrap(),
+            bytes,
+            "{key} left as it was"
+        );
+    }
+
+    // Invalid keys are refused before anything is written.
+    for bad in ["", "../escape", "a//b", "x#1", "/abs"] {
+        assert!(
+            matches!(
+                store.put_bytes(bad, b"x").await,
+                Err(ObjectError::InvalidKey { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+    assert!(!env.root().join("escape").exists());
+
+    // A put whose input fails midway leaves the previous version in place.
+    struct Failing(usize);
+    impl tokio::io::AsyncRead for Failing {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if self.0 == 0 {
+                return std::task::Poll::Ready(Err(std::io::Error::other("source broke")));
+            }
+            let n = self.0.min(buf.remaining()).min(64 << 10);
+            buf.put_slice(&vec![0x5a; n]);
+            self.0 -= n;
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+    for size in [1000, 9 << 20] {
+        let error = store
+            .put_reader("good.bin", &mut Failing(size))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("source broke"), "{error}");
+        assert_eq!(store.get_bytes("good.bin").await.unwrap(), body);
+    }
+    assert!(
+        staged_files(&env.root()).is_empty(),
+        "failed uploads are aborted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_never_see_a_half_written_object() {
+    let env = Env::start().await;
+    let store = Arc::new(env.store("c1", ObjectClass::Documents));
+    let len = 6 << 20;
+    store.put_bytes("hot.bin", &vec![0u8; len]).await.unwrap();
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for version in 1..=6u8 {
+                let data = vec![version; len];
+                store
+                    .put_reader("hot.bin", &mut data.as_slice())
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let mut reads = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    while !writer.is_finished() {
+        let data = store.get_bytes("hot.bin").await.unwrap();
+        assert_eq!(data.len(), len);
+        assert!(
+            data.iter().all(|b| *b == data[0]),
+            "a read mixed two versions"
+        );
+        seen.insert(data[0]);
+        reads += 1;
+    }
+    writer.await.unwrap();
+    assert!(reads > 0);
+    assert_eq!(store.get_bytes("hot.bin").await.unwrap(), vec![6u8; len]);
+    assert!(staged_files(&env.root()).is_empty());
+}
+
+/// Kills the child when the test ends, whatever happens.
+struct KillOnDrop(Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_killed_in_a_large_put_leaves_no_visible_partial_object() {
+    let env = Env::start().await;
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "objects::crash_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, env.root())
+        .env("KEYWARD_CHILD_ENDPOINT", env._server.endpoint())
+        .env("KEYWARD_CHILD_ACCESS", env._server.access_key_id())
+        .env("KEYWARD_CHILD_SECRET", env._server.secret_access_key())
+        .env("KEYWARD_CHILD_KEY", &env.key_arn)
+        .env("KEYWARD_CHILD_REGION", env._server.region())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut child = KillOnDrop(child);
+    let acked = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.contains("OBJECT-ACKED"))
+    });
+    assert!(acked.await.unwrap(), "the child acknowledged its first put");
+
+    // Wait until the large upload has well over a part staged, then SIGKILL.
+    let dir = env.root().join("c1").join("documents");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let staged = loop {
+        let staged: Vec<_> = staged_files(&dir)
+            .into_iter()
+            .filter(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) > 12 << 20)
+            .collect();
+        if !staged.is_empty() {
+            break staged;
+        }
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "the child ended before it was killed"
+        );
+        assert!(Instant::now() < deadline, "the large put never got going");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    child.0.kill().unwrap();
+    let status = child.0.wait().unwrap();
+    assert!(!status.success(), "killed, not finished");
+
+    let store = env.store("c1", ObjectClass::Documents);
+    assert_eq!(keys(&store.list("").await.unwrap()), ["acked.txt"]);
+    assert!(matches!(
+        store.get_bytes("big.bin").await,
+        Err(ObjectError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.head("big.bin").await,
+        Err(ObjectError::NotFound { .. })
+    ));
+    assert_eq!(
+        store.get_bytes("acked.txt").await.unwrap(),
+        b"acknowledged before the crash"
+    );
+    // The partial upload is still on disk, under its staging name only.
+    assert!(staged[0].exists());
+    assert!(!dir.join("big.bin").exists());
+}
+
+/// The child of the crash test: does nothing unless started by it.
+#[tokio::test]
+async fn crash_child() {
+    let Some(root) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let var = |name| std::env::var(name).unwrap();
+    let credentials = aws_credential_types::Credentials::from_keys(
+        var("KEYWARD_CHILD_ACCESS"),
+        var("KEYWARD_CHILD_SECRET"),
+        None,
+    );
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(var("KEYWARD_CHILD_REGION")))
+        .endpoint_url(var("KEYWARD_CHILD_ENDPOINT"))
+        .credentials_provider(credentials)
+        .load()
+        .await;
+    let store = store_at(
+        Path::new(&root),
+        aws_sdk_kms::Client::new(&config),
+        &var("KEYWARD_CHILD_KEY"),
+        "c1",
+        ObjectClass::Documents,
+    );
+    store
+        .put_bytes("acked.txt", b"acknowledged before the crash")
+        .await
+        .unwrap();
+    println!("OBJECT-ACKED");
+    // A paced source (about 128 MiB/s, 4 GiB in all): far more than the parent
+    // lets through before the kill, however fast the machine writes.
+    let (mut source, mut sink) = tokio::io::duplex(256 << 10);
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let chunk = vec![0xab; 256 << 10];
+        for _ in 0..(4 << 30) / chunk.len() {
+            sink.write_all(&chunk).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    store.put_reader("big.bin", &mut source).await.unwrap();
+    panic!("the large put finished before the parent killed the child");
+}
