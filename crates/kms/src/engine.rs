@@ -117,10 +117,13 @@ impl Engine {
                 .map_err(|e| Error::Corrupt(format!("key record: {e}")))?;
             let uuid = uuid::Uuid::parse_str(&meta.id)
                 .map_err(|_| Error::Corrupt(format!("key id {}", meta.id)))?;
+            let policy = crate::keys::compile_saved_policy(&meta)
+                .map_err(|e| Error::Corrupt(format!("key policy: {e}")))?;
             state.keys.insert(
                 meta.id.clone(),
                 KeyRecord {
                     meta,
+                    policy,
                     uuid,
                     materials: Vec::new(),
                 },

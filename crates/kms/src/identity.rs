@@ -10,15 +10,22 @@
 //! id = "AKIAEXAMPLEEXAMPLE01"   # 16–128 characters
 //! secret = "..."
 //! principal = "root"            # or "user/alice"
+//! [[account.user]]              # optional: an IAM user's inline identity policy
+//! name = "alice"
+//! policy = '''{"Version":"2012-10-17","Statement":[...]}'''
 //! ```
+//!
+//! An IAM user exists when an access key or a `[[account.user]]` entry names it. Identity
+//! policies are parsed once here; the engine evaluates them on every request without parsing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::error::Error;
+use crate::policy::Policy;
 
 /// CloudTrail's `userIdentity.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +148,13 @@ impl AccessKey {
 /// All configured identities, by access key id.
 pub struct IdentityConfig {
     keys: BTreeMap<String, AccessKey>,
+    /// IAM users by ARN: their unique id and compiled inline identity policies.
+    users: HashMap<String, User>,
+}
+
+struct User {
+    principal_id: String,
+    policies: Vec<Policy>,
 }
 
 #[derive(Deserialize)]
@@ -156,6 +170,16 @@ struct FileAccount {
     id: String,
     #[serde(default)]
     access_key: Vec<FileAccessKey>,
+    #[serde(default)]
+    user: Vec<FileUser>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUser {
+    name: String,
+    /// An inline identity policy (JSON).
+    policy: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -182,6 +206,7 @@ impl IdentityConfig {
     pub fn empty() -> IdentityConfig {
         IdentityConfig {
             keys: BTreeMap::new(),
+            users: HashMap::new(),
         }
     }
 
@@ -214,14 +239,7 @@ impl IdentityConfig {
                 let identity = if key.principal == "root" {
                     Identity::root(&account.id)
                 } else if let Some(name) = key.principal.strip_prefix("user/") {
-                    if name.is_empty()
-                        || name.len() > 64
-                        || !name
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
-                    {
-                        return Err(Error::Config(format!("invalid user name {name:?}")));
-                    }
+                    check_user_name(name)?;
                     Identity::iam_user(&account.id, name)
                 } else {
                     return Err(Error::Config(format!(
@@ -231,8 +249,55 @@ impl IdentityConfig {
                 };
                 config.add(key.id.clone(), identity, key.secret.as_bytes())?;
             }
+            for user in account.user {
+                check_user_name(&user.name)?;
+                config.add_user(&account.id, &user.name);
+                if let Some(p) = &user.policy {
+                    config.add_user_policy(&account.id, &user.name, p)?;
+                }
+            }
         }
         Ok(config)
+    }
+
+    /// Makes the IAM user `name` exist in `account_id` (with no policies), if it does not yet.
+    pub fn add_user(&mut self, account_id: &str, name: &str) {
+        let identity = Identity::iam_user(account_id, name);
+        self.users.entry(identity.arn).or_insert(User {
+            principal_id: identity.principal_id,
+            policies: Vec::new(),
+        });
+    }
+
+    /// Attaches an inline identity policy (JSON) to the IAM user `name`, creating the user if
+    /// needed. The policy is validated as IAM does (no `Principal`).
+    pub fn add_user_policy(
+        &mut self,
+        account_id: &str,
+        name: &str,
+        policy: &str,
+    ) -> Result<(), Error> {
+        check_user_name(name)?;
+        let parsed = Policy::parse_identity(policy)
+            .map_err(|e| Error::Config(format!("the policy of user {name}: {e}")))?;
+        self.add_user(account_id, name);
+        let arn = Identity::iam_user(account_id, name).arn;
+        self.users
+            .get_mut(&arn)
+            .expect("added above")
+            .policies
+            .push(parsed);
+        Ok(())
+    }
+
+    /// The unique id of the IAM user with this ARN, when it exists.
+    pub(crate) fn user_id(&self, arn: &str) -> Option<&str> {
+        self.users.get(arn).map(|u| u.principal_id.as_str())
+    }
+
+    /// The identity policies of the principal with this ARN (none for root and unknown users).
+    pub(crate) fn policies_of(&self, arn: &str) -> &[Policy] {
+        self.users.get(arn).map_or(&[], |u| u.policies.as_slice())
     }
 
     /// One account with a root access key and a random secret, for `--dev`.
@@ -277,6 +342,11 @@ impl IdentityConfig {
                 "access key id {access_key_id} is listed twice"
             )));
         }
+        if identity.kind == IdentityKind::IamUser {
+            if let Some(name) = identity.user_name.clone() {
+                self.add_user(&identity.account_id, &name);
+            }
+        }
         self.keys
             .insert(access_key_id, AccessKey::new(identity, secret, None));
         Ok(())
@@ -299,6 +369,18 @@ impl IdentityConfig {
             .filter_map(|id| self.get(id).map(|k| (id.clone(), k)))
             .collect()
     }
+}
+
+fn check_user_name(name: &str) -> Result<(), Error> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+    {
+        return Err(Error::Config(format!("invalid user name {name:?}")));
+    }
+    Ok(())
 }
 
 fn random_chars(n: usize, alphabet: &[u8]) -> String {

@@ -46,6 +46,10 @@ pub(crate) struct KeyMeta {
     pub deletion_ms: Option<i64>,
     pub pending_window_days: Option<i64>,
     pub policy: String,
+    /// The IAM users and roles the key policy names, bound to their unique ids when the policy
+    /// was saved (ARN, id): a principal deleted and re-created later no longer matches.
+    #[serde(default)]
+    pub policy_principal_ids: Vec<(String, String)>,
     pub tags: Vec<(String, String)>,
     pub rotation_enabled: bool,
     pub rotation_period_days: i64,
@@ -63,6 +67,9 @@ pub(crate) struct Material {
 
 pub(crate) struct KeyRecord {
     pub meta: KeyMeta,
+    /// `meta.policy`, compiled and bound to `meta.policy_principal_ids`: authorization evaluates
+    /// it without parsing.
+    pub policy: crate::policy::Policy,
     pub uuid: uuid::Uuid,
     /// Ordered by version; the last one encrypts.
     pub materials: Vec<Material>,
@@ -120,6 +127,20 @@ impl KeyRecord {
 /// The key policy AWS attaches when CreateKey is given none, as GetKeyPolicy returns it.
 pub(crate) fn default_policy(account: &str) -> String {
     crate::policy::default_key_policy(account)
+}
+
+/// Compiles a stored key policy with its saved principal ids (at load time).
+pub(crate) fn compile_saved_policy(meta: &KeyMeta) -> Result<crate::policy::Policy, String> {
+    let mut policy = crate::policy::Policy::parse(&meta.policy).map_err(|e| e.to_string())?;
+    policy
+        .resolve_principals(|arn| {
+            meta.policy_principal_ids
+                .iter()
+                .find(|(a, _)| a == arn)
+                .map(|(_, id)| id.clone())
+        })
+        .map_err(|e| format!("{e} ({})", meta.id))?;
+    Ok(policy)
 }
 
 /// The AAD that binds a wrapped material blob to its key and version.

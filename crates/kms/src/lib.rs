@@ -1,7 +1,7 @@
 //! The embedded KMS engine of keyward: an AWS-KMS-compatible key service that keeps its state durably.
 //!
 //! What it does: symmetric KMS keys per account and region (`CreateKey`, `DescribeKey`, `ListKeys`,
-//! enable/disable, scheduled deletion), aliases, tags, key policies (stored and checked as JSON),
+//! enable/disable, scheduled deletion), aliases, tags, key policies (validated and enforced),
 //! the cryptographic calls (`Encrypt`, `Decrypt`, `ReEncrypt`, `GenerateDataKey*`,
 //! `GenerateRandom`) with the encryption context bound to the ciphertext, rotation (automatic on
 //! the KMS clock and on demand; old material keeps decrypting), grants, and a CloudTrail-format
@@ -16,9 +16,19 @@
 //! SQLite.
 //!
 //! What it does not do: HTTP, SigV4 or any wire format (the `keyward-kms-server` crate does that),
-//! asymmetric or HMAC keys, imported material, custom key stores, multi-Region keys. Authorization
-//! is a single hook (`authz`) that for now allows the key's own account and grantees of grants;
-//! key-policy and IAM evaluation plug into that hook.
+//! asymmetric or HMAC keys, imported material, custom key stores, multi-Region keys.
+//!
+//! Authorization (`authz`) evaluates, on every request, the key policy (compiled when saved or
+//! loaded, its IAM user principals bound to their unique ids at save time) and the caller's inline
+//! identity policies from the identity config ([`IdentityConfig`]), then grants when the policies
+//! do not allow; an explicit deny wins; a caller from another account needs both the key policy and
+//! its identity policies. Denials answer `AccessDeniedException` with AWS's message and are in the
+//! trail of the caller's account and, when the request reached the key, the key owner's.
+//! Differences from AWS: IAM roles and STS sessions do not exist yet (a policy naming a role is
+//! refused as an invalid principal); an IAM user with no identity policy in the config may still
+//! call the actions on no key (`CreateKey`, `ListKeys`, `ListAliases`, `GenerateRandom`,
+//! `ListRetirableGrants`), for identity files written before identity policies; accounts named in a
+//! policy are not checked for existence; `kms:ViaService` and `aws:SecureTransport` are never set.
 #![forbid(unsafe_code)]
 
 mod authz;

@@ -3,8 +3,8 @@
 //!
 //! Records follow CloudTrail's `eventVersion` 1.08 layout. `requestParameters` never holds plaintext
 //! or ciphertext; `responseElements` is null for read-only calls (crypto, Describe, List, Get). A
-//! call that reaches a key in another account is recorded in both accounts; a denied one only in
-//! the caller's.
+//! call that reaches a key in another account is recorded in both accounts, denied or not (a
+//! request refused before it finds the key, e.g. for an unknown key, only in the caller's).
 
 use base64::Engine as _;
 use rusqlite::params_from_iter;
@@ -73,7 +73,7 @@ fn user_identity(caller: &Caller) -> Value {
 }
 
 /// The records for one `call_kms` request: one in the caller's account, and one in each other
-/// account whose key the request reached, unless it was denied.
+/// account whose key the request reached (also when it was denied there).
 pub(crate) fn api_records(
     cx: &Cx<'_>,
     action: &str,
@@ -89,12 +89,9 @@ pub(crate) fn api_records(
         .map(|(account, arn)| json!({"accountId": account, "type": "AWS::KMS::Key", "ARN": arn}))
         .collect();
     let mut accounts = vec![caller.identity.account_id.clone()];
-    let denied = matches!(result, Err(e) if e.code == "AccessDeniedException");
-    if !denied {
-        for (account, _) in &cx.resources {
-            if !accounts.contains(account) {
-                accounts.push(account.clone());
-            }
+    for (account, _) in &cx.resources {
+        if !accounts.contains(account) {
+            accounts.push(account.clone());
         }
     }
     let response_elements = match result {

@@ -55,7 +55,7 @@ fn target(cx: &mut Cx<'_>, st: &State, req: &Req) -> Result<String, ApiError> {
             key.meta.arn
         )));
     }
-    authorize(cx.caller, st, "CreateAlias", key, None, &[])?;
+    authorize(cx, st, "CreateAlias", key, None, &[])?;
     require_not_pending(key)?;
     Ok(id)
 }
@@ -134,7 +134,7 @@ pub(crate) fn delete_alias(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
     let slot = existing(cx, st, name)?;
     let key = &st.keys[&st.aliases[&slot].key_id];
     cx.touch(key);
-    authorize(cx.caller, st, "DeleteAlias", key, None, &[])?;
+    authorize(cx, st, "DeleteAlias", key, None, &[])?;
     st.aliases.remove(&slot);
     cx.ops.push(Op::DeleteAlias {
         account: slot.0,
@@ -147,7 +147,7 @@ pub(crate) fn delete_alias(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
 pub(crate) fn list_aliases(cx: &mut Cx<'_>, st: &State, req: &Req) -> Result<Value, ApiError> {
     let limit = req.int_range("Limit", 1, 100)?.unwrap_or(50) as usize;
     let marker = req.str_len("Marker", 1, 1024)?;
-    crate::authz::authorize_account(cx.caller, "ListAliases")?;
+    crate::authz::authorize_account(cx, "ListAliases")?;
     let filter = match req.key_id_opt("KeyId")? {
         Some(k) => Some(resolve(cx, st, k, false)?),
         None => None,

@@ -76,7 +76,7 @@ fn open_blob(
         }
     };
     cx.touch(key);
-    authorize(cx.caller, st, action, key, Some(context), tokens)?;
+    authorize(cx, st, action, key, Some(context), tokens)?;
     require_usable(key)?;
     let material = key
         .material(parsed.material_version)
@@ -96,7 +96,7 @@ pub(crate) fn encrypt(cx: &mut Cx<'_>, st: &State, req: &Req) -> Result<Value, A
     let id = resolve(cx, st, key_id, true)?;
     let key = &st.keys[&id];
     algorithm(req, "EncryptionAlgorithm", Some(key))?;
-    authorize(cx.caller, st, "Encrypt", key, Some(&context), &tokens)?;
+    authorize(cx, st, "Encrypt", key, Some(&context), &tokens)?;
     require_usable(key)?;
     dry_run(req)?;
     let blob = seal(key, &plaintext, &context);
@@ -153,7 +153,7 @@ pub(crate) fn re_encrypt(cx: &mut Cx<'_>, st: &State, req: &Req) -> Result<Value
     let dest_id = resolve(cx, st, destination, true)?;
     let dest = &st.keys[&dest_id];
     authorize(
-        cx.caller,
+        cx,
         st,
         "ReEncryptTo",
         dest,
@@ -207,7 +207,7 @@ pub(crate) fn generate_data_key(
     } else {
         "GenerateDataKeyWithoutPlaintext"
     };
-    authorize(cx.caller, st, action, key, Some(&context), &tokens)?;
+    authorize(cx, st, action, key, Some(&context), &tokens)?;
     require_usable(key)?;
     dry_run(req)?;
     let mut data_key = Zeroizing::new(vec![0u8; len]);
@@ -230,7 +230,7 @@ pub(crate) fn generate_random(cx: &mut Cx<'_>, _st: &State, req: &Req) -> Result
             "CustomKeyStoreId and Recipient are not supported.",
         ));
     }
-    crate::authz::authorize_account(cx.caller, "GenerateRandom")?;
+    crate::authz::authorize_account(cx, "GenerateRandom")?;
     let mut bytes = Zeroizing::new(vec![0u8; n as usize]);
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| ApiError::internal())?;
     Ok(json!({ "Plaintext": b64(&bytes) }))

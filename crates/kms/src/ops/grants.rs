@@ -4,7 +4,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use super::{dry_run, page, paged, require_not_pending, resolve, Cx, Req};
-use crate::authz::{authorize, denied};
+use crate::authz::{authorize, authorize_with, denied};
 use crate::engine::State;
 use crate::error::ApiError;
 use crate::grants::{
@@ -159,7 +159,13 @@ pub(crate) fn create_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
     req.bool_opt("DryRun")?;
     let id = resolve(cx, st, key_id, false)?;
     let key = &st.keys[&id];
-    authorize(cx.caller, st, "CreateGrant", key, None, &tokens)?;
+    let grant_ctx = crate::policy::GrantContext {
+        is_for_aws_resource: false,
+        operations: &operations_sorted,
+        grantee_principal: Some(&grantee),
+        retiring_principal: retiring.as_deref(),
+    };
+    authorize_with(cx, st, "CreateGrant", key, None, &tokens, Some(grant_ctx))?;
     require_not_pending(key)?;
     dry_run(req)?;
     // Name idempotency: the same name and parameters return the existing grant.
@@ -214,7 +220,7 @@ pub(crate) fn list_grants(cx: &mut Cx<'_>, st: &State, req: &Req) -> Result<Valu
     let grantee = req.str_len("GranteePrincipal", 1, 256)?;
     let key_id = req.key_id("KeyId")?;
     let id = resolve(cx, st, key_id, false)?;
-    authorize(cx.caller, st, "ListGrants", &st.keys[&id], None, &[])?;
+    authorize(cx, st, "ListGrants", &st.keys[&id], None, &[])?;
     let items = st
         .grants_of(&id)
         .filter(|g| grant_id.is_none_or(|x| x == g.id) && grantee.is_none_or(|x| x == g.grantee))
@@ -234,7 +240,7 @@ pub(crate) fn list_retirable_grants(
     let limit = req.int_range("Limit", 1, 100)?.unwrap_or(50) as usize;
     let marker = req.str_len("Marker", 1, 1024)?;
     let retiring = principal_member(req, "RetiringPrincipal", true)?.expect("required");
-    crate::authz::authorize_account(cx.caller, "ListRetirableGrants")?;
+    crate::authz::authorize_account(cx, "ListRetirableGrants")?;
     let items = st
         .grants
         .values()
@@ -306,7 +312,7 @@ pub(crate) fn revoke_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
     let grant_id = req.str_len_req("GrantId", 1, 128)?;
     req.bool_opt("DryRun")?;
     let id = resolve(cx, st, key_id, false)?;
-    authorize(cx.caller, st, "RevokeGrant", &st.keys[&id], None, &[])?;
+    authorize(cx, st, "RevokeGrant", &st.keys[&id], None, &[])?;
     let slot = (id, grant_id.to_string());
     if !st.grants.contains_key(&slot) {
         return Err(ApiError::not_found(format!(

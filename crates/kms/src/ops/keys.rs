@@ -7,8 +7,8 @@ use crate::authz::authorize;
 use crate::clock::{epoch_seconds, DAY_MS};
 use crate::engine::State;
 use crate::error::ApiError;
-use crate::identity::IdentityKind;
 use crate::keys::{default_policy, material_aad, new_material, KeyMeta, KeyRecord, KeyState};
+use crate::policy::Policy;
 use crate::store::Op;
 
 const MAX_TAGS: usize = 50;
@@ -29,33 +29,48 @@ pub(crate) fn validate_policy(policy: &str) -> Result<(), ApiError> {
         .map_err(|e| ApiError::new(e.aws_code(), e.to_string()))
 }
 
+/// Compiles a key policy being saved and binds the IAM users it names to their unique ids now,
+/// as AWS does; a principal that does not exist makes the policy malformed. Returns the policy
+/// and the (ARN, id) pairs to persist.
+pub(crate) fn compile_policy(
+    cx: &Cx<'_>,
+    text: &str,
+) -> Result<(Policy, Vec<(String, String)>), ApiError> {
+    let malformed = |e: crate::policy::PolicyError| ApiError::new(e.aws_code(), e.to_string());
+    let mut policy = Policy::parse(text).map_err(malformed)?;
+    {
+        let ids = cx
+            .inner
+            .identities
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        policy
+            .resolve_principals(|arn| ids.user_id(arn).map(str::to_string))
+            .map_err(malformed)?;
+    }
+    let pairs = policy
+        .principal_ids()
+        .into_iter()
+        .map(|(a, i)| (a.to_string(), i.to_string()))
+        .collect();
+    Ok((policy, pairs))
+}
+
 /// AWS's policy lockout safety check: a new key policy must still let the caller make a later
 /// PutKeyPolicy request, unless `BypassPolicyLockoutSafetyCheck` is set.
 fn check_lockout(
     cx: &Cx<'_>,
-    policy: &str,
+    parsed: &Policy,
     key_arn: &str,
     key_account: &str,
     bypass: bool,
 ) -> Result<(), ApiError> {
-    use crate::policy::{would_lock_out, Policy, Principal, PrincipalKind, LOCKOUT_MESSAGE};
+    use crate::policy::{would_lock_out, LOCKOUT_MESSAGE};
     if bypass {
         return Ok(());
     }
-    let parsed = Policy::parse(policy).map_err(|e| ApiError::new(e.aws_code(), e.to_string()))?;
-    let id = &cx.caller.identity;
-    let caller = Principal {
-        kind: match id.kind {
-            IdentityKind::Root => PrincipalKind::Root,
-            IdentityKind::IamUser => PrincipalKind::User,
-            IdentityKind::AssumedRole => PrincipalKind::AssumedRole,
-        },
-        arn: &id.arn,
-        account: &id.account_id,
-        principal_id: &id.principal_id,
-        role_arn: id.session_issuer_arn.as_deref(),
-    };
-    if would_lock_out(&parsed, &caller, key_arn, key_account) {
+    let caller = crate::authz::principal(&cx.caller.identity);
+    if would_lock_out(parsed, &caller, key_arn, key_account) {
         return Err(ApiError::new(
             "MalformedPolicyDocumentException",
             LOCKOUT_MESSAGE,
@@ -169,7 +184,7 @@ pub(crate) fn create_key(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result<V
     }
     let bypass = req.bool_opt("BypassPolicyLockoutSafetyCheck")? == Some(true);
     let tags = tags_member(req)?.unwrap_or_default();
-    crate::authz::authorize_account(cx.caller, "CreateKey")?;
+    crate::authz::authorize_account(cx, "CreateKey")?;
     if tags.len() > MAX_TAGS {
         return Err(ApiError::new(
             "TagException",
@@ -182,8 +197,12 @@ pub(crate) fn create_key(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result<V
     let id = uuid.hyphenated().to_string();
     let account = caller.identity.account_id.clone();
     let arn = key_arn(&caller.region, &account, &id);
-    if let Some(p) = policy {
-        check_lockout(cx, p, &arn, &account, bypass)?;
+    let policy_text = policy
+        .map(str::to_string)
+        .unwrap_or_else(|| default_policy(&account));
+    let (compiled, principal_ids) = compile_policy(cx, &policy_text)?;
+    if policy.is_some() {
+        check_lockout(cx, &compiled, &arn, &account, bypass)?;
     }
     let material = new_material(1);
     let wrapped = cx
@@ -201,9 +220,8 @@ pub(crate) fn create_key(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result<V
             state: KeyState::Enabled,
             deletion_ms: None,
             pending_window_days: None,
-            policy: policy
-                .map(str::to_string)
-                .unwrap_or_else(|| default_policy(&account)),
+            policy: policy_text,
+            policy_principal_ids: principal_ids,
             tags,
             rotation_enabled: false,
             rotation_period_days: 365,
@@ -212,6 +230,7 @@ pub(crate) fn create_key(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result<V
             on_demand_start_ms: None,
             rotations: Vec::new(),
         },
+        policy: compiled,
         uuid,
         materials: vec![material],
     };
@@ -233,14 +252,14 @@ pub(crate) fn describe_key(cx: &mut Cx<'_>, st: &State, req: &Req) -> Result<Val
     let tokens = req.grant_tokens()?;
     let id = resolve(cx, st, key_id, true)?;
     let key = &st.keys[&id];
-    authorize(cx.caller, st, "DescribeKey", key, None, &tokens)?;
+    authorize(cx, st, "DescribeKey", key, None, &tokens)?;
     Ok(json!({ "KeyMetadata": key.metadata() }))
 }
 
 pub(crate) fn list_keys(cx: &mut Cx<'_>, st: &State, req: &Req) -> Result<Value, ApiError> {
     let limit = req.int_range("Limit", 1, 1000)?.unwrap_or(100) as usize;
     let marker = req.str_len("Marker", 1, 1024)?;
-    crate::authz::authorize_account(cx.caller, "ListKeys")?;
+    crate::authz::authorize_account(cx, "ListKeys")?;
     let mut items: Vec<(String, Value)> = st
         .keys
         .values()
@@ -263,7 +282,7 @@ pub(crate) fn list_keys(cx: &mut Cx<'_>, st: &State, req: &Req) -> Result<Value,
 fn key_for(cx: &mut Cx<'_>, st: &State, req: &Req, action: &str) -> Result<String, ApiError> {
     let key_id = req.key_id("KeyId")?;
     let id = resolve(cx, st, key_id, false)?;
-    authorize(cx.caller, st, action, &st.keys[&id], None, &[])?;
+    authorize(cx, st, action, &st.keys[&id], None, &[])?;
     Ok(id)
 }
 
@@ -375,8 +394,11 @@ pub(crate) fn put_key_policy(
     let id = key_for(cx, st, req, "PutKeyPolicy")?;
     let key = st.keys.get_mut(&id).expect("resolved");
     require_not_pending(key)?;
-    check_lockout(cx, policy, &key.meta.arn, &key.meta.account, bypass)?;
+    let (compiled, principal_ids) = compile_policy(cx, policy)?;
+    check_lockout(cx, &compiled, &key.meta.arn, &key.meta.account, bypass)?;
     key.meta.policy = policy.to_string();
+    key.meta.policy_principal_ids = principal_ids;
+    key.policy = compiled;
     cx.save_key(key);
     Ok(json!({}))
 }

@@ -13,7 +13,7 @@ pub(crate) const MAX_ON_DEMAND_ROTATIONS: u32 = 10;
 fn key_for(cx: &mut Cx<'_>, st: &State, req: &Req, action: &str) -> Result<String, ApiError> {
     let key_id = req.key_id("KeyId")?;
     let id = resolve(cx, st, key_id, false)?;
-    authorize(cx.caller, st, action, &st.keys[&id], None, &[])?;
+    authorize(cx, st, action, &st.keys[&id], None, &[])?;
     Ok(id)
 }
 

@@ -426,3 +426,26 @@ pub fn evaluate(
         Decision::Allow
     }
 }
+
+/// The decision for an action on no key (`CreateKey`, `ListKeys`, `GenerateRandom`, …), which AWS
+/// authorizes by the caller's identity policies alone: an explicit deny refuses, root is allowed
+/// everything in its account, anyone else needs an allowing statement.
+pub fn evaluate_identity(ctx: &RequestContext<'_>, identity_policies: &[Policy]) -> Decision {
+    let action = &ActionKey::new(ctx.service, ctx.action);
+    let mut allowed = ctx.caller.kind == PrincipalKind::Root;
+    for policy in identity_policies {
+        for st in policy.statements() {
+            if statement_match(st, ctx, action) != Match::No {
+                if st.deny {
+                    return Decision::ExplicitDeny(PolicyType::IdentityBased);
+                }
+                allowed = true;
+            }
+        }
+    }
+    if allowed {
+        Decision::Allow
+    } else {
+        Decision::ImplicitDeny(PolicyType::IdentityBased)
+    }
+}

@@ -73,7 +73,8 @@ mod pattern;
 mod tests;
 
 pub use evaluate::{
-    evaluate, Decision, GrantContext, PolicyType, Principal, PrincipalKind, RequestContext,
+    evaluate, evaluate_identity, Decision, GrantContext, PolicyType, Principal, PrincipalKind,
+    RequestContext,
 };
 pub use parse::{Policy, PolicyVersion};
 

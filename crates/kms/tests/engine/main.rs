@@ -6,6 +6,8 @@ mod errors;
 mod fuzz;
 mod grants;
 mod lifecycle;
+mod policy;
+mod policy_table;
 mod rotation;
 mod trail;
 
@@ -56,6 +58,34 @@ impl Default for Fixture {
 impl Fixture {
     pub fn new() -> Fixture {
         Fixture::default()
+    }
+
+    /// An engine whose identity config knows IAM users and their identity policies.
+    pub fn with_identities(identities: IdentityConfig) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(EngineConfig {
+            data_dir: dir.path().to_path_buf(),
+            root_key: RootKey::from_bytes(root_bytes()),
+            identities,
+            dev: true,
+        })
+        .unwrap();
+        Fixture {
+            dir,
+            engine,
+            root: root_bytes(),
+        }
+    }
+
+    /// Every trail record, oldest first.
+    pub fn trail(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        self.engine.export_trail(&mut out).unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 
     /// Closes and reopens the engine on the same data.

@@ -233,7 +233,7 @@ async fn lookup_events_pages_newest_first_and_filters() {
 }
 
 #[tokio::test]
-async fn cross_account_calls_are_recorded_in_both_accounts_denied_ones_only_in_the_callers() {
+async fn cross_account_calls_are_recorded_in_both_accounts_denied_or_not() {
     let f = Fixture::new();
     let (id, arn) = f.create_key().await;
     let host = user_caller(OTHER_ACCOUNT, "host");
@@ -258,8 +258,9 @@ async fn cross_account_calls_are_recorded_in_both_accounts_denied_ones_only_in_t
             .filter(|r| r["recipientAccountId"] == acct && r["eventName"] == name)
             .count()
     };
+    // The denied DescribeKey reached the key: the key owner sees it too.
     assert_eq!(in_account(OTHER_ACCOUNT, "DescribeKey"), 1);
-    assert_eq!(in_account(ACCOUNT, "DescribeKey"), 0);
+    assert_eq!(in_account(ACCOUNT, "DescribeKey"), 1);
     assert_eq!(in_account(OTHER_ACCOUNT, "Encrypt"), 1);
     assert_eq!(in_account(ACCOUNT, "Encrypt"), 1);
     let denied = recs
@@ -267,6 +268,14 @@ async fn cross_account_calls_are_recorded_in_both_accounts_denied_ones_only_in_t
         .find(|r| r["eventName"] == "DescribeKey")
         .unwrap();
     assert_eq!(denied["errorCode"], "AccessDeniedException");
+    assert_eq!(
+        denied["errorMessage"],
+        format!(
+            "User: {} is not authorized to perform: kms:DescribeKey on resource: {arn} because no \
+             resource-based policy allows the kms:DescribeKey action",
+            host.identity.arn
+        )
+    );
     assert_eq!(denied["userIdentity"]["type"], "IAMUser");
     assert_eq!(denied["userIdentity"]["userName"], "host");
 }
