@@ -4,6 +4,10 @@
 //! - the bare crypto of one call (random data key + AES-256-GCM seal, or open), single thread;
 //! - concurrency 1, where every request waits for its own fsync (no commit to share).
 //!
+//! Then `Decrypt` under a 10-statement key policy (conditions, a deny on the encryption context,
+//! the caller's statement last) against the same under the default key policy, alternating the
+//! two in one run, to show that authorization stays off the hot path.
+//!
 //! Run: `cargo bench -p keyward-kms --bench engine` (KEYWARD_BENCH_SECS sets seconds per case).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -81,6 +85,27 @@ async fn run(
     n as f64 / elapsed
 }
 
+/// Ten statements, the caller's (the account root) last, so every request walks them all: other
+/// accounts, a service, conditions on the context and the caller, and a deny whose condition
+/// is evaluated on every Decrypt.
+fn ten_statement_policy() -> String {
+    let mut st = vec![
+        json!({"Sid": "deny other clusters", "Effect": "Deny", "Principal": "*",
+        "Action": "kms:Decrypt", "Resource": "*",
+        "Condition": {"StringNotLike": {"kms:EncryptionContext:cluster": "c-*"}}}),
+    ];
+    for i in 0..8 {
+        st.push(json!({"Sid": format!("partner {i}"), "Effect": "Allow",
+            "Principal": {"AWS": format!("arn:aws:iam::55556666{i:04}:root")},
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey"], "Resource": "*",
+            "Condition": {"StringEquals": {"kms:EncryptionContext:class": "engine-disk"},
+                          "ForAnyValue:StringLike": {"kms:EncryptionContextKeys": ["cluster", "class"]}}}));
+    }
+    st.push(json!({"Sid": "Enable IAM User Permissions", "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*", "Resource": "*"}));
+    json!({"Version": "2012-10-17", "Statement": st}).to_string()
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a plain run is fine too.
     let secs: f64 = std::env::var("KEYWARD_BENCH_SECS")
@@ -124,6 +149,32 @@ fn main() {
                     rps / one
                 );
             }
+        }
+
+        // Decrypt under a 10-statement key policy vs the default one, same engine, alternating.
+        let policy_key = engine
+            .call_kms(&c, "CreateKey", json!({"Policy": ten_statement_policy()}).to_string().as_bytes())
+            .await
+            .unwrap()["KeyMetadata"]["KeyId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let gdk10 = json!({"KeyId": policy_key, "KeySpec": "AES_256", "EncryptionContext": ctx}).to_string();
+        let blob10 = engine.call_kms(&c, "GenerateDataKey", gdk10.as_bytes()).await.unwrap()["CiphertextBlob"].clone();
+        let dec10 = json!({"CiphertextBlob": blob10, "EncryptionContext": ctx}).to_string();
+        let dec_default = json!({"CiphertextBlob": engine.call_kms(&c, "GenerateDataKey", json!({"KeyId": key_id, "KeySpec": "AES_256", "EncryptionContext": ctx}).to_string().as_bytes()).await.unwrap()["CiphertextBlob"], "EncryptionContext": ctx}).to_string();
+        for clients in [1usize, 64] {
+            let (mut d, mut p) = (0.0, 0.0);
+            for _ in 0..2 {
+                d += run(&engine, "Decrypt", dec_default.clone(), clients, secs / 2.0).await;
+                p += run(&engine, "Decrypt", dec10.clone(), clients, secs / 2.0).await;
+            }
+            println!(
+                "Decrypt, clients={clients}: default key policy {:.0} req/s, 10-statement policy {:.0} req/s, ratio {:.3}",
+                d / 2.0,
+                p / 2.0,
+                p / d
+            );
         }
         let mut trail = Vec::new();
         engine.export_trail(&mut trail).unwrap();
