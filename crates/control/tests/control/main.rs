@@ -1,0 +1,82 @@
+//! keyward-control against the real embedded KMS on loopback, driven through aws-sdk-kms.
+//!
+//! Two accounts, as in the guide: the customer's (111122223333), who owns the key, and the
+//! platform's (444455556666), where the cluster's principal lives. The cluster's principal is an
+//! IAM user here because the embedded KMS has no STS yet; a key policy or grant names it the same
+//! way it would name the cluster's role.
+
+mod association;
+mod policy;
+
+pub const CUSTOMER: &str = "111122223333";
+pub const PLATFORM: &str = "444455556666";
+pub const CLUSTER: &str = "arn:aws:iam::444455556666:user/cluster-c1";
+pub const REGION: &str = "us-east-1";
+
+pub struct Kms {
+    _dir: tempfile::TempDir,
+    pub customer: aws_sdk_kms::Client,
+    pub cluster: aws_sdk_kms::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+pub async fn start_kms() -> Kms {
+    let dir = tempfile::tempdir().unwrap();
+    let identities = keyward_kms::IdentityConfig::from_toml_str(&format!(
+        r#"
+        [[account]]
+        id = "{CUSTOMER}"
+        [[account.access_key]]
+        id = "AKIACUSTOMER0000TEST"
+        secret = "customer-secret-for-control-tests"
+        principal = "root"
+        [[account]]
+        id = "{PLATFORM}"
+        [[account.access_key]]
+        id = "AKIACLUSTERC10000TEST"
+        secret = "cluster-secret-for-control-tests"
+        principal = "user/cluster-c1"
+        "#
+    ))
+    .unwrap();
+    let engine = keyward_kms::Engine::open(keyward_kms::EngineConfig {
+        data_dir: dir.path().to_owned(),
+        root_key: keyward_kms::RootKey::generate().unwrap(),
+        identities,
+        dev: true,
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(keyward_kms_server::serve(listener, engine, async move {
+        let _ = stopped.await;
+    }));
+    Kms {
+        _dir: dir,
+        customer: client(
+            &endpoint,
+            "AKIACUSTOMER0000TEST",
+            "customer-secret-for-control-tests",
+        )
+        .await,
+        cluster: client(
+            &endpoint,
+            "AKIACLUSTERC10000TEST",
+            "cluster-secret-for-control-tests",
+        )
+        .await,
+        _stop: stop,
+    }
+}
+
+async fn client(endpoint: &str, key_id: &str, secret: &str) -> aws_sdk_kms::Client {
+    let credentials = aws_credential_types::Credentials::from_keys(key_id, secret, None);
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(credentials)
+        .load()
+        .await;
+    aws_sdk_kms::Client::new(&config)
+}
