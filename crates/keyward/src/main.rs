@@ -13,7 +13,11 @@ mod kms_cmd;
 mod volume_cmd;
 
 #[derive(Parser)]
-#[command(name = "keyward", version, about = "Encryption at rest under the customer's own KMS key")]
+#[command(
+    name = "keyward",
+    version,
+    about = "Encryption at rest under the customer's own KMS key"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,7 +46,10 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
