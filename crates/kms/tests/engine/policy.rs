@@ -466,3 +466,74 @@ async fn principals_stay_bound_across_reopen() {
         .unwrap_err();
     assert_eq!(e.code, "AccessDeniedException");
 }
+
+#[tokio::test]
+async fn dry_run_on_every_operation_that_takes_it_changes_nothing() {
+    let f = Fixture::new();
+    let (id, arn) = f.create_key().await;
+    let (_, other) = f.create_key().await;
+    let blob = f
+        .ok("Encrypt", json!({"KeyId": id, "Plaintext": b64(b"x")}))
+        .await["CiphertextBlob"]
+        .clone();
+    let grant = f
+        .ok(
+            "CreateGrant",
+            json!({"KeyId": id, "GranteePrincipal": format!("arn:aws:iam::{OTHER_ACCOUNT}:root"),
+                   "Operations": ["Decrypt"]}),
+        )
+        .await;
+    let before = f.snapshot().await;
+    let trail_before = f.trail().len();
+    let calls = [
+        ("Encrypt", json!({"KeyId": id, "Plaintext": b64(b"x")})),
+        ("Decrypt", json!({"CiphertextBlob": blob})),
+        (
+            "ReEncrypt",
+            json!({"CiphertextBlob": blob, "DestinationKeyId": other}),
+        ),
+        (
+            "GenerateDataKey",
+            json!({"KeyId": id, "KeySpec": "AES_256"}),
+        ),
+        (
+            "GenerateDataKeyWithoutPlaintext",
+            json!({"KeyId": id, "NumberOfBytes": 32}),
+        ),
+        (
+            "CreateGrant",
+            json!({"KeyId": id, "GranteePrincipal": format!("arn:aws:iam::{OTHER_ACCOUNT}:root"), "Operations": ["Encrypt"]}),
+        ),
+        (
+            "RetireGrant",
+            json!({"KeyId": arn, "GrantId": grant["GrantId"]}),
+        ),
+        (
+            "RevokeGrant",
+            json!({"KeyId": id, "GrantId": grant["GrantId"]}),
+        ),
+    ];
+    for (action, mut body) in calls {
+        body["DryRun"] = json!(true);
+        let e = f.err(action, body).await;
+        assert_eq!(
+            e.code, "DryRunOperationException",
+            "{action}: {}",
+            e.message
+        );
+        assert_eq!(
+            e.message,
+            "The request would have succeeded, but the DryRun option is set."
+        );
+    }
+    assert_eq!(f.snapshot().await, before);
+    // Each dry run is in the trail, with its error code.
+    let trail = f.trail();
+    assert!(
+        trail[trail_before..]
+            .iter()
+            .filter(|r| r["errorCode"] == "DryRunOperationException")
+            .count()
+            >= 8
+    );
+}
