@@ -1,9 +1,9 @@
 //! Key association: a passing key, and every failure with its reported cause and fix.
 //!
-//! The cluster's principal is in another account than the key, so today only a grant gives it
-//! access; the tests by grant hold once key policies are enforced too (a policy that does not name
-//! the principal gives it nothing). The tests by key policy need that enforcement and are ignored
-//! until the KMS engine has it.
+//! The cluster's principal is in another account than the key, with its own account's identity
+//! policy allowing the guide's actions; the key's side is either a grant (which works without the
+//! key policy naming the principal) or the key policy the guide has the customer write. A key
+//! policy that does not name the principal gives it nothing.
 
 use aws_sdk_kms::types::GrantOperation;
 use keyward_control::{
@@ -365,8 +365,7 @@ async fn a_key_the_cluster_cannot_use_at_all_names_every_missing_permission() {
     skipped(&report, &[Check::KeyExists, Check::DecryptPermission]);
 }
 
-// By key policy, as the guide has the customer do it. These need key-policy enforcement in the
-// KMS engine: today a principal of another account gets access only through a grant.
+// By key policy, as the guide has the customer do it.
 
 async fn key_with_policy(kms: &Kms, edit: impl FnOnce(&mut serde_json::Value)) -> String {
     let key = kms.customer.create_key().send().await.unwrap();
@@ -391,7 +390,6 @@ async fn key_with_policy(kms: &Kms, edit: impl FnOnce(&mut serde_json::Value)) -
 }
 
 #[tokio::test]
-#[ignore = "needs key-policy enforcement in the KMS engine"]
 async fn by_key_policy_the_guides_statements_pass() {
     let kms = start_kms().await;
     let arn = key_with_policy(&kms, |_| {}).await;
@@ -400,7 +398,6 @@ async fn by_key_policy_the_guides_statements_pass() {
 }
 
 #[tokio::test]
-#[ignore = "needs key-policy enforcement in the KMS engine"]
 async fn by_key_policy_a_statement_without_decrypt_fails_decrypt_only() {
     let kms = start_kms().await;
     let arn = key_with_policy(&kms, |p| {
@@ -424,7 +421,6 @@ async fn by_key_policy_a_statement_without_decrypt_fails_decrypt_only() {
 }
 
 #[tokio::test]
-#[ignore = "needs key-policy enforcement in the KMS engine"]
 async fn by_key_policy_without_the_grant_statement_create_grant_fails() {
     let kms = start_kms().await;
     let arn = key_with_policy(&kms, |p| {
@@ -437,4 +433,34 @@ async fn by_key_policy_without_the_grant_statement_create_grant_fails() {
         Cause::AccessDenied
     );
     passed(&report, &[Check::DecryptPermission]);
+}
+
+#[tokio::test]
+async fn kms_not_answering_is_reported_as_unreachable_not_as_a_key_problem() {
+    // A port that was bound and released: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let credentials =
+        aws_credential_types::Credentials::from_keys("AKIAUNUSED00000TEST", "unused", None);
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .credentials_provider(credentials)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await;
+    let kms = aws_sdk_kms::Client::new(&config);
+    let arn = format!("arn:aws:kms:{REGION}:{CUSTOMER}:key/0f0f0f0f-1111-2222-3333-444455556666");
+    let report = validate_key_association(&kms, &arn, REGION).await;
+    complete(&report);
+    let (cause, fix) = failed(&report, Check::KeyExists);
+    assert!(matches!(cause, Cause::KmsUnreachable(_)), "{cause:?}");
+    assert!(fix.contains("retry"), "{fix}");
+    skipped(
+        &report,
+        &[Check::DescribeKeyPermission, Check::CreateGrantPermission],
+    );
 }

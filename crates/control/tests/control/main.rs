@@ -36,6 +36,11 @@ pub async fn start_kms() -> Kms {
         id = "AKIACLUSTERC10000TEST"
         secret = "cluster-secret-for-control-tests"
         principal = "user/cluster-c1"
+        # Across accounts both sides must allow: the platform's own policy for the cluster's
+        # principal allows what the guide's key-policy statements allow, on any customer key.
+        [[account.user]]
+        name = "cluster-c1"
+        policy = '{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["kms:DescribeKey","kms:GenerateDataKey*","kms:Decrypt","kms:CreateGrant"],"Resource":"arn:aws:kms:*:*:key/*"}}]}}'
         "#
     ))
     .unwrap();
