@@ -7,6 +7,7 @@ mod fuzz;
 mod grants;
 mod lifecycle;
 mod policy;
+mod policy_cases;
 mod policy_table;
 mod rotation;
 mod trail;
