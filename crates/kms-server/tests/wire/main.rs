@@ -8,5 +8,6 @@ mod bad_input;
 mod concurrency;
 mod fuzz;
 mod lifecycle;
+mod policy;
 mod sigv4;
 mod trail;
