@@ -442,6 +442,45 @@ mod tests {
     }
 
     #[test]
+    fn users_with_inline_identity_policies() {
+        let c = IdentityConfig::from_toml_str(
+            r#"
+            [[account]]
+            id = "111122223333"
+            [[account.access_key]]
+            id = "AKIAALICEALICE000001"
+            secret = "s2"
+            principal = "user/alice"
+            [[account.user]]
+            name = "alice"
+            policy = '''{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Resource":"*"}]}'''
+            [[account.user]]
+            name = "nokeys"
+            "#,
+        )
+        .unwrap();
+        let alice = Identity::iam_user("111122223333", "alice");
+        assert_eq!(c.policies_of(&alice.arn).len(), 1);
+        assert_eq!(c.user_id(&alice.arn), Some(alice.principal_id.as_str()));
+        let nokeys = Identity::iam_user("111122223333", "nokeys");
+        assert!(c.user_id(&nokeys.arn).is_some());
+        assert!(c.policies_of(&nokeys.arn).is_empty());
+        assert!(c.policies_of("arn:aws:iam::111122223333:root").is_empty());
+
+        // An identity policy may not name a principal, and must be a policy at all.
+        for bad in [
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}]}"#,
+            "{not json",
+        ] {
+            let text = format!(
+                "[[account]]\nid = \"111122223333\"\n[[account.user]]\nname = \"bob\"\npolicy = '''{bad}'''\n"
+            );
+            let err = IdentityConfig::from_toml_str(&text).err().unwrap();
+            assert!(err.to_string().contains("the policy of user bob"), "{err}");
+        }
+    }
+
+    #[test]
     fn dev_config_has_one_root_key() {
         let c = IdentityConfig::dev("444455556666");
         let keys = c.access_keys();
