@@ -2,6 +2,8 @@
 //! (through the real server and aws-sdk-kms): callers, keys with their policies, and cases, each
 //! naming the AWS rule it checks. Self-contained so both test binaries include it by path.
 
+#![allow(dead_code)] // each including test binary uses part of it
+
 use keyward_kms::IdentityConfig;
 use serde_json::{json, Value};
 
