@@ -74,6 +74,22 @@ fn store_at(
     EncryptedStore::local(root, cluster, class, Arc::new(client)).unwrap()
 }
 
+/// A tool from PATH; a missing tool fails the test.
+fn tool(name: &str) -> Command {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join(name))
+                .find(|p| p.is_file())
+        })
+        .map(Command::new)
+        .unwrap_or_else(|| {
+            panic!(
+                "`{name}` is not on PATH: run scripts/test (or put the project venv's bin first)"
+            )
+        })
+}
+
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
@@ -481,25 +497,7 @@ async fn crash_child() {
     let Some(root) = std::env::var_os(CHILD_ENV) else {
         return;
     };
-    let var = |name| std::env::var(name).unwrap();
-    let credentials = aws_credential_types::Credentials::from_keys(
-        var("KEYWARD_CHILD_ACCESS"),
-        var("KEYWARD_CHILD_SECRET"),
-        None,
-    );
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(var("KEYWARD_CHILD_REGION")))
-        .endpoint_url(var("KEYWARD_CHILD_ENDPOINT"))
-        .credentials_provider(credentials)
-        .load()
-        .await;
-    let store = store_at(
-        Path::new(&root),
-        aws_sdk_kms::Client::new(&config),
-        &var("KEYWARD_CHILD_KEY"),
-        "c1",
-        ObjectClass::Documents,
-    );
+    let store = child_store(&root).await;
     store
         .put_bytes("acked.txt", b"acknowledged before the crash")
         .await
@@ -518,4 +516,148 @@ async fn crash_child() {
     });
     store.put_reader("big.bin", &mut source).await.unwrap();
     panic!("the large put finished before the parent killed the child");
+}
+
+/// What a customer could do without keyward: the official AWS Encryption CLI
+/// opens a stored object given the KMS key and the store's context.
+#[tokio::test]
+async fn a_stored_object_opens_with_the_aws_encryption_cli() {
+    let env = Env::start().await;
+    let store = env.store("c1", ObjectClass::Backups);
+    let body = pattern(700_000, 9);
+    store.put_bytes("2026/11/29/manifest", &body).await.unwrap();
+    let input = file_of(&env, "c1", "backups", "2026/11/29/manifest");
+    let output = env.dir.path().join("opened");
+    let mut command = tool("aws-encryption-cli");
+    command
+        .env("AWS_ENDPOINT_URL_KMS", env._server.endpoint())
+        .env("AWS_ACCESS_KEY_ID", env._server.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", env._server.secret_access_key())
+        .env("AWS_DEFAULT_REGION", env._server.region())
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args([
+            "--decrypt",
+            "-S",
+            "--commitment-policy",
+            "require-encrypt-require-decrypt",
+        ])
+        .arg("-i")
+        .arg(&input)
+        .arg("-o")
+        .arg(&output)
+        .args(["--wrapping-keys", &format!("key={}", env.key_arn)])
+        .args([
+            "--encryption-context",
+            "keyward:cluster=c1",
+            "keyward:class=backups",
+            "keyward:object=2026/11/29/manifest",
+        ]);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "aws-encryption-cli failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read(&output).unwrap() == body);
+}
+
+const MEMORY_CHILD_ENV: &str = "KEYWARD_OBJECTS_MEMORY_CHILD";
+const MEMORY_OBJECT: u64 = 256 << 20;
+
+/// A 256 MiB put and get in a fresh process, whose peak resident memory
+/// (`VmHWM`) must stay far below the object's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_put_and_get_run_in_bounded_memory() {
+    let env = Env::start().await;
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "objects::memory_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(MEMORY_CHILD_ENV, env.root())
+        .env("KEYWARD_CHILD_ENDPOINT", env._server.endpoint())
+        .env("KEYWARD_CHILD_ACCESS", env._server.access_key_id())
+        .env("KEYWARD_CHILD_SECRET", env._server.secret_access_key())
+        .env("KEYWARD_CHILD_KEY", &env.key_arn)
+        .env("KEYWARD_CHILD_REGION", env._server.region());
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let peak_kib: u64 = stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "PEAK-KIB")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no peak reported: {stdout}"));
+    eprintln!(
+        "peak resident memory of a {} MiB put and get: {peak_kib} KiB",
+        MEMORY_OBJECT >> 20
+    );
+    assert!(
+        peak_kib < 96 << 10,
+        "peak resident memory {peak_kib} KiB for a {MEMORY_OBJECT}-byte object"
+    );
+}
+
+async fn child_store(root: &std::ffi::OsStr) -> EncryptedStore {
+    let var = |name| std::env::var(name).unwrap();
+    let credentials = aws_credential_types::Credentials::from_keys(
+        var("KEYWARD_CHILD_ACCESS"),
+        var("KEYWARD_CHILD_SECRET"),
+        None,
+    );
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(var("KEYWARD_CHILD_REGION")))
+        .endpoint_url(var("KEYWARD_CHILD_ENDPOINT"))
+        .credentials_provider(credentials)
+        .load()
+        .await;
+    store_at(
+        Path::new(root),
+        aws_sdk_kms::Client::new(&config),
+        &var("KEYWARD_CHILD_KEY"),
+        "c1",
+        ObjectClass::Documents,
+    )
+}
+
+/// The child of the memory test: does nothing unless started by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_child() {
+    let Some(root) = std::env::var_os(MEMORY_CHILD_ENV) else {
+        return;
+    };
+    use tokio::io::AsyncReadExt;
+    let store = child_store(&root).await;
+    let mut source = tokio::io::repeat(0x3c).take(MEMORY_OBJECT);
+    let put = store.put_reader("large.bin", &mut source).await.unwrap();
+    assert_eq!(put, MEMORY_OBJECT);
+    let got = store
+        .get_to("large.bin", &mut tokio::io::sink())
+        .await
+        .unwrap();
+    assert_eq!(got, MEMORY_OBJECT);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let peak = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB");
+    println!("PEAK-KIB {peak}");
 }
