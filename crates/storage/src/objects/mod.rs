@@ -49,7 +49,7 @@ use keyward_envelope::{
 use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::io::StreamReader;
 
@@ -66,6 +66,8 @@ pub const OBJECT_CONTEXT_KEY: &str = "keyward:object";
 pub const PART_SIZE: usize = 5 << 20;
 /// Parts uploaded at once by one put.
 pub const PARTS_IN_FLIGHT: usize = 4;
+/// Read size of a get from the local backend.
+const READ_BLOCK: usize = 1 << 20;
 /// Longest object key, in bytes (S3's limit).
 pub const MAX_KEY_LEN: usize = 1024;
 /// The ESDK provider id of KMS-wrapped data keys, whose provider info is the key ARN.
@@ -342,13 +344,7 @@ impl<K: Keyring> EncryptedStore<K> {
     async fn open(
         &self,
         key: &str,
-    ) -> ObjectResult<(
-        object_store::ObjectMeta,
-        StreamReader<
-            futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>,
-            bytes::Bytes,
-        >,
-    )> {
+    ) -> ObjectResult<(object_store::ObjectMeta, Box<dyn AsyncRead + Unpin + Send>)> {
         let path = self.path_of(key)?;
         let result = self
             .store
@@ -356,9 +352,19 @@ impl<K: Keyring> EncryptedStore<K> {
             .await
             .map_err(|e| store_error(key, e))?;
         let meta = result.meta.clone();
-        let stream: futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>> =
-            Box::pin(result.into_stream().map_err(std::io::Error::other));
-        Ok((meta, StreamReader::new(stream)))
+        let reader: Box<dyn AsyncRead + Unpin + Send> = match result.payload {
+            // The local backend hands over the open file: read it in large
+            // blocks (its generic stream reads 8 KiB per blocking call). The
+            // file stays the version opened even if a put renames over it.
+            GetResultPayload::File(file, _) => Box::new(tokio::io::BufReader::with_capacity(
+                READ_BLOCK,
+                tokio::fs::File::from_std(file),
+            )),
+            GetResultPayload::Stream(stream) => {
+                Box::new(StreamReader::new(stream.map_err(std::io::Error::other)))
+            }
+        };
+        Ok((meta, reader))
     }
 
     async fn read_header<R: AsyncRead + Unpin>(
