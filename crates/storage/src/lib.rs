@@ -15,12 +15,15 @@
 //! - [`verify`]: the scan behind the console's encryption status: per storage
 //!   class, whether every volume and object is encrypted under the cluster's key
 //!   and bound to the cluster and class, the counts, and every offender by name.
+//! - [`objects`]: the documents and backups stores on `object_store` (the local
+//!   filesystem; S3 by configuration): every object an ESDK v2 message bound
+//!   to its cluster, class and key, published atomically.
 //!
 //! What it does not do: talk to KMS by any way but `aws-sdk-kms`; store a
 //! plaintext key anywhere but in memory; discard (punch holes in) volume data —
 //! like dm-crypt's default, TRIM is accepted and ignored, because holes would
-//! reveal which sectors are in use. The object stores for documents and backups
-//! come later, beside these modules.
+//! reveal which sectors are in use; the backup format (manifest and parts) is
+//! not built yet.
 
 #![forbid(unsafe_code)]
 
