@@ -35,20 +35,8 @@ async fn main() {
         "#
     ))
     .unwrap();
-    let engine = keyward_kms::Engine::open(keyward_kms::EngineConfig {
-        data_dir: dir.path().to_owned(),
-        root_key: keyward_kms::RootKey::generate().unwrap(),
-        identities,
-        dev: true,
-    })
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(keyward_kms_server::serve(
-        listener,
-        engine,
-        std::future::pending(),
-    ));
+    let server = keyward_kms_server::DevServer::try_start_with(dir.path(), identities).unwrap();
+    let endpoint = server.endpoint().to_owned();
     let customer = client(
         &endpoint,
         "AKIACUSTOMER0000BENCH",

@@ -95,15 +95,26 @@ impl DevServer {
 
     /// Like [`DevServer::start`], with a chosen account id, returning errors.
     pub fn try_start(data_dir: &Path, account_id: &str) -> Result<DevServer> {
+        Self::try_start_with(data_dir, keyward_kms::IdentityConfig::dev(account_id))
+    }
+
+    /// Like [`DevServer::try_start`], with the accounts, users and access keys of `identities`
+    /// (for tests that need several accounts or IAM users). The first access key listed is the
+    /// server's own credentials ([`DevServer::access_key_id`], [`DevServer::sdk_config`]); reach
+    /// the others with [`DevServer::sdk_config_as`].
+    pub fn try_start_with(
+        data_dir: &Path,
+        identities: keyward_kms::IdentityConfig,
+    ) -> Result<DevServer> {
         std::fs::create_dir_all(data_dir)?;
         let root_key = keyward_kms::RootKey::load_or_create_dev(&data_dir.join("dev-root.key"))
             .map_err(|e| Error::Engine(e.to_string()))?;
-        let identities = keyward_kms::IdentityConfig::dev(account_id);
         let (access_key_id, key) = identities
             .access_keys()
             .into_iter()
             .next()
-            .ok_or_else(|| Error::Engine("the dev identity config has no access key".into()))?;
+            .ok_or_else(|| Error::Engine("the identity config has no access key".into()))?;
+        let account_id = key.identity.account_id.clone();
         let secret_access_key = String::from_utf8_lossy(key.secret()).into_owned();
         let engine = Engine::open(keyward_kms::EngineConfig {
             data_dir: data_dir.to_path_buf(),
@@ -129,7 +140,7 @@ impl DevServer {
         Ok(DevServer {
             engine,
             endpoint: format!("http://{address}"),
-            account_id: account_id.to_owned(),
+            account_id,
             access_key_id,
             secret_access_key,
             stop: Some(stop),
@@ -160,9 +171,20 @@ impl DevServer {
     /// An SDK config that talks to this server with its dev credentials.
     #[cfg(feature = "test-support")]
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        self.sdk_config_as(&self.access_key_id, &self.secret_access_key)
+            .await
+    }
+
+    /// An SDK config that talks to this server with another access key of its identities.
+    #[cfg(feature = "test-support")]
+    pub async fn sdk_config_as(
+        &self,
+        access_key_id: &str,
+        secret_access_key: &str,
+    ) -> aws_config::SdkConfig {
         let credentials = aws_credential_types::Credentials::from_keys(
-            self.access_key_id.clone(),
-            self.secret_access_key.clone(),
+            access_key_id.to_owned(),
+            secret_access_key.to_owned(),
             None,
         );
         aws_config::defaults(aws_config::BehaviorVersion::latest())

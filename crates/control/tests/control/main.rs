@@ -17,7 +17,7 @@ pub struct Kms {
     _dir: tempfile::TempDir,
     pub customer: aws_sdk_kms::Client,
     pub cluster: aws_sdk_kms::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: keyward_kms_server::DevServer,
 }
 
 pub async fn start_kms() -> Kms {
@@ -44,19 +44,8 @@ pub async fn start_kms() -> Kms {
         "#
     ))
     .unwrap();
-    let engine = keyward_kms::Engine::open(keyward_kms::EngineConfig {
-        data_dir: dir.path().to_owned(),
-        root_key: keyward_kms::RootKey::generate().unwrap(),
-        identities,
-        dev: true,
-    })
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(keyward_kms_server::serve(listener, engine, async move {
-        let _ = stopped.await;
-    }));
+    let server = keyward_kms_server::DevServer::try_start_with(dir.path(), identities).unwrap();
+    let endpoint = server.endpoint().to_owned();
     Kms {
         _dir: dir,
         customer: client(
@@ -71,7 +60,7 @@ pub async fn start_kms() -> Kms {
             "cluster-secret-for-control-tests",
         )
         .await,
-        _stop: stop,
+        _server: server,
     }
 }
 

@@ -25,7 +25,7 @@ struct Kms {
     _dir: tempfile::TempDir,
     endpoint: String,
     engine: keyward_kms::Engine,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: keyward_kms_server::DevServer,
 }
 
 async fn start_kms() -> Kms {
@@ -47,28 +47,12 @@ async fn start_kms() -> Kms {
         "#
     ))
     .unwrap();
-    let engine = keyward_kms::Engine::open(keyward_kms::EngineConfig {
-        data_dir: dir.path().to_owned(),
-        root_key: keyward_kms::RootKey::generate().unwrap(),
-        identities,
-        dev: true,
-    })
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(keyward_kms_server::serve(
-        listener,
-        engine.clone(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let server = keyward_kms_server::DevServer::try_start_with(dir.path(), identities).unwrap();
     Kms {
+        endpoint: server.endpoint().to_owned(),
+        engine: server.engine().clone(),
+        _server: server,
         _dir: dir,
-        endpoint,
-        engine,
-        _stop: stop,
     }
 }
 
