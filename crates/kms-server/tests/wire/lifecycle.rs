@@ -153,16 +153,7 @@ async fn create_describe_list_and_crypto_with_context() {
     assert_eq!(unwrapped.unwrap().plaintext().unwrap().as_ref().len(), 32);
 
     // KeyId on Decrypt must name the key that encrypted; ReEncrypt moves a ciphertext to another key.
-    let other = h
-        .kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let other = h.new_key_id().await;
     assert_code(
         h.kms
             .decrypt()
@@ -210,16 +201,7 @@ async fn create_describe_list_and_crypto_with_context() {
 #[tokio::test]
 async fn every_key_state_gets_its_aws_error() {
     let h = start().await;
-    let key_id = h
-        .kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let key_id = h.new_key_id().await;
     let blob = h
         .kms
         .encrypt()
@@ -231,16 +213,7 @@ async fn every_key_state_gets_its_aws_error() {
         .ciphertext_blob()
         .unwrap()
         .clone();
-    let other = h
-        .kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let other = h.new_key_id().await;
 
     macro_rules! all_crypto_fail_with {
         ($code:expr) => {
@@ -653,16 +626,7 @@ async fn aliases_tags_descriptions_and_policies() {
 #[tokio::test]
 async fn rotation_on_the_dev_clock_keeps_old_ciphertexts_readable() {
     let h = start().await;
-    let key_id = h
-        .kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let key_id = h.new_key_id().await;
     let encrypt = |text: &'static [u8]| {
         let kms = h.kms.clone();
         let key_id = key_id.clone();

@@ -122,6 +122,19 @@ impl Harness {
         );
     }
 
+    /// Creates a key with the default settings and returns its id.
+    pub async fn new_key_id(&self) -> String {
+        self.kms
+            .create_key()
+            .send()
+            .await
+            .expect("CreateKey")
+            .key_metadata()
+            .expect("KeyMetadata")
+            .key_id()
+            .to_owned()
+    }
+
     pub async fn key_count(&self) -> usize {
         self.kms
             .list_keys()
