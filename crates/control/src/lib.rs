@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod association;
+pub mod db;
 mod policy;
 
 pub use association::{

@@ -6,6 +6,7 @@
 //! way it would name the cluster's role.
 
 mod association;
+pub mod db;
 mod policy;
 
 pub const CUSTOMER: &str = "111122223333";

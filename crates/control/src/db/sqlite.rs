@@ -1,0 +1,273 @@
+//! The SQLite back end: one `rusqlite` connection behind a mutex, every call on tokio's blocking
+//! pool.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
+
+use super::{now_ms, pending, DbError, Migration, Result, Row, Value, MIGRATIONS_TABLE};
+
+pub(super) struct Sqlite {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Sqlite {
+    /// `rest` is what follows `sqlite:` in the URL.
+    pub(super) async fn open(rest: &str) -> Result<Sqlite> {
+        let rest = rest.to_owned();
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection> {
+            let conn = if rest == ":memory:" {
+                Connection::open_in_memory().map_err(backend)?
+            } else {
+                let path = rest.strip_prefix("//").unwrap_or(&rest);
+                if path.is_empty() {
+                    return Err(DbError::Backend(
+                        "the sqlite: URL names no file (use sqlite:<path>)".into(),
+                    ));
+                }
+                let path = Path::new(path);
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        DbError::Backend(format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
+                let conn = Connection::open(path).map_err(|e| {
+                    DbError::Backend(format!("cannot open {}: {e}", path.display()))
+                })?;
+                // WAL lets readers run beside the writer; FULL makes a commit durable before it
+                // is acknowledged (DESIGN invariant 7).
+                conn.pragma_update(None, "journal_mode", "WAL")
+                    .map_err(backend)?;
+                conn.pragma_update(None, "synchronous", "FULL")
+                    .map_err(backend)?;
+                conn
+            };
+            conn.pragma_update(None, "foreign_keys", "ON")
+                .map_err(backend)?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))
+                .map_err(backend)?;
+            Ok(conn)
+        })
+        .await
+        .map_err(joined)??;
+        Ok(Sqlite {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave a half-done transaction behind
+            // (rusqlite rolls back on drop), so a poisoned lock is still usable.
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(joined)?
+    }
+
+    pub(super) async fn migrate(&self, migrations: &[Migration]) -> Result<()> {
+        let migrations = migrations.to_vec();
+        self.with(move |conn| {
+            // IMMEDIATE takes the write lock first, so two processes opening the same file do
+            // not both apply the same migration.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            tx.execute_batch(MIGRATIONS_TABLE).map_err(backend)?;
+            let applied = {
+                let mut stmt = tx
+                    .prepare("SELECT version, name FROM schema_migrations ORDER BY version")
+                    .map_err(backend)?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                    .map_err(backend)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(backend)?
+            };
+            for m in pending(&applied, &migrations)? {
+                tx.execute_batch(m.sql).map_err(|e| {
+                    DbError::Backend(format!("migration {} ({}) failed: {e}", m.version, m.name))
+                })?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![m.version, m.name, now_ms()],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    pub(super) async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
+        let sql = rewrite_placeholders(sql);
+        let params = params.to_vec();
+        self.with(move |conn| run(conn, &sql, &params)).await
+    }
+
+    pub(super) async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
+        let sql = rewrite_placeholders(sql);
+        let params = params.to_vec();
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(mapped)?;
+            let columns = stmt.column_count();
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(params.iter()))
+                .map_err(mapped)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(mapped)? {
+                let mut values = Vec::with_capacity(columns);
+                for col in 0..columns {
+                    values.push(match row.get_ref(col).map_err(backend)? {
+                        ValueRef::Null => Value::Null,
+                        ValueRef::Integer(v) => Value::Int(v),
+                        ValueRef::Text(t) => Value::Text(
+                            std::str::from_utf8(t)
+                                .map_err(|_| {
+                                    DbError::Backend(format!("column {col} is not UTF-8 text"))
+                                })?
+                                .to_owned(),
+                        ),
+                        ValueRef::Real(_) | ValueRef::Blob(_) => {
+                            return Err(DbError::Backend(format!(
+                                "column {col} is a REAL or BLOB; the shared SQL uses only \
+                                 BIGINT and TEXT"
+                            )))
+                        }
+                    });
+                }
+                out.push(Row::new(values));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(super) async fn transaction(
+        &self,
+        statements: Vec<(String, Vec<Value>)>,
+    ) -> Result<Vec<u64>> {
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let mut counts = Vec::with_capacity(statements.len());
+            for (sql, params) in &statements {
+                // On error `tx` is dropped here, which rolls everything back.
+                counts.push(run(&tx, &rewrite_placeholders(sql), params)?);
+            }
+            tx.commit().map_err(backend)?;
+            Ok(counts)
+        })
+        .await
+    }
+}
+
+fn run(conn: &Connection, sql: &str, params: &[Value]) -> Result<u64> {
+    let mut stmt = conn.prepare_cached(sql).map_err(mapped)?;
+    let n = stmt
+        .execute(rusqlite::params_from_iter(params.iter()))
+        .map_err(mapped)?;
+    Ok(n as u64)
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
+            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        })
+    }
+}
+
+/// `$1..$n` to `?1..?n` outside quoted strings, identifiers and comments: SQLite reads `$1` as a
+/// *named* parameter numbered by first appearance, so `SET a = $2 WHERE id = $1` would bind
+/// backwards; `?N` binds by number, as PostgreSQL's `$N` does.
+fn rewrite_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    let mut quote: Option<char> = None;
+    let mut line_comment = false;
+    while let Some(c) = chars.next() {
+        if line_comment {
+            line_comment = c != '\n';
+            out.push(c);
+            continue;
+        }
+        match quote {
+            Some(q) => {
+                if c == q {
+                    quote = None;
+                }
+                out.push(c);
+            }
+            None => match c {
+                '\'' | '"' => {
+                    quote = Some(c);
+                    out.push(c);
+                }
+                '-' if chars.peek() == Some(&'-') => {
+                    line_comment = true;
+                    out.push(c);
+                }
+                '$' if chars.peek().is_some_and(|d| d.is_ascii_digit()) => out.push('?'),
+                _ => out.push(c),
+            },
+        }
+    }
+    out
+}
+
+fn backend(e: rusqlite::Error) -> DbError {
+    DbError::Backend(e.to_string())
+}
+
+/// A unique or primary-key violation is a conflict; everything else is a back-end error.
+fn mapped(e: rusqlite::Error) -> DbError {
+    if let rusqlite::Error::SqliteFailure(code, message) = &e {
+        if code.code == ErrorCode::ConstraintViolation
+            && matches!(
+                code.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            )
+        {
+            return DbError::Conflict(message.clone().unwrap_or_else(|| e.to_string()));
+        }
+    }
+    backend(e)
+}
+
+fn joined(e: tokio::task::JoinError) -> DbError {
+    DbError::Backend(format!("a database task failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_placeholders;
+
+    #[test]
+    fn placeholders_become_numbered_outside_quotes_and_comments() {
+        assert_eq!(
+            rewrite_placeholders("UPDATE t SET a = $2 WHERE id = $10"),
+            "UPDATE t SET a = ?2 WHERE id = ?10"
+        );
+        assert_eq!(
+            rewrite_placeholders("SELECT '$1', \"$2\", $3 -- $4\n, $5"),
+            "SELECT '$1', \"$2\", ?3 -- $4\n, ?5"
+        );
+        assert_eq!(
+            rewrite_placeholders("SELECT 'it''s $1'"),
+            "SELECT 'it''s $1'"
+        );
+    }
+}
