@@ -18,6 +18,9 @@ pub enum Error {
     /// Unknown access key id, or a session token that does not match it.
     #[error("The security token included in the request is invalid.")]
     UnrecognizedClient,
+    /// A temporary (STS) access key past its expiration on the KMS clock.
+    #[error("The security token included in the request is expired")]
+    ExpiredToken,
     /// Bad signature, wrong scope, or a date more than 15 minutes away.
     #[error("{0}")]
     InvalidSignature(String),
@@ -47,6 +50,7 @@ impl Error {
             Error::MissingAuthenticationToken => "MissingAuthenticationTokenException",
             Error::IncompleteSignature(_) => "IncompleteSignatureException",
             Error::UnrecognizedClient => "UnrecognizedClientException",
+            Error::ExpiredToken => "ExpiredTokenException",
             Error::InvalidSignature(_) => "InvalidSignatureException",
             Error::UnknownOperation(_) => "UnknownOperationException",
             Error::RequestTooLarge { .. } => "RequestEntityTooLargeException",

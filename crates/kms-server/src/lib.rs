@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+mod query;
 pub mod sigv4;
 mod wire;
 
@@ -187,10 +188,20 @@ impl DevServer {
             secret_access_key.to_owned(),
             None,
         );
+        self.sdk_config_for_session(&credentials).await
+    }
+
+    /// An SDK config that talks to this server (KMS, IAM and STS alike) with any credentials,
+    /// e.g. the temporary ones of an STS session (`AssumeRole`), session token included.
+    #[cfg(feature = "test-support")]
+    pub async fn sdk_config_for_session(
+        &self,
+        credentials: &aws_credential_types::Credentials,
+    ) -> aws_config::SdkConfig {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(DEFAULT_REGION))
             .endpoint_url(&self.endpoint)
-            .credentials_provider(credentials)
+            .credentials_provider(credentials.clone())
             .load()
             .await
     }

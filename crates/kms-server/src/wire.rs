@@ -31,9 +31,9 @@ const CLOUDTRAIL_TARGET_PREFIX: &str = "com.amazonaws.cloudtrail.v20131101.Cloud
 const JSON_1_1: &str = "application/x-amz-json-1.1";
 const REQUEST_ID: &str = "x-amzn-requestid";
 
-struct Shared {
-    engine: Engine,
-    verifier: Verifier,
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) verifier: Verifier,
 }
 
 #[derive(Clone)]
@@ -68,6 +68,13 @@ enum Service<'a> {
 }
 
 async fn handle_aws(State(state): State<AppState>, request: Request) -> Response {
+    // JSON protocols name their action in X-Amz-Target; IAM and STS speak the query protocol,
+    // recognised by the service of the SigV4 credential scope.
+    if !request.headers().contains_key("x-amz-target") {
+        if let Some(service) = crate::query::service_of(request.headers()) {
+            return crate::query::handle(&state.0, request, service).await;
+        }
+    }
     let request_id = uuid::Uuid::new_v4().to_string();
     let answer = handle_aws_inner(&state.0, request, &request_id).await;
     let request_id = HeaderValue::from_str(&request_id).expect("a uuid is a valid header value");
@@ -160,10 +167,33 @@ async fn handle_aws_inner(
         OffsetDateTime::now_utc(),
         |access_key_id| shared.engine.access_key(access_key_id),
     )?;
+    if shared.engine.is_expired(&verified.key) {
+        return Err(Error::ExpiredToken);
+    }
     if parts.method != Method::POST {
         return Err(Error::UnknownOperation(String::new()));
     }
 
+    let caller = caller_of(&parts, verified, request_id);
+    let answer = match service {
+        Service::Kms(action) => shared.engine.call_kms(&caller, action, &body).await,
+        Service::CloudTrail(action) => shared.engine.call_cloudtrail(&caller, action, &body).await,
+    };
+    match answer {
+        Ok(value) => Ok(serde_json::to_vec(&value).expect("a serde_json::Value serializes")),
+        Err(api) => Err(Error::Api {
+            code: api.code,
+            message: api.message,
+        }),
+    }
+}
+
+/// Who is calling, from a verified request.
+pub(crate) fn caller_of(
+    parts: &axum::http::request::Parts,
+    verified: crate::sigv4::Verified<AccessKey>,
+    request_id: &str,
+) -> Caller {
     let source_ip = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -175,24 +205,13 @@ async fn handle_aws_inner(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let caller = Caller {
-        identity: verified.key.identity.clone(),
+    Caller {
+        identity: verified.key.identity,
         access_key_id: verified.access_key_id,
         region: verified.region,
         source_ip,
         user_agent,
         request_id: request_id.to_owned(),
-    };
-    let answer = match service {
-        Service::Kms(action) => shared.engine.call_kms(&caller, action, &body).await,
-        Service::CloudTrail(action) => shared.engine.call_cloudtrail(&caller, action, &body).await,
-    };
-    match answer {
-        Ok(value) => Ok(serde_json::to_vec(&value).expect("a serde_json::Value serializes")),
-        Err(api) => Err(Error::Api {
-            code: api.code,
-            message: api.message,
-        }),
     }
 }
 

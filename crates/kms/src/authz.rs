@@ -81,7 +81,7 @@ pub(crate) fn authorize_with(
             .identities
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        evaluate(&ctx, &key.policy, ids.policies_of(&caller.identity.arn))
+        evaluate(&ctx, &key.policy, ids.policies_for(&caller.identity))
     };
     match decision {
         Decision::Allow => Ok(()),
@@ -125,8 +125,8 @@ pub(crate) fn authorize_account(cx: &Cx<'_>, action: &str) -> Result<(), ApiErro
         .identities
         .read()
         .unwrap_or_else(|e| e.into_inner());
-    let policies = ids.policies_of(&caller.identity.arn);
-    if policies.is_empty() {
+    let policies = ids.policies_for(&caller.identity);
+    if policies.is_empty() && caller.identity.kind == IdentityKind::IamUser {
         return Ok(());
     }
     let mut ctx = RequestContext::new(

@@ -32,6 +32,12 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
+impl Engine {
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+}
+
 pub(crate) struct Inner {
     pub state: RwLock<State>,
     pub store: Store,
@@ -169,6 +175,25 @@ impl Engine {
                 .map_err(|e| Error::Corrupt(format!("grant record: {e}")))?;
             state.grants.insert((g.key_id.clone(), g.id.clone()), g);
         }
+        let mut identities = config.identities;
+        for doc in loaded.roles {
+            let doc: crate::iam::RoleDoc = serde_json::from_str(&doc)
+                .map_err(|e| Error::Corrupt(format!("role record: {e}")))?;
+            let role = crate::iam::Role::load(doc)
+                .map_err(|e| Error::Corrupt(format!("role policy: {e}")))?;
+            identities.roles.insert(role.doc.arn.clone(), role);
+        }
+        for (doc, wrapped) in loaded.sessions {
+            let doc: crate::iam::SessionDoc = serde_json::from_str(&doc)
+                .map_err(|e| Error::Corrupt(format!("session record: {e}")))?;
+            let id = doc.access_key_id.clone();
+            let session = crate::iam::Session::load(doc, &wrapped, &root).ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "the secret of session {id} does not verify under the root key"
+                ))
+            })?;
+            identities.sessions.insert(id, session);
+        }
         let next_due = state.next_due();
         Ok(Engine {
             inner: Arc::new(Inner {
@@ -176,27 +201,23 @@ impl Engine {
                 store,
                 clock: Clock::new(offset),
                 root,
-                identities: RwLock::new(config.identities),
+                identities: RwLock::new(identities),
                 dev: config.dev,
                 next_due: AtomicI64::new(next_due),
             }),
         })
     }
 
-    /// For SigV4: who an access key id stands for, and its secret. `None` when unknown or expired.
+    /// For SigV4: who an access key id stands for, and its secret; `None` when unknown. A
+    /// temporary key is returned also once expired: check [`Engine::is_expired`] after the
+    /// signature, so the caller learns its token expired rather than that it is unknown.
     pub fn access_key(&self, access_key_id: &str) -> Option<AccessKey> {
         let ids = self
             .inner
             .identities
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        let key = ids.get(access_key_id)?;
-        if let Some(exp) = key.expires_at {
-            if self.inner.clock.now_ms() / 1000 >= exp {
-                return None;
-            }
-        }
-        Some(key)
+        ids.get(access_key_id)
     }
 
     /// One KMS action (`action` is the part after `TrentService.`), `body` the raw JSON request.

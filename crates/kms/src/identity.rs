@@ -145,11 +145,16 @@ impl AccessKey {
     }
 }
 
-/// All configured identities, by access key id.
+/// All identities: the configured access keys and IAM users, and (kept by the engine, persisted
+/// in its store) the IAM roles made through the IAM API and the STS sessions of those roles.
 pub struct IdentityConfig {
     keys: BTreeMap<String, AccessKey>,
     /// IAM users by ARN: their unique id and compiled inline identity policies.
     users: HashMap<String, User>,
+    /// IAM roles by ARN (with path).
+    pub(crate) roles: HashMap<String, crate::iam::Role>,
+    /// STS sessions by their `ASIA…` access key id.
+    pub(crate) sessions: HashMap<String, crate::iam::Session>,
 }
 
 struct User {
@@ -207,6 +212,8 @@ impl IdentityConfig {
         IdentityConfig {
             keys: BTreeMap::new(),
             users: HashMap::new(),
+            roles: HashMap::new(),
+            sessions: HashMap::new(),
         }
     }
 
@@ -290,14 +297,44 @@ impl IdentityConfig {
         Ok(())
     }
 
-    /// The unique id of the IAM user with this ARN, when it exists.
+    /// The unique id of the IAM user or role with this ARN, when it exists.
     pub(crate) fn user_id(&self, arn: &str) -> Option<&str> {
-        self.users.get(arn).map(|u| u.principal_id.as_str())
+        self.users
+            .get(arn)
+            .map(|u| u.principal_id.as_str())
+            .or_else(|| self.roles.get(arn).map(|r| r.doc.id.as_str()))
     }
 
     /// The identity policies of the principal with this ARN (none for root and unknown users).
+    #[cfg(test)]
     pub(crate) fn policies_of(&self, arn: &str) -> &[Policy] {
         self.users.get(arn).map_or(&[], |u| u.policies.as_slice())
+    }
+
+    /// The identity policies of `identity`: an IAM user's inline policies, or for a role session
+    /// the inline policies of its role — only while the role that issued the session exists (a
+    /// role re-created under the same name has a new id and is not the session's role). None for
+    /// root.
+    pub(crate) fn policies_for(&self, identity: &Identity) -> &[Policy] {
+        match identity.kind {
+            IdentityKind::Root => &[],
+            IdentityKind::IamUser => self
+                .users
+                .get(&identity.arn)
+                .map_or(&[], |u| u.policies.as_slice()),
+            IdentityKind::AssumedRole => {
+                let role_id = identity
+                    .principal_id
+                    .split_once(':')
+                    .map_or(identity.principal_id.as_str(), |(id, _)| id);
+                identity
+                    .session_issuer_arn
+                    .as_deref()
+                    .and_then(|arn| self.roles.get(arn))
+                    .filter(|r| r.doc.id == role_id)
+                    .map_or(&[], |r| r.policies.as_slice())
+            }
+        }
     }
 
     /// One account with a root access key and a random secret, for `--dev`.
@@ -352,17 +389,22 @@ impl IdentityConfig {
         Ok(())
     }
 
-    /// The access key with this id.
+    /// The access key with this id: a configured key, or an STS session's temporary key (with
+    /// its session token and expiry; expired ones too, so the wire can say they expired).
     pub fn get(&self, access_key_id: &str) -> Option<AccessKey> {
-        self.keys.get(access_key_id).map(|k| AccessKey {
-            identity: k.identity.clone(),
-            session_token: k.session_token.clone(),
-            expires_at: k.expires_at,
-            secret: k.secret.clone(),
-        })
+        if let Some(k) = self.keys.get(access_key_id) {
+            return Some(AccessKey {
+                identity: k.identity.clone(),
+                session_token: k.session_token.clone(),
+                expires_at: k.expires_at,
+                secret: k.secret.clone(),
+            });
+        }
+        self.sessions.get(access_key_id).map(|s| s.access_key())
     }
 
-    /// Every configured access key (id and key), e.g. for `kms serve --dev` to print.
+    /// Every configured access key (id and key), e.g. for `kms serve --dev` to print. STS
+    /// sessions are not listed.
     pub fn access_keys(&self) -> Vec<(String, AccessKey)> {
         self.keys
             .keys()
@@ -383,7 +425,7 @@ fn check_user_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn random_chars(n: usize, alphabet: &[u8]) -> String {
+pub(crate) fn random_chars(n: usize, alphabet: &[u8]) -> String {
     let mut bytes = Zeroizing::new(vec![0u8; n]);
     aws_lc_rs::rand::fill(&mut bytes).expect("random generator");
     bytes

@@ -24,8 +24,16 @@
 //! do not allow; an explicit deny wins; a caller from another account needs both the key policy and
 //! its identity policies. Denials answer `AccessDeniedException` with AWS's message and are in the
 //! trail of the caller's account and, when the request reached the key, the key owner's.
-//! Differences from AWS: IAM roles and STS sessions do not exist yet (a policy naming a role is
-//! refused as an invalid principal); an IAM user with no identity policy in the config may still
+//!
+//! IAM roles and STS sessions ([`Engine::call_iam`], [`Engine::call_sts`]): roles are created
+//! through the IAM query API and persisted in the store; `AssumeRole` honours the role's trust
+//! policy (principals, `sts:ExternalId`, cross-account identity policies) and issues temporary
+//! credentials that expire on the KMS clock. A session's identity is
+//! `arn:aws:sts::ACCT:assumed-role/ROLE/SESSION`; a key-policy principal naming the role ARN
+//! matches every session of it, by the role's unique id as of when the policy was saved; the
+//! role's inline policies are the session's identity policies.
+//!
+//! Differences from AWS: an IAM user with no identity policy in the config may still
 //! call the actions on no key (`CreateKey`, `ListKeys`, `ListAliases`, `GenerateRandom`,
 //! `ListRetirableGrants`), for identity files written before identity policies; accounts named in a
 //! policy are not checked for existence; `kms:ViaService` and `aws:SecureTransport` are never set.
@@ -37,6 +45,7 @@ mod clock;
 mod engine;
 mod error;
 mod grants;
+mod iam;
 mod identity;
 mod keys;
 mod ops;
@@ -47,6 +56,7 @@ mod trail;
 
 pub use engine::{Engine, EngineConfig};
 pub use error::{ApiError, Error};
+pub use iam::{url_encode, Form};
 pub use identity::{AccessKey, Caller, Identity, IdentityConfig, IdentityKind};
 pub use root_key::RootKey;
 

@@ -6,7 +6,9 @@
 //! Tables: `meta(name, value)`, `keys(id, account, region, doc)` (doc = key metadata JSON, no
 //! secret), `materials(key_id, version, wrapped)` (wrapped by the root key), `aliases`, `grants(id,
 //! key_id, doc)`, `trail(seq, time_ms, account, region, event_id, event_name, read_only, username,
-//! access_key_id, resources, record)`.
+//! access_key_id, resources, record)`, `roles(arn, account, doc)` (IAM roles, JSON),
+//! `sessions(access_key_id, doc, wrapped_secret, expires_ms)` (STS sessions; the secret wrapped by
+//! the root key). A dev reset keeps roles and sessions: they are identities.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -59,6 +61,25 @@ pub(crate) enum Op {
         name: &'static str,
         value: Vec<u8>,
     },
+    PutRole {
+        arn: String,
+        account: String,
+        doc: String,
+    },
+    DeleteRole {
+        arn: String,
+    },
+    PutSession {
+        access_key_id: String,
+        doc: String,
+        /// The session's secret, wrapped by the root key.
+        wrapped_secret: Vec<u8>,
+        expires_ms: i64,
+    },
+    /// Forgets sessions that expired before this KMS-clock time.
+    PruneSessions {
+        before_ms: i64,
+    },
     Trail(TrailRow),
     /// Dev reset: everything but the root-key check value.
     ClearAll,
@@ -101,6 +122,9 @@ CREATE TABLE IF NOT EXISTS trail (seq INTEGER PRIMARY KEY AUTOINCREMENT, time_ms
     read_only INTEGER NOT NULL, username TEXT NOT NULL, access_key_id TEXT NOT NULL, resources TEXT NOT NULL,
     record TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS trail_by_account ON trail (account, region, seq);
+CREATE TABLE IF NOT EXISTS roles (arn TEXT PRIMARY KEY, account TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (access_key_id TEXT PRIMARY KEY, doc TEXT NOT NULL,
+    wrapped_secret BLOB NOT NULL, expires_ms INTEGER NOT NULL);
 ";
 
 fn connect(path: &Path) -> Result<Connection, Error> {
@@ -119,6 +143,9 @@ pub(crate) struct Loaded {
     pub materials: Vec<(String, u32, Vec<u8>)>,
     pub aliases: Vec<(String, String, String, String, i64, i64)>,
     pub grants: Vec<String>,
+    pub roles: Vec<String>,
+    /// (doc, wrapped secret) of every session not yet pruned.
+    pub sessions: Vec<(String, Vec<u8>)>,
 }
 
 impl Store {
@@ -213,12 +240,22 @@ fn load(conn: &Connection) -> Result<Loaded, Error> {
         .prepare("SELECT doc FROM grants")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
+    let roles = conn
+        .prepare("SELECT doc FROM roles ORDER BY arn")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let sessions = conn
+        .prepare("SELECT doc, wrapped_secret FROM sessions")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     Ok(Loaded {
         meta,
         keys,
         materials,
         aliases,
         grants,
+        roles,
+        sessions,
     })
 }
 
@@ -354,6 +391,31 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
         Op::SetMeta { name, value } => {
             tx.prepare_cached("INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)")?
                 .execute(params![name, value])?;
+        }
+        Op::PutRole { arn, account, doc } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO roles (arn, account, doc) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![arn, account, doc])?;
+        }
+        Op::DeleteRole { arn } => {
+            tx.execute("DELETE FROM roles WHERE arn = ?1", params![arn])?;
+        }
+        Op::PutSession {
+            access_key_id,
+            doc,
+            wrapped_secret,
+            expires_ms,
+        } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO sessions (access_key_id, doc, wrapped_secret, expires_ms) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![access_key_id, doc, wrapped_secret, expires_ms])?;
+        }
+        Op::PruneSessions { before_ms } => {
+            tx.prepare_cached("DELETE FROM sessions WHERE expires_ms < ?1")?
+                .execute(params![before_ms])?;
         }
         Op::Trail(r) => {
             tx.prepare_cached(

@@ -7,6 +7,7 @@ mod support;
 mod bad_input;
 mod concurrency;
 mod fuzz;
+mod iam;
 mod lifecycle;
 mod policy;
 mod sigv4;

@@ -1,0 +1,557 @@
+//! IAM roles, STS sessions and roles as KMS principals through the real server, driven by
+//! aws-sdk-iam, aws-sdk-sts and aws-sdk-kms: the platform account's operator creates a cluster
+//! role and assumes it; the customer's key policy names the role; the session uses the key.
+
+use aws_sdk_kms::error::ProvideErrorMetadata;
+use aws_sdk_kms::types::{DataKeySpec, GrantOperation};
+use keyward_kms::IdentityConfig;
+use keyward_kms_server::DevServer;
+
+pub const PLATFORM: &str = "111122223333";
+pub const CUSTOMER: &str = "444455556666";
+pub const OPERATOR_KEY: &str = "AKIAOPERATOR00000001";
+pub const OPERATOR_SECRET: &str = "operator-secret";
+const NOBODY_KEY: &str = "AKIANOBODY0000000001";
+const PLATFORM_ROOT_KEY: &str = "AKIAPLATFORMROOT0001";
+const CUSTOMER_ROOT_KEY: &str = "AKIACUSTOMERROOT0001";
+pub const CLUSTER: &str = "c-0123456789abcdef";
+pub const ROLE_NAME: &str = "keyward-cluster-c-0123456789abcdef";
+
+pub fn role_arn() -> String {
+    format!("arn:aws:iam::{PLATFORM}:role/keyward/{ROLE_NAME}")
+}
+
+pub fn operator_arn() -> String {
+    format!("arn:aws:iam::{PLATFORM}:user/keyward-operator")
+}
+
+/// The embedded setup of the contract: the platform account with its operator (iam:*,
+/// sts:AssumeRole, kms:*) and a user with no policy; the customer account's root.
+pub fn identities_toml() -> String {
+    format!(
+        r#"
+[[account]]
+id = "{PLATFORM}"
+[[account.access_key]]
+id = "{PLATFORM_ROOT_KEY}"
+secret = "platform-root-secret"
+[[account.access_key]]
+id = "{OPERATOR_KEY}"
+secret = "{OPERATOR_SECRET}"
+principal = "user/keyward-operator"
+[[account.access_key]]
+id = "{NOBODY_KEY}"
+secret = "nobody-secret"
+principal = "user/nobody"
+[[account.user]]
+name = "keyward-operator"
+policy = '''{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["iam:*","sts:AssumeRole","kms:*"],"Resource":"*"}}]}}'''
+
+[[account]]
+id = "{CUSTOMER}"
+[[account.access_key]]
+id = "{CUSTOMER_ROOT_KEY}"
+secret = "customer-root-secret"
+"#
+    )
+}
+
+pub fn trust_policy() -> String {
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{}"}},"Action":"sts:AssumeRole","Condition":{{"StringEquals":{{"sts:ExternalId":"{CLUSTER}"}}}}}}]}}"#,
+        operator_arn()
+    )
+}
+
+pub const ROLE_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:DescribeKey","kms:GenerateDataKey*","kms:Decrypt","kms:CreateGrant","kms:ReEncrypt*","kms:RetireGrant"],"Resource":"*"}]}"#;
+
+/// The customer's key policy: the root administers; the guide's two statements name the role.
+pub fn key_policy(role: &str, decrypt: bool) -> String {
+    let basic = if decrypt {
+        r#"["kms:DescribeKey","kms:GenerateDataKey*","kms:Decrypt"]"#
+    } else {
+        r#"["kms:DescribeKey","kms:GenerateDataKey*"]"#
+    };
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[
+{{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{CUSTOMER}:root"}},"Action":"kms:*","Resource":"*"}},
+{{"Sid":"Allow keyward cluster role basic key access","Effect":"Allow","Principal":{{"AWS":"{role}"}},"Action":{basic},"Resource":"*"}},
+{{"Sid":"Allow keyward cluster role to create grants for encrypted disks","Effect":"Allow","Principal":{{"AWS":"{role}"}},"Action":["kms:CreateGrant"],"Resource":"*"}}]}}"#
+    )
+}
+
+pub struct Env {
+    pub server: DevServer,
+    pub iam: aws_sdk_iam::Client,
+    pub sts: aws_sdk_sts::Client,
+    pub customer_kms: aws_sdk_kms::Client,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn start() -> Env {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let identities = IdentityConfig::from_toml_str(&identities_toml()).expect("identities");
+    let server = DevServer::try_start_with(&dir.path().join("kms"), identities).expect("server");
+    let operator = server.sdk_config_as(OPERATOR_KEY, OPERATOR_SECRET).await;
+    let customer = server
+        .sdk_config_as(CUSTOMER_ROOT_KEY, "customer-root-secret")
+        .await;
+    Env {
+        iam: aws_sdk_iam::Client::new(&operator),
+        sts: aws_sdk_sts::Client::new(&operator),
+        customer_kms: aws_sdk_kms::Client::new(&customer),
+        server,
+        _dir: dir,
+    }
+}
+
+/// (code, message, HTTP status) of a refused SDK call.
+pub fn refusal<T, E>(
+    r: Result<T, aws_sdk_kms::error::SdkError<E, aws_sdk_kms::config::http::HttpResponse>>,
+) -> (String, String, u16)
+where
+    E: ProvideErrorMetadata + std::fmt::Debug,
+{
+    match r {
+        Ok(_) => panic!("the call succeeded but should have been refused"),
+        Err(e) => {
+            let status = e.raw_response().map_or(0, |r| r.status().as_u16());
+            (
+                e.code()
+                    .unwrap_or_else(|| panic!("no error code in {e:?}"))
+                    .to_string(),
+                e.message().unwrap_or_default().to_string(),
+                status,
+            )
+        }
+    }
+}
+
+impl Env {
+    pub async fn create_role(&self) -> aws_sdk_iam::types::Role {
+        self.iam
+            .create_role()
+            .role_name(ROLE_NAME)
+            .path("/keyward/")
+            .assume_role_policy_document(trust_policy())
+            .description("keyward cluster role")
+            .send()
+            .await
+            .expect("CreateRole")
+            .role()
+            .expect("Role")
+            .clone()
+    }
+
+    pub async fn put_role_policy(&self) {
+        self.iam
+            .put_role_policy()
+            .role_name(ROLE_NAME)
+            .policy_name("keyward-kms")
+            .policy_document(ROLE_POLICY)
+            .send()
+            .await
+            .expect("PutRolePolicy");
+    }
+
+    pub async fn assume(&self) -> aws_credential_types::Credentials {
+        let out = self
+            .sts
+            .assume_role()
+            .role_arn(role_arn())
+            .role_session_name("keyward-operator")
+            .external_id(CLUSTER)
+            .send()
+            .await
+            .expect("AssumeRole");
+        let c = out.credentials().expect("Credentials");
+        aws_credential_types::Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_string()),
+            None,
+            "test",
+        )
+    }
+
+    pub async fn kms_as(&self, creds: &aws_credential_types::Credentials) -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::new(&self.server.sdk_config_for_session(creds).await)
+    }
+
+    pub async fn customer_key(&self, policy: &str) -> String {
+        self.customer_kms
+            .create_key()
+            .policy(policy)
+            .send()
+            .await
+            .expect("CreateKey")
+            .key_metadata()
+            .expect("KeyMetadata")
+            .arn()
+            .expect("Arn")
+            .to_string()
+    }
+
+    /// `POST /_keyward/clock`.
+    pub async fn advance_seconds(&self, seconds: u64) {
+        self.server
+            .engine()
+            .advance_clock(std::time::Duration::from_secs(seconds))
+            .await
+            .expect("advance the clock");
+    }
+}
+
+/// What the guide's key policy must let a session of the cluster role do.
+pub async fn use_key(kms: &aws_sdk_kms::Client, key: &str) {
+    kms.describe_key()
+        .key_id(key)
+        .send()
+        .await
+        .expect("DescribeKey");
+    let dk = kms
+        .generate_data_key()
+        .key_id(key)
+        .key_spec(DataKeySpec::Aes256)
+        .encryption_context("keyward:cluster", CLUSTER)
+        .send()
+        .await
+        .expect("GenerateDataKey");
+    let plain = kms
+        .decrypt()
+        .key_id(key)
+        .ciphertext_blob(dk.ciphertext_blob().expect("CiphertextBlob").clone())
+        .encryption_context("keyward:cluster", CLUSTER)
+        .send()
+        .await
+        .expect("Decrypt");
+    assert_eq!(plain.plaintext(), dk.plaintext());
+    kms.create_grant()
+        .key_id(key)
+        .grantee_principal(role_arn())
+        .operations(GrantOperation::Decrypt)
+        .send()
+        .await
+        .expect("CreateGrant");
+}
+
+#[tokio::test]
+async fn the_operator_creates_a_role_that_the_customer_key_policy_names() {
+    let env = start().await;
+    let role = env.create_role().await;
+    assert_eq!(role.arn(), role_arn());
+    assert_eq!(role.path(), "/keyward/");
+    assert!(role.role_id().starts_with("AROA") && role.role_id().len() == 21);
+    assert_eq!(role.max_session_duration(), Some(3600));
+    env.put_role_policy().await;
+
+    let got = env
+        .iam
+        .get_role()
+        .role_name(ROLE_NAME)
+        .send()
+        .await
+        .expect("GetRole");
+    let got = got.role().expect("Role");
+    assert_eq!(got.role_id(), role.role_id());
+    assert_eq!(got.description(), Some("keyward cluster role"));
+    // IAM answers policy documents URL-encoded.
+    let doc = got.assume_role_policy_document().expect("document");
+    assert!(doc.starts_with("%7B%22Version%22"), "{doc}");
+    let decoded = percent_decode(doc);
+    assert_eq!(decoded, trust_policy());
+
+    let creds = env.assume().await;
+    assert!(creds.access_key_id().starts_with("ASIA"));
+    let key = env.customer_key(&key_policy(&role_arn(), true)).await;
+    let session_kms = env.kms_as(&creds).await;
+    use_key(&session_kms, &key).await;
+
+    // GetCallerIdentity for each kind of identity.
+    let me = aws_sdk_sts::Client::new(&env.server.sdk_config_for_session(&creds).await)
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("GetCallerIdentity");
+    assert_eq!(
+        me.arn(),
+        Some(format!("arn:aws:sts::{PLATFORM}:assumed-role/{ROLE_NAME}/keyward-operator").as_str())
+    );
+    assert_eq!(
+        me.user_id(),
+        Some(format!("{}:keyward-operator", role.role_id()).as_str())
+    );
+    assert_eq!(me.account(), Some(PLATFORM));
+    let op = env
+        .sts
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("GetCallerIdentity");
+    assert_eq!(op.arn(), Some(operator_arn().as_str()));
+    assert!(op.user_id().unwrap().starts_with("AIDA"));
+    let root = aws_sdk_sts::Client::new(
+        &env.server
+            .sdk_config_as(CUSTOMER_ROOT_KEY, "customer-root-secret")
+            .await,
+    )
+    .get_caller_identity()
+    .send()
+    .await
+    .expect("GetCallerIdentity");
+    assert_eq!(
+        root.arn(),
+        Some(format!("arn:aws:iam::{CUSTOMER}:root").as_str())
+    );
+    assert_eq!(root.user_id(), Some(CUSTOMER));
+
+    // The session's KMS calls are in the customer's trail as an AssumedRole with its issuer.
+    let mut out = Vec::new();
+    env.server.engine().export_trail(&mut out).expect("trail");
+    let text = String::from_utf8(out).expect("utf-8");
+    let record: serde_json::Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .find(|r| r["eventName"] == "Decrypt" && r["recipientAccountId"] == CUSTOMER)
+        .expect("the Decrypt record in the key owner's trail");
+    let who = &record["userIdentity"];
+    assert_eq!(who["type"], "AssumedRole");
+    assert_eq!(
+        who["arn"],
+        format!("arn:aws:sts::{PLATFORM}:assumed-role/{ROLE_NAME}/keyward-operator")
+    );
+    assert_eq!(who["sessionContext"]["sessionIssuer"]["arn"], role_arn());
+    assert_eq!(who["accessKeyId"], creds.access_key_id());
+}
+
+#[tokio::test]
+async fn cross_account_use_needs_the_roles_identity_policy() {
+    let env = start().await;
+    env.create_role().await;
+    let key = env.customer_key(&key_policy(&role_arn(), true)).await;
+    let creds = env.assume().await;
+    let kms = env.kms_as(&creds).await;
+    // No inline policy on the role yet: the key policy alone does not allow a caller from
+    // another account.
+    let (code, message, _) = refusal(kms.describe_key().key_id(&key).send().await);
+    assert_eq!(code, "AccessDeniedException");
+    assert_eq!(
+        message,
+        format!(
+            "User: arn:aws:sts::{PLATFORM}:assumed-role/{ROLE_NAME}/keyward-operator is not authorized to perform: kms:DescribeKey on resource: {key} because no identity-based policy allows the kms:DescribeKey action"
+        )
+    );
+    // The role's inline policy takes effect for the existing session at once.
+    env.put_role_policy().await;
+    use_key(&kms, &key).await;
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).expect("hex"));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).expect("utf-8")
+}
+
+#[tokio::test]
+async fn assume_role_refusals_change_nothing() {
+    let env = start().await;
+    env.create_role().await;
+    env.put_role_policy().await;
+    let assume = |external: Option<&str>, duration: Option<i32>| {
+        let mut r = env
+            .sts
+            .assume_role()
+            .role_arn(role_arn())
+            .role_session_name("keyward-operator");
+        if let Some(e) = external {
+            r = r.external_id(e);
+        }
+        if let Some(d) = duration {
+            r = r.duration_seconds(d);
+        }
+        r.send()
+    };
+    let denied = format!(
+        "User: {} is not authorized to perform: sts:AssumeRole on resource: {}",
+        operator_arn(),
+        role_arn()
+    );
+    for external in [Some("c-ffffffffffffffff"), None] {
+        let (code, message, status) = refusal(assume(external, None).await);
+        assert_eq!(
+            (code.as_str(), status),
+            ("AccessDenied", 403),
+            "{external:?}"
+        );
+        assert_eq!(message, denied);
+    }
+    let (code, message, status) = refusal(assume(Some(CLUSTER), Some(899)).await);
+    assert_eq!((code.as_str(), status), ("ValidationError", 400));
+    assert!(
+        message.contains("greater than or equal to 900"),
+        "{message}"
+    );
+    let (code, message, _) = refusal(assume(Some(CLUSTER), Some(7200)).await);
+    assert_eq!(code, "ValidationError");
+    assert_eq!(
+        message,
+        "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
+    );
+    // A role that does not exist is refused like one that may not be assumed.
+    let missing = format!("arn:aws:iam::{PLATFORM}:role/keyward/nope");
+    let (code, message, _) = refusal(
+        env.sts
+            .assume_role()
+            .role_arn(&missing)
+            .role_session_name("s1")
+            .external_id(CLUSTER)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "AccessDenied");
+    assert!(message.ends_with(&format!("on resource: {missing}")));
+    // A user the trust policy does not name, and an account root.
+    let nobody =
+        aws_sdk_sts::Client::new(&env.server.sdk_config_as(NOBODY_KEY, "nobody-secret").await);
+    let (code, _, _) = refusal(
+        nobody
+            .assume_role()
+            .role_arn(role_arn())
+            .role_session_name("s1")
+            .external_id(CLUSTER)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "AccessDenied");
+    let root = aws_sdk_sts::Client::new(
+        &env.server
+            .sdk_config_as(PLATFORM_ROOT_KEY, "platform-root-secret")
+            .await,
+    );
+    let (code, message, _) = refusal(
+        root.assume_role()
+            .role_arn(role_arn())
+            .role_session_name("s1")
+            .external_id(CLUSTER)
+            .send()
+            .await,
+    );
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        ("AccessDenied", "Roles may not be assumed by root accounts.")
+    );
+    // The right ExternalId and a duration within the role's maximum work.
+    assume(Some(CLUSTER), Some(900)).await.expect("AssumeRole");
+}
+
+#[tokio::test]
+async fn temporary_credentials_need_their_token_and_expire_on_the_kms_clock() {
+    let env = start().await;
+    env.create_role().await;
+    env.put_role_policy().await;
+    let key = env.customer_key(&key_policy(&role_arn(), true)).await;
+    let creds = env.assume().await;
+    let kms = env.kms_as(&creds).await;
+    kms.describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .expect("DescribeKey");
+
+    // Without the session token, or with another one, the key is not recognised.
+    for token in [None, Some("not-the-token".to_string())] {
+        let wrong = aws_credential_types::Credentials::new(
+            creds.access_key_id(),
+            creds.secret_access_key(),
+            token,
+            None,
+            "test",
+        );
+        let (code, message, status) = refusal(
+            env.kms_as(&wrong)
+                .await
+                .describe_key()
+                .key_id(&key)
+                .send()
+                .await,
+        );
+        assert_eq!(
+            (code.as_str(), status),
+            ("UnrecognizedClientException", 400)
+        );
+        assert_eq!(
+            message,
+            "The security token included in the request is invalid."
+        );
+        let sts = aws_sdk_sts::Client::new(&env.server.sdk_config_for_session(&wrong).await);
+        let (code, _, status) = refusal(sts.get_caller_identity().send().await);
+        assert_eq!((code.as_str(), status), ("InvalidClientTokenId", 403));
+    }
+
+    env.advance_seconds(3600).await;
+    let (code, message, status) = refusal(kms.describe_key().key_id(&key).send().await);
+    assert_eq!((code.as_str(), status), ("ExpiredTokenException", 400));
+    assert_eq!(
+        message,
+        "The security token included in the request is expired"
+    );
+    let sts = aws_sdk_sts::Client::new(&env.server.sdk_config_for_session(&creds).await);
+    let (code, _, status) = refusal(sts.get_caller_identity().send().await);
+    assert_eq!((code.as_str(), status), ("ExpiredToken", 400));
+    // A new session works again.
+    let fresh = env.assume().await;
+    env.kms_as(&fresh)
+        .await
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .expect("DescribeKey with fresh credentials");
+}
+
+#[tokio::test]
+async fn roles_and_sessions_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("kms");
+    let (creds, role_id) = {
+        let identities = IdentityConfig::from_toml_str(&identities_toml()).unwrap();
+        let server = DevServer::try_start_with(&data, identities).unwrap();
+        let config = server.sdk_config_as(OPERATOR_KEY, OPERATOR_SECRET).await;
+        let env = Env {
+            iam: aws_sdk_iam::Client::new(&config),
+            sts: aws_sdk_sts::Client::new(&config),
+            customer_kms: aws_sdk_kms::Client::new(&config),
+            server,
+            _dir: tempfile::tempdir().unwrap(),
+        };
+        let role = env.create_role().await;
+        env.put_role_policy().await;
+        (env.assume().await, role.role_id().to_string())
+    };
+    let identities = IdentityConfig::from_toml_str(&identities_toml()).unwrap();
+    let server = DevServer::try_start_with(&data, identities).unwrap();
+    let config = server.sdk_config_as(OPERATOR_KEY, OPERATOR_SECRET).await;
+    let role = aws_sdk_iam::Client::new(&config)
+        .get_role()
+        .role_name(ROLE_NAME)
+        .send()
+        .await
+        .expect("GetRole after restart");
+    assert_eq!(role.role().unwrap().role_id(), role_id);
+    let me = aws_sdk_sts::Client::new(&server.sdk_config_for_session(&creds).await)
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("the session's credentials after restart");
+    assert!(me.user_id().unwrap().starts_with(&role_id));
+}

@@ -1,0 +1,891 @@
+//! IAM roles and STS sessions: the role verbs of the IAM query API (`CreateRole`, `GetRole`,
+//! `DeleteRole`, `ListRoles`, `PutRolePolicy`, `GetRolePolicy`, `DeleteRolePolicy`,
+//! `ListRolePolicies`) and STS's `AssumeRole` and `GetCallerIdentity`.
+//!
+//! Requests arrive as the action and the decoded form parameters of the AWS query protocol
+//! ([`Engine::call_iam`], [`Engine::call_sts`]); answers are the inner XML of the `<XxxResult>`
+//! element (the wire adds the envelope and `ResponseMetadata`), or an [`ApiError`] whose `code` is
+//! IAM's/STS's error code (`NoSuchEntity`, `EntityAlreadyExists`, `MalformedPolicyDocument`,
+//! `ValidationError`, `DeleteConflict`, `LimitExceeded`, `AccessDenied`, `InvalidAction`).
+//!
+//! Roles live in the identity set beside the configured users, so key policies bind role
+//! principals to the role's unique id (`AROA…`) when saved, exactly as users: a role deleted and
+//! re-created under the same name gets a new id and no longer matches until the policy is saved
+//! again. A role's trust policy binds its principals the same way.
+//!
+//! Sessions: `AssumeRole` issues an `ASIA…` access key, a 40-character secret and an opaque random
+//! session token; SigV4 must present the token ([`AccessKey::session_token`]) and the key expires
+//! on the KMS clock ([`Engine::is_expired`]), so a dev-mode test expires it by moving the clock.
+//! Roles and sessions are persisted in the engine's SQLite store (a session's secret wrapped by
+//! the root key), so both survive a restart.
+//!
+//! Who may call IAM: the account's root, and users or role sessions whose identity policies allow
+//! the `iam:` action on the role's ARN. Differences from AWS: no managed policies, tags,
+//! permission boundaries, session policies or `RoleLastUsed`; IAM calls are not written to the
+//! trail; `AssumeRole` by an account's root is refused as AWS does ("Roles may not be assumed by
+//! root accounts.").
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::authz::principal;
+use crate::clock::iso8601;
+use crate::engine::Engine;
+use crate::error::ApiError;
+use crate::identity::{random_chars, AccessKey, Caller, Identity, IdentityConfig, IdentityKind};
+use crate::policy::{evaluate, evaluate_identity, Decision, Policy, PolicyError, RequestContext};
+use crate::root_key::RootKey;
+use crate::store::{durable, Op};
+
+/// IAM's default quota on a role's trust policy (`ACLSizePerRole`), in characters without
+/// whitespace.
+pub const MAX_TRUST_POLICY_CHARS: usize = 2048;
+/// IAM's limit on the total size of a role's inline policies, in characters without whitespace.
+pub const MAX_ROLE_POLICIES_CHARS: usize = 10240;
+const DEFAULT_SESSION_SECS: i64 = 3600;
+const UPPER32: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/// A role as persisted (JSON in the `roles` table). Holds no secret.
+#[derive(Serialize, Deserialize, Clone)]
+pub(crate) struct RoleDoc {
+    pub account: String,
+    pub name: String,
+    pub path: String,
+    /// `AROA` + 17 characters, new for every CreateRole.
+    pub id: String,
+    pub arn: String,
+    pub created_ms: i64,
+    /// The trust policy as given.
+    pub trust: String,
+    /// The trust policy's user and role principals bound to their ids when it was saved.
+    pub trust_ids: Vec<(String, String)>,
+    pub description: Option<String>,
+    pub max_session_secs: i64,
+    /// Inline identity policies by name.
+    pub policies: BTreeMap<String, String>,
+}
+
+/// A role with its policies compiled.
+pub(crate) struct Role {
+    pub doc: RoleDoc,
+    pub trust: Policy,
+    /// `doc.policies`, compiled, in the same order.
+    pub policies: Vec<Policy>,
+}
+
+impl Role {
+    /// Compiles a stored role (trust policy bound to its saved ids).
+    pub(crate) fn load(doc: RoleDoc) -> Result<Role, String> {
+        let mut trust = Policy::parse_trust(&doc.trust).map_err(|e| e.to_string())?;
+        trust
+            .resolve_principals(|arn| {
+                doc.trust_ids
+                    .iter()
+                    .find(|(a, _)| a == arn)
+                    .map(|(_, id)| id.clone())
+            })
+            .map_err(|e| format!("{e} ({})", doc.arn))?;
+        let policies = compile_inline(&doc.policies).map_err(|e| e.to_string())?;
+        Ok(Role {
+            doc,
+            trust,
+            policies,
+        })
+    }
+}
+
+fn compile_inline(docs: &BTreeMap<String, String>) -> Result<Vec<Policy>, PolicyError> {
+    docs.values().map(|d| Policy::parse_identity(d)).collect()
+}
+
+/// An STS session as persisted (JSON in the `sessions` table; the secret is stored apart, wrapped).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SessionDoc {
+    pub access_key_id: String,
+    pub account: String,
+    pub role_arn: String,
+    pub role_id: String,
+    pub role_name: String,
+    pub session_name: String,
+    pub token: String,
+    pub expires_ms: i64,
+}
+
+/// A live session: its record and its secret (zeroized on drop).
+pub(crate) struct Session {
+    pub doc: SessionDoc,
+    secret: Zeroizing<Vec<u8>>,
+}
+
+/// The AAD binding a wrapped session secret to its access key id.
+pub(crate) fn session_secret_aad(access_key_id: &str) -> Vec<u8> {
+    format!("keyward-kms session secret v1 {access_key_id}").into_bytes()
+}
+
+impl Session {
+    pub(crate) fn load(doc: SessionDoc, wrapped: &[u8], root: &RootKey) -> Option<Session> {
+        let secret = root.unwrap(wrapped, &session_secret_aad(&doc.access_key_id))?;
+        Some(Session { doc, secret })
+    }
+
+    /// `arn:aws:sts::ACCT:assumed-role/ROLE/SESSION`, principal id `AROA…:SESSION`.
+    pub(crate) fn identity(&self) -> Identity {
+        let d = &self.doc;
+        Identity {
+            account_id: d.account.clone(),
+            arn: format!(
+                "arn:aws:sts::{}:assumed-role/{}/{}",
+                d.account, d.role_name, d.session_name
+            ),
+            principal_id: format!("{}:{}", d.role_id, d.session_name),
+            kind: IdentityKind::AssumedRole,
+            user_name: None,
+            session_issuer_arn: Some(d.role_arn.clone()),
+        }
+    }
+
+    pub(crate) fn access_key(&self) -> AccessKey {
+        let mut key = AccessKey::new(self.identity(), &self.secret, Some(self.doc.token.clone()));
+        key.expires_at = Some(self.doc.expires_ms.div_euclid(1000));
+        key
+    }
+}
+
+/// The decoded form parameters of one query-protocol request.
+pub struct Form<'a>(pub &'a [(String, String)]);
+
+impl Form<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn required(&self, name: &str, member: &str) -> Result<&str, ApiError> {
+        self.get(name).ok_or_else(|| {
+            ApiError::new(
+                "ValidationError",
+                format!(
+                    "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
+                ),
+            )
+        })
+    }
+}
+
+fn validation(value: &str, member: &str, constraint: &str) -> ApiError {
+    ApiError::new(
+        "ValidationError",
+        format!(
+            "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: {constraint}"
+        ),
+    )
+}
+
+fn check_len(value: &str, member: &str, min: usize, max: usize) -> Result<(), ApiError> {
+    let n = value.chars().count();
+    if n < min {
+        return Err(validation(
+            value,
+            member,
+            &format!("Member must have length greater than or equal to {min}"),
+        ));
+    }
+    if n > max {
+        return Err(validation(
+            value,
+            member,
+            &format!("Member must have length less than or equal to {max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// IAM names: `[\w+=,.@-]+`, `min..=max` characters.
+fn check_name(value: &str, member: &str, min: usize, max: usize) -> Result<(), ApiError> {
+    check_len(value, member, min, max)?;
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
+    {
+        return Err(validation(
+            value,
+            member,
+            "Member must satisfy regular expression pattern: [\\w+=,.@-]+",
+        ));
+    }
+    Ok(())
+}
+
+fn int_param(
+    form: &Form<'_>,
+    name: &str,
+    member: &str,
+    min: i64,
+    max: i64,
+) -> Result<Option<i64>, ApiError> {
+    let Some(text) = form.get(name) else {
+        return Ok(None);
+    };
+    let n: i64 = text
+        .parse()
+        .map_err(|_| validation(text, member, "Member must be a number"))?;
+    if n < min {
+        return Err(validation(
+            text,
+            member,
+            &format!("Member must have value greater than or equal to {min}"),
+        ));
+    }
+    if n > max {
+        return Err(validation(
+            text,
+            member,
+            &format!("Member must have value less than or equal to {max}"),
+        ));
+    }
+    Ok(Some(n))
+}
+
+fn policy_document<'a>(form: &'a Form<'_>, name: &str, member: &str) -> Result<&'a str, ApiError> {
+    let doc = form.required(name, member)?;
+    check_len(doc, member, 1, 131_072)?;
+    Ok(doc)
+}
+
+/// IAM's answer to a policy it refuses.
+fn malformed(e: PolicyError) -> ApiError {
+    let message = match &e {
+        PolicyError::InvalidPrincipal(p) => format!("Invalid principal in policy: \"AWS\":\"{p}\""),
+        other => other.to_string(),
+    };
+    ApiError::new(e.iam_code(), message)
+}
+
+/// Policy size as IAM counts it: characters other than whitespace.
+fn policy_chars(doc: &str) -> usize {
+    doc.chars().filter(|c| !c.is_whitespace()).count()
+}
+
+fn no_such_role(name: &str) -> ApiError {
+    ApiError::new(
+        "NoSuchEntity",
+        format!("The role with name {name} cannot be found."),
+    )
+}
+
+fn role_arn(account: &str, path: &str, name: &str) -> String {
+    format!("arn:aws:iam::{account}:role{path}{name}")
+}
+
+/// Who may call IAM: root of the account, else the caller's identity policies.
+fn authorize_iam(
+    ids: &IdentityConfig,
+    caller: &Caller,
+    action: &str,
+    resource: &str,
+    now_ms: i64,
+) -> Result<(), ApiError> {
+    let id = &caller.identity;
+    if id.kind == IdentityKind::Root {
+        return Ok(());
+    }
+    let mut ctx = RequestContext::new(principal(id), action, resource, &id.account_id);
+    ctx.service = "iam";
+    ctx.source_ip = caller.source_ip.parse().ok();
+    ctx.now_epoch_seconds = Some(now_ms.div_euclid(1000));
+    match evaluate_identity(&ctx, ids.policies_for(id)) {
+        Decision::Allow => Ok(()),
+        d => Err(ApiError::new(
+            "AccessDenied",
+            d.denial_message(&ctx).expect("a denial has a message"),
+        )),
+    }
+}
+
+/// XML text with `&`, `<`, `>`, `"` and `'` escaped.
+fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn el(out: &mut String, name: &str, text: &str) {
+    let _ = write!(out, "<{name}>{}</{name}>", esc(text));
+}
+
+/// Policy documents are URL-encoded in IAM's answers (RFC 3986 unreserved characters kept).
+pub fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+fn role_xml(out: &mut String, r: &RoleDoc) {
+    el(out, "Path", &r.path);
+    el(out, "RoleName", &r.name);
+    el(out, "RoleId", &r.id);
+    el(out, "Arn", &r.arn);
+    el(out, "CreateDate", &iso8601(r.created_ms));
+    el(out, "AssumeRolePolicyDocument", &url_encode(&r.trust));
+    if let Some(d) = &r.description {
+        el(out, "Description", d);
+    }
+    el(out, "MaxSessionDuration", &r.max_session_secs.to_string());
+}
+
+/// `Marker`/`MaxItems` paging over sorted names: the marker is the first name of the next page.
+fn page<'a, T>(
+    form: &Form<'_>,
+    items: &'a [T],
+    name: impl Fn(&T) -> &str,
+) -> Result<(&'a [T], Option<String>), ApiError> {
+    let max = int_param(form, "MaxItems", "maxItems", 1, 1000)?.unwrap_or(100) as usize;
+    let start = match form.get("Marker") {
+        Some(m) => {
+            check_len(m, "marker", 1, 320)?;
+            items
+                .iter()
+                .position(|t| name(t) >= m)
+                .unwrap_or(items.len())
+        }
+        None => 0,
+    };
+    let end = (start + max).min(items.len());
+    let next = items.get(end).map(|t| name(t).to_string());
+    Ok((&items[start..end], next))
+}
+
+fn paging_xml(out: &mut String, next: Option<String>) {
+    el(
+        out,
+        "IsTruncated",
+        if next.is_some() { "true" } else { "false" },
+    );
+    if let Some(m) = next {
+        el(out, "Marker", &m);
+    }
+}
+
+fn find_role<'a>(ids: &'a IdentityConfig, account: &str, name: &str) -> Option<&'a Role> {
+    ids.roles
+        .values()
+        .find(|r| r.doc.account == account && r.doc.name.eq_ignore_ascii_case(name))
+}
+
+impl Engine {
+    /// One IAM query-protocol action in the caller's account. Answers the inner XML of
+    /// `<{action}Result>` (empty for actions that return nothing) once any change is durable.
+    pub async fn call_iam(
+        &self,
+        caller: &Caller,
+        action: &str,
+        form: &Form<'_>,
+    ) -> Result<String, ApiError> {
+        let inner = self.inner();
+        let now = inner.clock.now_ms();
+        match action {
+            "GetRole" | "ListRoles" | "GetRolePolicy" | "ListRolePolicies" => {
+                let ids = inner.identities.read().unwrap_or_else(|e| e.into_inner());
+                iam_read(&ids, caller, action, form, now)
+            }
+            "CreateRole" | "DeleteRole" | "PutRolePolicy" | "DeleteRolePolicy" => {
+                let (out, rx) = {
+                    let mut ids = inner.identities.write().unwrap_or_else(|e| e.into_inner());
+                    let (out, ops) = iam_write(&mut ids, caller, action, form, now)?;
+                    (out, inner.store.submit(ops))
+                };
+                self.made_durable(action, rx).await?;
+                Ok(out)
+            }
+            _ => Err(ApiError::new(
+                "InvalidAction",
+                format!("Could not find operation {action} for version 2010-05-08"),
+            )),
+        }
+    }
+
+    /// One STS query-protocol action (`AssumeRole`, `GetCallerIdentity`).
+    pub async fn call_sts(
+        &self,
+        caller: &Caller,
+        action: &str,
+        form: &Form<'_>,
+    ) -> Result<String, ApiError> {
+        let inner = self.inner();
+        match action {
+            "GetCallerIdentity" => {
+                let id = &caller.identity;
+                let mut out = String::new();
+                el(&mut out, "Arn", &id.arn);
+                el(&mut out, "UserId", &id.principal_id);
+                el(&mut out, "Account", &id.account_id);
+                Ok(out)
+            }
+            "AssumeRole" => {
+                let (out, rx) = {
+                    let mut ids = inner.identities.write().unwrap_or_else(|e| e.into_inner());
+                    let now = inner.clock.now_ms();
+                    let (out, ops) = assume_role(&mut ids, &inner.root, caller, form, now)?;
+                    (out, inner.store.submit(ops))
+                };
+                self.made_durable("AssumeRole", rx).await?;
+                Ok(out)
+            }
+            _ => Err(ApiError::new(
+                "InvalidAction",
+                format!("Could not find operation {action} for version 2011-06-15"),
+            )),
+        }
+    }
+
+    /// Whether a temporary access key has expired on the KMS clock (never for long-term keys).
+    pub fn is_expired(&self, key: &AccessKey) -> bool {
+        key.expires_at
+            .is_some_and(|exp| self.inner().clock.now_ms().div_euclid(1000) >= exp)
+    }
+
+    async fn made_durable(
+        &self,
+        action: &str,
+        rx: tokio::sync::oneshot::Receiver<Result<(), String>>,
+    ) -> Result<(), ApiError> {
+        durable(rx).await.map_err(|e| {
+            tracing::error!(error = %e, action, "could not make an IAM/STS change durable");
+            ApiError::new(
+                "ServiceFailure",
+                "The request processing has failed because of an unknown error, exception or failure.",
+            )
+        })
+    }
+}
+
+fn iam_read(
+    ids: &IdentityConfig,
+    caller: &Caller,
+    action: &str,
+    form: &Form<'_>,
+    now: i64,
+) -> Result<String, ApiError> {
+    let account = caller.identity.account_id.as_str();
+    let mut out = String::new();
+    match action {
+        "GetRole" => {
+            let name = form.required("RoleName", "roleName")?;
+            check_name(name, "roleName", 1, 64)?;
+            let role = find_role(ids, account, name);
+            let arn = role.map_or_else(|| role_arn(account, "/", name), |r| r.doc.arn.clone());
+            authorize_iam(ids, caller, action, &arn, now)?;
+            let role = role.ok_or_else(|| no_such_role(name))?;
+            out.push_str("<Role>");
+            role_xml(&mut out, &role.doc);
+            out.push_str("</Role>");
+        }
+        "ListRoles" => {
+            let prefix = form.get("PathPrefix").unwrap_or("/");
+            check_len(prefix, "pathPrefix", 1, 512)?;
+            authorize_iam(ids, caller, action, &role_arn(account, "/", "*"), now)?;
+            let mut roles: Vec<&RoleDoc> = ids
+                .roles
+                .values()
+                .map(|r| &r.doc)
+                .filter(|r| r.account == account && r.path.starts_with(prefix))
+                .collect();
+            roles.sort_by(|a, b| a.name.cmp(&b.name));
+            let (roles, next) = page(form, &roles, |r| r.name.as_str())?;
+            out.push_str("<Roles>");
+            for r in roles {
+                out.push_str("<member>");
+                role_xml(&mut out, r);
+                out.push_str("</member>");
+            }
+            out.push_str("</Roles>");
+            paging_xml(&mut out, next);
+        }
+        "GetRolePolicy" | "ListRolePolicies" => {
+            let name = form.required("RoleName", "roleName")?;
+            check_name(name, "roleName", 1, 64)?;
+            let policy_name = if action == "GetRolePolicy" {
+                let p = form.required("PolicyName", "policyName")?;
+                check_name(p, "policyName", 1, 128)?;
+                Some(p)
+            } else {
+                None
+            };
+            let role = find_role(ids, account, name);
+            let arn = role.map_or_else(|| role_arn(account, "/", name), |r| r.doc.arn.clone());
+            authorize_iam(ids, caller, action, &arn, now)?;
+            let role = &role.ok_or_else(|| no_such_role(name))?.doc;
+            match policy_name {
+                Some(p) => {
+                    let doc = role.policies.get(p).ok_or_else(|| no_such_policy(p))?;
+                    el(&mut out, "RoleName", &role.name);
+                    el(&mut out, "PolicyName", p);
+                    el(&mut out, "PolicyDocument", &url_encode(doc));
+                }
+                None => {
+                    let names: Vec<&String> = role.policies.keys().collect();
+                    let (names, next) = page(form, &names, |n| n.as_str())?;
+                    out.push_str("<PolicyNames>");
+                    for n in names {
+                        el(&mut out, "member", n);
+                    }
+                    out.push_str("</PolicyNames>");
+                    paging_xml(&mut out, next);
+                }
+            }
+        }
+        _ => unreachable!("dispatched by call_iam"),
+    }
+    Ok(out)
+}
+
+fn no_such_policy(name: &str) -> ApiError {
+    ApiError::new(
+        "NoSuchEntity",
+        format!("The role policy with name {name} cannot be found."),
+    )
+}
+
+fn save_role(doc: &RoleDoc) -> Op {
+    Op::PutRole {
+        arn: doc.arn.clone(),
+        account: doc.account.clone(),
+        doc: serde_json::to_string(doc).expect("a role serializes"),
+    }
+}
+
+fn iam_write(
+    ids: &mut IdentityConfig,
+    caller: &Caller,
+    action: &str,
+    form: &Form<'_>,
+    now: i64,
+) -> Result<(String, Vec<Op>), ApiError> {
+    let account = caller.identity.account_id.clone();
+    let name = form.required("RoleName", "roleName")?;
+    check_name(name, "roleName", 1, 64)?;
+    let mut out = String::new();
+    match action {
+        "CreateRole" => {
+            let path = form.get("Path").unwrap_or("/");
+            check_len(path, "path", 1, 512)?;
+            let path_ok = path == "/"
+                || (path.len() >= 3
+                    && path.starts_with('/')
+                    && path.ends_with('/')
+                    && path.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+            if !path_ok {
+                return Err(validation(
+                    path,
+                    "path",
+                    "Member must satisfy regular expression pattern: (\\u002F)|(\\u002F[\\u0021-\\u007E]+\\u002F)",
+                ));
+            }
+            let trust =
+                policy_document(form, "AssumeRolePolicyDocument", "assumeRolePolicyDocument")?;
+            let description = form.get("Description");
+            if let Some(d) = description {
+                check_len(d, "description", 0, 1000)?;
+            }
+            let max_session = int_param(
+                form,
+                "MaxSessionDuration",
+                "maxSessionDuration",
+                3600,
+                43200,
+            )?
+            .unwrap_or(DEFAULT_SESSION_SECS);
+            let arn = role_arn(&account, path, name);
+            authorize_iam(ids, caller, action, &arn, now)?;
+            if let Some(r) = find_role(ids, &account, name) {
+                return Err(ApiError::new(
+                    "EntityAlreadyExists",
+                    format!("Role with name {} already exists.", r.doc.name),
+                ));
+            }
+            if policy_chars(trust) > MAX_TRUST_POLICY_CHARS {
+                return Err(ApiError::new(
+                    "LimitExceeded",
+                    format!("Cannot exceed quota for ACLSizePerRole: {MAX_TRUST_POLICY_CHARS}"),
+                ));
+            }
+            let mut policy = Policy::parse_trust(trust).map_err(malformed)?;
+            policy
+                .resolve_principals(|a| ids.user_id(a).map(str::to_string))
+                .map_err(malformed)?;
+            let trust_ids = policy
+                .principal_ids()
+                .into_iter()
+                .map(|(a, i)| (a.to_string(), i.to_string()))
+                .collect();
+            let doc = RoleDoc {
+                account: account.clone(),
+                name: name.to_string(),
+                path: path.to_string(),
+                id: format!("AROA{}", random_chars(17, UPPER32)),
+                arn: arn.clone(),
+                created_ms: now,
+                trust: trust.to_string(),
+                trust_ids,
+                description: description.filter(|d| !d.is_empty()).map(str::to_string),
+                max_session_secs: max_session,
+                policies: BTreeMap::new(),
+            };
+            out.push_str("<Role>");
+            role_xml(&mut out, &doc);
+            out.push_str("</Role>");
+            let op = save_role(&doc);
+            ids.roles.insert(
+                arn,
+                Role {
+                    doc,
+                    trust: policy,
+                    policies: Vec::new(),
+                },
+            );
+            Ok((out, vec![op]))
+        }
+        "DeleteRole" => {
+            let role = find_role(ids, &account, name);
+            let arn = role.map_or_else(|| role_arn(&account, "/", name), |r| r.doc.arn.clone());
+            authorize_iam(ids, caller, action, &arn, now)?;
+            let role = role.ok_or_else(|| no_such_role(name))?;
+            if !role.doc.policies.is_empty() {
+                return Err(ApiError::new(
+                    "DeleteConflict",
+                    "Cannot delete entity, must delete policies first.",
+                ));
+            }
+            ids.roles.remove(&arn);
+            Ok((out, vec![Op::DeleteRole { arn }]))
+        }
+        "PutRolePolicy" | "DeleteRolePolicy" => {
+            let policy_name = form.required("PolicyName", "policyName")?;
+            check_name(policy_name, "policyName", 1, 128)?;
+            let document = if action == "PutRolePolicy" {
+                Some(policy_document(form, "PolicyDocument", "policyDocument")?)
+            } else {
+                None
+            };
+            let role = find_role(ids, &account, name);
+            let arn = role.map_or_else(|| role_arn(&account, "/", name), |r| r.doc.arn.clone());
+            authorize_iam(ids, caller, action, &arn, now)?;
+            let role = role.ok_or_else(|| no_such_role(name))?;
+            let mut docs = role.doc.policies.clone();
+            match document {
+                Some(d) => {
+                    Policy::parse_identity(d).map_err(malformed)?;
+                    docs.insert(policy_name.to_string(), d.to_string());
+                    let total: usize = docs.values().map(|d| policy_chars(d)).sum();
+                    if total > MAX_ROLE_POLICIES_CHARS {
+                        return Err(ApiError::new(
+                            "LimitExceeded",
+                            format!(
+                                "Maximum policy size of {MAX_ROLE_POLICIES_CHARS} bytes exceeded for role {}",
+                                role.doc.name
+                            ),
+                        ));
+                    }
+                }
+                None => {
+                    if docs.remove(policy_name).is_none() {
+                        return Err(no_such_policy(policy_name));
+                    }
+                }
+            }
+            let compiled = compile_inline(&docs).map_err(malformed)?;
+            let role = ids.roles.get_mut(&arn).expect("found above");
+            role.doc.policies = docs;
+            role.policies = compiled;
+            Ok((out, vec![save_role(&role.doc)]))
+        }
+        _ => unreachable!("dispatched by call_iam"),
+    }
+}
+
+fn assume_role(
+    ids: &mut IdentityConfig,
+    root: &RootKey,
+    caller: &Caller,
+    form: &Form<'_>,
+    now: i64,
+) -> Result<(String, Vec<Op>), ApiError> {
+    let arn = form.required("RoleArn", "roleArn")?;
+    check_len(arn, "roleArn", 20, 2048)?;
+    let session_name = form.required("RoleSessionName", "roleSessionName")?;
+    check_len(session_name, "roleSessionName", 2, 64)?;
+    if !session_name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
+    {
+        return Err(validation(
+            session_name,
+            "roleSessionName",
+            "Member must satisfy regular expression pattern: [\\w+=,.@-]*",
+        ));
+    }
+    let external_id = form.get("ExternalId");
+    if let Some(e) = external_id {
+        check_len(e, "externalId", 2, 1224)?;
+        if !e
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@:/-".contains(&b))
+        {
+            return Err(validation(
+                e,
+                "externalId",
+                "Member must satisfy regular expression pattern: [\\w+=,.@:\\/-]*",
+            ));
+        }
+    }
+    let duration = int_param(form, "DurationSeconds", "durationSeconds", 900, 43200)?;
+    let iam_arn = arn
+        .strip_prefix("arn:aws:iam::")
+        .and_then(|rest| rest.split_once(':'))
+        .filter(|(acct, res)| {
+            acct.len() == 12 && acct.bytes().all(|b| b.is_ascii_digit()) && res.starts_with("role/")
+        });
+    if iam_arn.is_none() {
+        return Err(ApiError::new(
+            "ValidationError",
+            format!("{arn} is invalid"),
+        ));
+    }
+    let id = &caller.identity;
+    if id.kind == IdentityKind::Root {
+        return Err(ApiError::new(
+            "AccessDenied",
+            "Roles may not be assumed by root accounts.",
+        ));
+    }
+    let denied = || {
+        ApiError::new(
+            "AccessDenied",
+            format!(
+                "User: {} is not authorized to perform: sts:AssumeRole on resource: {arn}",
+                id.arn
+            ),
+        )
+    };
+    let role = ids.roles.get(arn).ok_or_else(denied)?;
+    let mut extra: Vec<(&str, &str)> = vec![("sts:RoleSessionName", session_name)];
+    if let Some(e) = external_id {
+        extra.push(("sts:ExternalId", e));
+    }
+    let mut ctx = RequestContext::new(principal(id), "AssumeRole", arn, &role.doc.account);
+    ctx.service = "sts";
+    ctx.extra = &extra;
+    ctx.source_ip = caller.source_ip.parse().ok();
+    ctx.now_epoch_seconds = Some(now.div_euclid(1000));
+    if evaluate(&ctx, &role.trust, ids.policies_for(id)) != Decision::Allow {
+        return Err(denied());
+    }
+    let duration = duration.unwrap_or(DEFAULT_SESSION_SECS);
+    if id.kind == IdentityKind::AssumedRole && duration > 3600 {
+        return Err(ApiError::new(
+            "ValidationError",
+            "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.",
+        ));
+    }
+    if duration > role.doc.max_session_secs {
+        return Err(ApiError::new(
+            "ValidationError",
+            "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
+        ));
+    }
+
+    let access_key_id = format!("ASIA{}", random_chars(16, UPPER32));
+    let secret = Zeroizing::new(random_chars(
+        40,
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+    ));
+    let token = random_chars(
+        356,
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+    );
+    let expires_ms = (now.div_euclid(1000) + duration) * 1000;
+    let doc = SessionDoc {
+        access_key_id: access_key_id.clone(),
+        account: role.doc.account.clone(),
+        role_arn: role.doc.arn.clone(),
+        role_id: role.doc.id.clone(),
+        role_name: role.doc.name.clone(),
+        session_name: session_name.to_string(),
+        token: token.clone(),
+        expires_ms,
+    };
+    let session = Session {
+        doc,
+        secret: Zeroizing::new(secret.as_bytes().to_vec()),
+    };
+    let identity = session.identity();
+    let mut out = String::new();
+    out.push_str("<Credentials>");
+    el(&mut out, "AccessKeyId", &access_key_id);
+    el(&mut out, "SecretAccessKey", &secret);
+    el(&mut out, "SessionToken", &token);
+    el(&mut out, "Expiration", &iso8601(expires_ms));
+    out.push_str("</Credentials><AssumedRoleUser>");
+    el(&mut out, "AssumedRoleId", &identity.principal_id);
+    el(&mut out, "Arn", &identity.arn);
+    out.push_str("</AssumedRoleUser>");
+
+    let ops = vec![
+        Op::PruneSessions { before_ms: now },
+        Op::PutSession {
+            access_key_id: access_key_id.clone(),
+            doc: serde_json::to_string(&session.doc).expect("a session serializes"),
+            wrapped_secret: root.wrap(secret.as_bytes(), &session_secret_aad(&access_key_id)),
+            expires_ms,
+        },
+    ];
+    ids.sessions.retain(|_, s| s.doc.expires_ms > now);
+    ids.sessions.insert(access_key_id, session);
+    Ok((out, ops))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_encoding_keeps_unreserved_characters_only() {
+        assert_eq!(
+            url_encode(r#"{"A": "b-c_d.e~"}"#),
+            "%7B%22A%22%3A%20%22b-c_d.e~%22%7D"
+        );
+    }
+
+    #[test]
+    fn xml_text_is_escaped() {
+        assert_eq!(
+            esc(r#"<a href="x">&'"#),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&apos;"
+        );
+    }
+
+    #[test]
+    fn policy_size_ignores_whitespace() {
+        assert_eq!(policy_chars("{ \"a\" :\n 1 }"), 7);
+    }
+}
