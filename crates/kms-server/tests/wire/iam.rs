@@ -555,3 +555,386 @@ async fn roles_and_sessions_survive_a_restart() {
         .expect("the session's credentials after restart");
     assert!(me.user_id().unwrap().starts_with(&role_id));
 }
+
+#[tokio::test]
+async fn a_deleted_and_recreated_role_has_no_access_until_the_key_policy_is_saved_again() {
+    let env = start().await;
+    let old = env.create_role().await;
+    env.put_role_policy().await;
+    let policy = key_policy(&role_arn(), true);
+    let key = env.customer_key(&policy).await;
+    use_key(&env.kms_as(&env.assume().await).await, &key).await;
+
+    // IAM refuses to delete a role that still has inline policies.
+    let (code, message, status) = refusal(env.iam.delete_role().role_name(ROLE_NAME).send().await);
+    assert_eq!((code.as_str(), status), ("DeleteConflict", 409));
+    assert_eq!(message, "Cannot delete entity, must delete policies first.");
+    env.iam
+        .delete_role_policy()
+        .role_name(ROLE_NAME)
+        .policy_name("keyward-kms")
+        .send()
+        .await
+        .expect("DeleteRolePolicy");
+    env.iam
+        .delete_role()
+        .role_name(ROLE_NAME)
+        .send()
+        .await
+        .expect("DeleteRole");
+    let (code, message, status) = refusal(env.iam.get_role().role_name(ROLE_NAME).send().await);
+    assert_eq!((code.as_str(), status), ("NoSuchEntity", 404));
+    assert_eq!(
+        message,
+        format!("The role with name {ROLE_NAME} cannot be found.")
+    );
+    // The key policy now shows the deleted role by its unique id, as AWS does.
+    let shown = env
+        .customer_kms
+        .get_key_policy()
+        .key_id(&key)
+        .send()
+        .await
+        .expect("GetKeyPolicy")
+        .policy()
+        .expect("Policy")
+        .to_string();
+    assert!(shown.contains(&format!("\"{}\"", old.role_id())), "{shown}");
+    assert!(!shown.contains(&role_arn()), "{shown}");
+
+    // Same name, new role: a new id, which the saved policy does not match.
+    let new = env.create_role().await;
+    assert_ne!(new.role_id(), old.role_id());
+    env.put_role_policy().await;
+    let kms = env.kms_as(&env.assume().await).await;
+    let (code, _, _) = refusal(kms.describe_key().key_id(&key).send().await);
+    assert_eq!(code, "AccessDeniedException");
+    let (code, _, _) = refusal(
+        kms.generate_data_key()
+            .key_id(&key)
+            .key_spec(DataKeySpec::Aes256)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "AccessDeniedException");
+
+    // Saving the policy again binds the ARN to the new role.
+    env.customer_kms
+        .put_key_policy()
+        .key_id(&key)
+        .policy(&policy)
+        .send()
+        .await
+        .expect("PutKeyPolicy");
+    use_key(&kms, &key).await;
+    let shown = env
+        .customer_kms
+        .get_key_policy()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shown.policy(), Some(policy.as_str()));
+}
+
+#[tokio::test]
+async fn role_listing_inline_policies_and_paging() {
+    let env = start().await;
+    env.create_role().await;
+    env.put_role_policy().await;
+    for (name, path) in [("keyward-cluster-b", "/keyward/"), ("other", "/")] {
+        env.iam
+            .create_role()
+            .role_name(name)
+            .path(path)
+            .assume_role_policy_document(trust_policy())
+            .max_session_duration(7200)
+            .send()
+            .await
+            .expect("CreateRole");
+    }
+    let all = env.iam.list_roles().send().await.expect("ListRoles");
+    let names: Vec<&str> = all.roles().iter().map(|r| r.role_name()).collect();
+    assert_eq!(names, ["keyward-cluster-b", ROLE_NAME, "other"]);
+    assert!(!all.is_truncated());
+    let keyward = env
+        .iam
+        .list_roles()
+        .path_prefix("/keyward/")
+        .max_items(1)
+        .send()
+        .await
+        .expect("ListRoles");
+    assert_eq!(keyward.roles().len(), 1);
+    assert!(keyward.is_truncated());
+    let rest = env
+        .iam
+        .list_roles()
+        .path_prefix("/keyward/")
+        .marker(keyward.marker().expect("Marker"))
+        .send()
+        .await
+        .expect("ListRoles page 2");
+    assert_eq!(rest.roles()[0].role_name(), ROLE_NAME);
+    assert!(!rest.is_truncated());
+    let other = all
+        .roles()
+        .iter()
+        .find(|r| r.role_name() == "other")
+        .unwrap();
+    assert_eq!(other.max_session_duration(), Some(7200));
+    assert_eq!(other.arn(), format!("arn:aws:iam::{PLATFORM}:role/other"));
+
+    let second = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"kms:ScheduleKeyDeletion","Resource":"*"}]}"#;
+    env.iam
+        .put_role_policy()
+        .role_name(ROLE_NAME)
+        .policy_name("deny-deletion")
+        .policy_document(second)
+        .send()
+        .await
+        .expect("PutRolePolicy");
+    let listed = env
+        .iam
+        .list_role_policies()
+        .role_name(ROLE_NAME)
+        .send()
+        .await
+        .expect("ListRolePolicies");
+    assert_eq!(listed.policy_names(), ["deny-deletion", "keyward-kms"]);
+    let got = env
+        .iam
+        .get_role_policy()
+        .role_name(ROLE_NAME)
+        .policy_name("keyward-kms")
+        .send()
+        .await
+        .expect("GetRolePolicy");
+    assert_eq!(got.role_name(), ROLE_NAME);
+    assert_eq!(percent_decode(got.policy_document()), ROLE_POLICY);
+    env.iam
+        .delete_role_policy()
+        .role_name(ROLE_NAME)
+        .policy_name("deny-deletion")
+        .send()
+        .await
+        .expect("DeleteRolePolicy");
+    let (code, message, status) = refusal(
+        env.iam
+            .get_role_policy()
+            .role_name(ROLE_NAME)
+            .policy_name("deny-deletion")
+            .send()
+            .await,
+    );
+    assert_eq!((code.as_str(), status), ("NoSuchEntity", 404));
+    assert_eq!(
+        message,
+        "The role policy with name deny-deletion cannot be found."
+    );
+
+    // Role chaining: a session may assume a role its trust policy allows, for at most an hour.
+    let chained_trust = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{}"}},"Action":"sts:AssumeRole"}}]}}"#,
+        role_arn()
+    );
+    env.iam
+        .create_role()
+        .role_name("chained")
+        .assume_role_policy_document(chained_trust)
+        .max_session_duration(7200)
+        .send()
+        .await
+        .expect("CreateRole");
+    env.iam
+        .put_role_policy()
+        .role_name(ROLE_NAME)
+        .policy_name("chain")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"*"}]}"#)
+        .send()
+        .await
+        .expect("PutRolePolicy");
+    let session =
+        aws_sdk_sts::Client::new(&env.server.sdk_config_for_session(&env.assume().await).await);
+    let chained = format!("arn:aws:iam::{PLATFORM}:role/chained");
+    let (code, message, _) = refusal(
+        session
+            .assume_role()
+            .role_arn(&chained)
+            .role_session_name("hop")
+            .duration_seconds(7200)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ValidationError");
+    assert!(message.contains("role chaining"), "{message}");
+    let hop = session
+        .assume_role()
+        .role_arn(&chained)
+        .role_session_name("hop")
+        .send()
+        .await
+        .expect("AssumeRole by a role session");
+    assert_eq!(
+        hop.assumed_role_user().unwrap().arn(),
+        format!("arn:aws:sts::{PLATFORM}:assumed-role/chained/hop")
+    );
+}
+
+#[tokio::test]
+async fn iam_bad_input_gets_iams_errors_and_changes_nothing() {
+    let env = start().await;
+    env.create_role().await;
+    let create = |name: &str, doc: &str| {
+        env.iam
+            .create_role()
+            .role_name(name)
+            .assume_role_policy_document(doc)
+            .send()
+    };
+    // Names are unique per account regardless of case.
+    let (code, message, status) = refusal(create(&ROLE_NAME.to_uppercase(), &trust_policy()).await);
+    assert_eq!((code.as_str(), status), ("EntityAlreadyExists", 409));
+    assert_eq!(
+        message,
+        format!("Role with name {ROLE_NAME} already exists.")
+    );
+
+    let nobody_trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/ghost"},"Action":"sts:AssumeRole"}]}"#;
+    let with_resource = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"sts:AssumeRole","Resource":"*"}]}"#;
+    let bad_operator = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"sts:AssumeRole","Condition":{"StringEqualz":{"sts:ExternalId":"x"}}}]}"#;
+    let cases: Vec<(&str, String, &str, u16, &str)> = vec![
+        ("r1", "{not json".into(), "MalformedPolicyDocument", 400, ""),
+        (
+            "r2",
+            nobody_trust.into(),
+            "MalformedPolicyDocument",
+            400,
+            "Invalid principal in policy: \"AWS\":\"arn:aws:iam::111122223333:user/ghost\"",
+        ),
+        ("r3", with_resource.into(), "MalformedPolicyDocument", 400, "Has prohibited field Resource"),
+        ("r4", bad_operator.into(), "MalformedPolicyDocument", 400, "Invalid Condition type : StringEqualz"),
+        (
+            "r5",
+            trust_policy().replace("Condition", &format!("Sid\":\"{}\",\"Condition", "x".repeat(2100))),
+            "LimitExceeded",
+            409,
+            "Cannot exceed quota for ACLSizePerRole: 2048",
+        ),
+        (
+            "bad name!",
+            trust_policy(),
+            "ValidationError",
+            400,
+            "1 validation error detected: Value 'bad name!' at 'roleName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]+",
+        ),
+    ];
+    for (name, doc, want_code, want_status, want_message) in cases {
+        let (code, message, status) = refusal(create(name, &doc).await);
+        assert_eq!(
+            (code.as_str(), status),
+            (want_code, want_status),
+            "{name}: {message}"
+        );
+        if !want_message.is_empty() {
+            assert_eq!(message, want_message, "{name}");
+        }
+    }
+    let (code, message, _) = refusal(
+        env.iam
+            .create_role()
+            .role_name("r6")
+            .assume_role_policy_document(trust_policy())
+            .max_session_duration(100)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ValidationError");
+    assert!(
+        message.contains("greater than or equal to 3600"),
+        "{message}"
+    );
+    let (code, message, _) = refusal(
+        env.iam
+            .create_role()
+            .role_name("r7")
+            .path("keyward")
+            .assume_role_policy_document(trust_policy())
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ValidationError");
+    assert!(message.contains("at 'path'"), "{message}");
+
+    // Inline policies are identity policies: no Principal; and the role must exist.
+    let (code, message, status) = refusal(
+        env.iam
+            .put_role_policy()
+            .role_name(ROLE_NAME)
+            .policy_name("p")
+            .policy_document(trust_policy())
+            .send()
+            .await,
+    );
+    assert_eq!((code.as_str(), status), ("MalformedPolicyDocument", 400));
+    assert_eq!(message, "Policy document should not specify a principal.");
+    let (code, _, status) = refusal(
+        env.iam
+            .put_role_policy()
+            .role_name("ghost")
+            .policy_name("p")
+            .policy_document(ROLE_POLICY)
+            .send()
+            .await,
+    );
+    assert_eq!((code.as_str(), status), ("NoSuchEntity", 404));
+    let (code, _, status) = refusal(env.iam.delete_role().role_name("ghost").send().await);
+    assert_eq!((code.as_str(), status), ("NoSuchEntity", 404));
+
+    // IAM is the root's and the allowed users': a user without an iam: policy is refused.
+    let nobody =
+        aws_sdk_iam::Client::new(&env.server.sdk_config_as(NOBODY_KEY, "nobody-secret").await);
+    let (code, message, status) = refusal(
+        nobody
+            .create_role()
+            .role_name("r8")
+            .assume_role_policy_document(trust_policy())
+            .send()
+            .await,
+    );
+    assert_eq!((code.as_str(), status), ("AccessDenied", 403));
+    assert_eq!(
+        message,
+        format!("User: arn:aws:iam::{PLATFORM}:user/nobody is not authorized to perform: iam:CreateRole on resource: arn:aws:iam::{PLATFORM}:role/r8 because no identity-based policy allows the iam:CreateRole action")
+    );
+    let (code, _, _) = refusal(nobody.list_roles().send().await);
+    assert_eq!(code, "AccessDenied");
+
+    // Nothing above changed anything.
+    let roles = env.iam.list_roles().send().await.expect("ListRoles");
+    let names: Vec<&str> = roles.roles().iter().map(|r| r.role_name()).collect();
+    assert_eq!(names, [ROLE_NAME]);
+    let policies = env
+        .iam
+        .list_role_policies()
+        .role_name(ROLE_NAME)
+        .send()
+        .await
+        .unwrap();
+    assert!(policies.policy_names().is_empty());
+
+    // A key policy naming a role that does not exist is refused as KMS does.
+    let ghost = format!("arn:aws:iam::{PLATFORM}:role/keyward/ghost");
+    let (code, message, _) = refusal(
+        env.customer_kms
+            .create_key()
+            .policy(key_policy(&ghost, true))
+            .send()
+            .await,
+    );
+    assert_eq!(code, "MalformedPolicyDocumentException");
+    assert_eq!(
+        message,
+        "Policy contains a statement with one or more invalid principals."
+    );
+}

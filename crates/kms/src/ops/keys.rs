@@ -406,7 +406,25 @@ pub(crate) fn put_key_policy(
 pub(crate) fn get_key_policy(cx: &mut Cx<'_>, st: &State, req: &Req) -> Result<Value, ApiError> {
     policy_name(req)?;
     let id = key_for(cx, st, req, "GetKeyPolicy")?;
-    Ok(json!({ "Policy": st.keys[&id].meta.policy, "PolicyName": "default" }))
+    let meta = &st.keys[&id].meta;
+    Ok(json!({ "Policy": shown_policy(cx, meta), "PolicyName": "default" }))
+}
+
+/// The key policy as AWS shows it: a user or role principal that no longer exists with the id
+/// it was bound to (deleted, or deleted and re-created) appears as its bare unique id.
+fn shown_policy(cx: &Cx<'_>, meta: &crate::keys::KeyMeta) -> String {
+    let ids = cx
+        .inner
+        .identities
+        .read()
+        .unwrap_or_else(|e| e.into_inner());
+    let mut text = meta.policy.clone();
+    for (arn, id) in &meta.policy_principal_ids {
+        if ids.user_id(arn) != Some(id.as_str()) {
+            text = text.replace(&format!("\"{arn}\""), &format!("\"{id}\""));
+        }
+    }
+    text
 }
 
 pub(crate) fn list_key_policies(cx: &mut Cx<'_>, st: &State, req: &Req) -> Result<Value, ApiError> {
