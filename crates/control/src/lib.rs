@@ -20,6 +20,7 @@
 
 mod association;
 pub mod db;
+pub mod health;
 mod policy;
 
 pub use association::{

@@ -7,6 +7,7 @@
 
 mod association;
 pub mod db;
+pub mod health;
 mod policy;
 
 pub const CUSTOMER: &str = "111122223333";
