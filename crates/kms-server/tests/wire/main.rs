@@ -7,6 +7,7 @@ mod support;
 mod bad_input;
 mod concurrency;
 mod fuzz;
+mod guide_cli;
 mod iam;
 mod lifecycle;
 mod policy;
