@@ -1,39 +1,55 @@
-//! The keyward control plane, first pieces: what the customer must put in their KMS key's policy,
-//! and the validation that runs, as a cluster's role, before a customer's key is applied to a
-//! cluster.
+//! The keyward control plane: organizations and their API tokens, clusters and their IAM roles,
+//! the customer's key-policy statements, key association after validation, the operator that
+//! provisions and reconciles each cluster's storage under its key, key health (fail closed), and
+//! the data paths of a cluster (documents, disks over NBD, verification).
+//!
+//! The facade is [`ControlPlane`]; the REST API (crate `keyward-api`) is a thin layer over it.
 //!
 //! What it does:
-//! - [`key_policy_statements`]: the guide's two key-policy statements (basic key access, and
-//!   CreateGrant for encrypted disks) with the cluster's role ARN filled in; [`merge_key_policy`]
-//!   puts them into an existing key policy, idempotently (statements with the same `Sid` are
-//!   replaced).
-//! - [`validate_key_association`]: every check that can stop a key from working for a cluster
-//!   (ARN shape, alias instead of key, region, existence, spec and usage, state, and each permission
-//!   the cluster needs, probed against KMS rather than guessed), each reported as passed, failed
-//!   (with the likely cause and the exact fix) or skipped (with why). Nothing is applied here: the
-//!   report only says whether the key may be applied.
+//! - [`ControlPlane::create_cluster`]: a cluster and its own IAM role (trust: only the operator,
+//!   only with the cluster id as ExternalId); `internal` encryption also makes a platform key;
+//! - [`key_policy_statements`] / [`merge_key_policy`]: the guide's two statements for the role;
+//! - [`validate_key_association`]: every check that can stop a key from working for a cluster,
+//!   probed as the cluster's role against KMS, each with the likely cause and the exact fix;
+//!   [`ControlPlane::associate_key`] applies a key only when every check passes;
+//! - the operator (`operator.rs`): documents and backups stores, engine and search disks, each
+//!   under the key with its own data keys and encryption context, disks attached through grants
+//!   and served over NBD; idempotent, resumed after a restart;
+//! - state in SQLite or PostgreSQL ([`db`]), with the same migrations.
 //!
-//! What it does not do yet: clusters, their IAM roles, state (no database), the operator, key
-//! health probes and the REST API. It talks to KMS only through `aws-sdk-kms`.
+//! What it does not do: talk to AWS by any way but the official SDK (aws-sdk-kms, -iam, -sts);
+//! keep a plaintext key anywhere but in memory; serve HTTP (that is `keyward-api`).
 
 #![forbid(unsafe_code)]
 
 mod association;
+mod cluster;
+mod data;
 pub mod db;
+mod error;
 pub mod health;
+mod migrations;
+mod operator;
+mod org;
+mod plane;
 mod policy;
+mod roles;
 
 pub use association::{
     validate_key_association, AssociationReport, Cause, Check, CheckResult, Outcome,
     PROBE_CONTEXT_KEY,
 };
+pub use cluster::{
+    Association, BackupInfo, ClassVerification, Cluster, ClusterState, DiskInfo, DocumentInfo,
+    Encryption, NewCluster, RewrapProgress, Verification,
+};
+pub use error::{Error, Result};
+pub use health::{HealthStatus, InaccessibleReason, KeyHealth};
+pub use migrations::MIGRATIONS;
+pub use operator::{RESERVED_PREFIX, STORE_MARKER};
+pub use org::{ApiToken, OrgId, Organization, TOKEN_PREFIX};
+pub use plane::{ControlConfig, ControlPlane};
 pub use policy::{key_policy_statements, merge_key_policy, BASIC_ACCESS_SID, CREATE_GRANT_SID};
-
-/// The errors of this crate. Association failures are not errors: they are reported, check by
-/// check, in an [`AssociationReport`].
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The key policy given to [`merge_key_policy`] is not one we can add statements to.
-    #[error("the key policy is not valid: {0}")]
-    InvalidPolicy(String),
-}
+pub use roles::{
+    role_arn, role_name, role_policy, trust_policy, ROLE_PATH, ROLE_POLICY_NAME, SESSION_NAME,
+};

@@ -1,0 +1,276 @@
+//! What the facade returns about clusters and their storage, and how clusters are stored.
+
+use serde::{Deserialize, Serialize};
+
+use crate::association::AssociationReport;
+use crate::db::Row;
+use crate::error::{Error, Result};
+use crate::health::{HealthStatus, InaccessibleReason, KeyHealth};
+
+/// A request to create a cluster.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewCluster {
+    pub name: String,
+    /// `None`: the control plane's default region.
+    #[serde(default)]
+    pub region: Option<String>,
+    pub encryption: Encryption,
+}
+
+/// Whose key encrypts the cluster's data.
+#[derive(Debug, Serialize, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Encryption {
+    /// The customer's own KMS key, associated after the cluster is created.
+    External,
+    /// A key the platform creates and owns in its own account.
+    Internal,
+}
+
+impl Encryption {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encryption::External => "external",
+            Encryption::Internal => "internal",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Encryption> {
+        match s {
+            "external" => Ok(Encryption::External),
+            "internal" => Ok(Encryption::Internal),
+            other => Err(Error::internal(format!(
+                "unknown encryption {other:?} in the database"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClusterState {
+    /// Created; waits for its KMS key (external encryption).
+    AwaitingKey,
+    /// A key is applied; the operator is making its storage.
+    Provisioning,
+    /// Every storage class is provisioned under the key.
+    Ready,
+    /// A new key is applied; every data key is being re-wrapped under it.
+    Rewrapping,
+    /// Being deleted.
+    Deleting,
+}
+
+impl ClusterState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterState::AwaitingKey => "awaiting-key",
+            ClusterState::Provisioning => "provisioning",
+            ClusterState::Ready => "ready",
+            ClusterState::Rewrapping => "rewrapping",
+            ClusterState::Deleting => "deleting",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<ClusterState> {
+        Ok(match s {
+            "awaiting-key" => ClusterState::AwaitingKey,
+            "provisioning" => ClusterState::Provisioning,
+            "ready" => ClusterState::Ready,
+            "rewrapping" => ClusterState::Rewrapping,
+            "deleting" => ClusterState::Deleting,
+            other => {
+                return Err(Error::internal(format!(
+                    "unknown cluster state {other:?} in the database"
+                )))
+            }
+        })
+    }
+}
+
+/// A key change in progress.
+#[derive(Debug, Serialize, Clone, PartialEq, Eq)]
+pub struct RewrapProgress {
+    pub from_key_arn: String,
+    pub to_key_arn: String,
+    /// Data keys re-wrapped so far.
+    pub done: u64,
+    /// Data keys to re-wrap in all (objects and disks).
+    pub total: u64,
+}
+
+#[derive(Debug, Serialize, Clone)]
+pub struct Cluster {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+    pub encryption: Encryption,
+    /// The role the customer's key policy names.
+    pub role_arn: String,
+    pub key_arn: Option<String>,
+    pub state: ClusterState,
+    pub health: KeyHealth,
+    pub rewrap: Option<RewrapProgress>,
+    pub created_at_ms: i64,
+}
+
+/// The columns [`Cluster::from_row`] reads, in order.
+pub(crate) const CLUSTER_COLUMNS: &str = "id, name, region, encryption, role_arn, key_arn, state, \
+     health_status, health_reason, health_message, health_checked_at_ms, rewrap_to, rewrap_done, \
+     rewrap_total, created_at_ms, org_id";
+
+impl Cluster {
+    pub(crate) fn from_row(row: &Row) -> Result<Cluster> {
+        let key_arn = row.opt_text(5)?;
+        let rewrap = match (row.opt_text(11)?, &key_arn) {
+            (Some(to), Some(from)) => Some(RewrapProgress {
+                from_key_arn: from.clone(),
+                to_key_arn: to,
+                done: row.int(12)?.max(0) as u64,
+                total: row.int(13)?.max(0) as u64,
+            }),
+            _ => None,
+        };
+        Ok(Cluster {
+            id: row.text(0)?,
+            name: row.text(1)?,
+            region: row.text(2)?,
+            encryption: Encryption::parse(&row.text(3)?)?,
+            role_arn: row.text(4)?,
+            key_arn,
+            state: ClusterState::parse(&row.text(6)?)?,
+            health: KeyHealth {
+                status: status_parse(&row.text(7)?)?,
+                reason: row.opt_text(8)?.as_deref().map(reason_parse).transpose()?,
+                message: row.text(9)?,
+                checked_at_ms: row.int(10)?,
+            },
+            rewrap,
+            created_at_ms: row.int(14)?,
+        })
+    }
+}
+
+pub(crate) fn status_str(status: &HealthStatus) -> &'static str {
+    match status {
+        HealthStatus::Unknown => "unknown",
+        HealthStatus::Healthy => "healthy",
+        HealthStatus::KeyInaccessible => "key-inaccessible",
+        HealthStatus::KeyDeleted => "key-deleted",
+    }
+}
+
+fn status_parse(s: &str) -> Result<HealthStatus> {
+    Ok(match s {
+        "unknown" => HealthStatus::Unknown,
+        "healthy" => HealthStatus::Healthy,
+        "key-inaccessible" => HealthStatus::KeyInaccessible,
+        "key-deleted" => HealthStatus::KeyDeleted,
+        other => {
+            return Err(Error::internal(format!(
+                "unknown health status {other:?} in the database"
+            )))
+        }
+    })
+}
+
+pub(crate) fn reason_str(reason: InaccessibleReason) -> &'static str {
+    match reason {
+        InaccessibleReason::Disabled => "disabled",
+        InaccessibleReason::PendingDeletion => "pending-deletion",
+        InaccessibleReason::AccessDenied => "access-denied",
+        InaccessibleReason::NotFound => "not-found",
+        InaccessibleReason::KmsUnreachable => "kms-unreachable",
+    }
+}
+
+fn reason_parse(s: &str) -> Result<InaccessibleReason> {
+    Ok(match s {
+        "disabled" => InaccessibleReason::Disabled,
+        "pending-deletion" => InaccessibleReason::PendingDeletion,
+        "access-denied" => InaccessibleReason::AccessDenied,
+        "not-found" => InaccessibleReason::NotFound,
+        "kms-unreachable" => InaccessibleReason::KmsUnreachable,
+        other => {
+            return Err(Error::internal(format!(
+                "unknown health reason {other:?} in the database"
+            )))
+        }
+    })
+}
+
+/// The answer to a key association: the report of every check, and whether the key was applied
+/// (only when every check passed). The API answers `association_failed` (422) with the report
+/// when `applied` is false.
+#[derive(Debug, Serialize, Clone)]
+pub struct Association {
+    pub applied: bool,
+    pub report: AssociationReport,
+}
+
+impl Association {
+    /// `Ok(self)` when applied, else [`Error::AssociationFailed`] carrying the report.
+    pub fn into_result(self) -> Result<Association> {
+        if self.applied {
+            Ok(self)
+        } else {
+            Err(Error::AssociationFailed(Box::new(self.report)))
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Clone, PartialEq, Eq)]
+pub struct DiskInfo {
+    /// The volume id, also the NBD export name.
+    pub id: String,
+    /// `engine-disk` or `search-disk`.
+    pub class: String,
+    pub size_bytes: u64,
+    /// Whether the disk's key is in memory and its export serves.
+    pub attached: bool,
+    /// `nbd://<host>:<port>/<disk id>` while attached.
+    pub nbd_uri: Option<String>,
+}
+
+#[derive(Debug, Serialize, Clone, PartialEq, Eq)]
+pub struct DocumentInfo {
+    pub name: String,
+    /// Stored (encrypted) size in bytes.
+    pub size: u64,
+    pub key_arn: String,
+}
+
+#[derive(Debug, Serialize, Clone, PartialEq, Eq)]
+pub struct BackupInfo {
+    pub id: String,
+    pub complete: bool,
+    pub created_at_ms: i64,
+    pub bytes: u64,
+}
+
+/// The console's encryption status of a cluster, one entry per storage class.
+#[derive(Debug, Serialize, Clone)]
+pub struct Verification {
+    pub cluster_id: String,
+    pub key_arn: String,
+    /// True when every class is encrypted under `key_arn` with no offender.
+    pub all_encrypted: bool,
+    pub verified_at_ms: i64,
+    pub classes: Vec<ClassVerification>,
+}
+
+#[derive(Debug, Serialize, Clone)]
+pub struct ClassVerification {
+    /// `documents`, `backups`, `engine-disk` or `search-disk`.
+    pub class: String,
+    pub encrypted: bool,
+    /// The key the class is encrypted under when it is all one key; `None` when empty or mixed.
+    pub key_arn: Option<String>,
+    /// Every KMS key ARN seen in the class.
+    pub key_arns: Vec<String>,
+    /// Objects or disks.
+    pub count: u64,
+    pub verified_at_ms: i64,
+    /// Each item that is not encrypted as it must be: `<name>: <reason>`.
+    pub offenders: Vec<String>,
+}

@@ -1,0 +1,10 @@
+//! The control plane's schema changes, in order. Each file is applied once, in one transaction,
+//! on SQLite and PostgreSQL alike (see [`crate::db`]). Never edit a released migration: add one.
+
+use crate::db::Migration;
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "control_plane",
+    sql: include_str!("../migrations/0001_control_plane.sql"),
+}];
