@@ -1,0 +1,140 @@
+//! The keyward REST API: the HTTP face of [`keyward_control::ControlPlane`].
+//!
+//! What it does:
+//! - [`router`]: every route of the API (see [`ROUTES`] and the OpenAPI 3.1 document served at
+//!   `GET /v1/openapi.json`, [`OPENAPI_JSON`]), each a thin translation of one facade call.
+//! - Authentication: `Authorization: Bearer <token>` on every route but `GET /healthz` and
+//!   `GET /v1/openapi.json`. Organization tokens are checked by the control plane (which scopes
+//!   every cluster by organization, so another organization's cluster is `not_found`); the one
+//!   admin route (`POST /v1/organizations`) takes the bootstrap [`AdminToken`], compared in
+//!   constant time.
+//! - Errors: `{"error": {"code", "message"}}` with the HTTP status mapped from the code in one
+//!   `match` ([`error::status_of`]); internal errors answer a generic message and are logged in
+//!   full. Request bodies are bounded ([`Limits`]): too large is `413 payload_too_large`.
+//! - [`embedded`]: the identities of the embedded setup (`keyward up` and tests).
+//!
+//! What it does not do: TLS (it listens on loopback; put a TLS terminator in front to expose it),
+//! rate limiting, or any business rule — those live in the control plane.
+
+#![forbid(unsafe_code)]
+
+pub mod embedded;
+pub mod error;
+mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+pub use error::{ApiError, Error, Result};
+pub use routes::{router, ROUTES};
+
+/// The OpenAPI 3.1 document of this API, as served at `GET /v1/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+
+/// Upper bounds of request bodies.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// JSON bodies (cluster creation, key association, organizations). 64 KiB: the largest is a
+    /// key ARN or a name; AWS caps a whole key policy at 32 KiB.
+    pub max_json_bytes: usize,
+    /// A document uploaded with `PUT /v1/clusters/{id}/documents/{name}` (held in memory while it
+    /// is encrypted).
+    pub max_document_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_json_bytes: 64 * 1024,
+            max_document_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The bootstrap admin token: it may create organizations (and nothing else). Not `Debug`, not
+/// `Clone`, wiped on drop; compared in constant time.
+pub struct AdminToken(Zeroizing<String>);
+
+/// The prefix of admin tokens, so a leaked one is recognisable.
+pub const ADMIN_TOKEN_PREFIX: &str = "kwadmin_";
+
+impl AdminToken {
+    /// A new random token: `kwadmin_` and 32 random bytes in unpadded base64url.
+    pub fn generate() -> Result<AdminToken> {
+        use base64::Engine as _;
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        aws_lc_rs::rand::fill(&mut bytes[..])
+            .map_err(|_| Error::Internal("the random generator failed".into()))?;
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes[..]);
+        Ok(AdminToken(Zeroizing::new(format!(
+            "{ADMIN_TOKEN_PREFIX}{encoded}"
+        ))))
+    }
+
+    /// A token read back from where it was kept (e.g. `keyward up`'s data directory).
+    pub fn from_string(token: String) -> Result<AdminToken> {
+        let token = Zeroizing::new(token);
+        if token.len() < ADMIN_TOKEN_PREFIX.len() + 32 || !token.starts_with(ADMIN_TOKEN_PREFIX) {
+            return Err(Error::InvalidAdminToken);
+        }
+        Ok(AdminToken(token))
+    }
+
+    /// The token, to hand to its owner. The one way to read it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `presented` is this token. Both are hashed first so the comparison is of equal
+    /// lengths and takes the same time wherever they differ.
+    pub fn matches(&self, presented: &str) -> bool {
+        use aws_lc_rs::digest::{digest, SHA256};
+        let ours = digest(&SHA256, self.0.as_bytes());
+        let theirs = digest(&SHA256, presented.as_bytes());
+        aws_lc_rs::constant_time::verify_slices_are_equal(ours.as_ref(), theirs.as_ref()).is_ok()
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(Error::Io)
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState(pub(crate) Arc<Shared>);
+
+pub(crate) struct Shared {
+    pub(crate) plane: keyward_control::ControlPlane,
+    pub(crate) admin: AdminToken,
+    pub(crate) limits: Limits,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_tokens_match_only_themselves() {
+        let token = AdminToken::generate().unwrap();
+        assert!(token.expose().starts_with(ADMIN_TOKEN_PREFIX));
+        assert!(token.matches(token.expose()));
+        let other = AdminToken::generate().unwrap();
+        assert!(!token.matches(other.expose()));
+        assert!(!token.matches(""));
+        assert!(!token.matches(&token.expose()[..token.expose().len() - 1]));
+        let back = AdminToken::from_string(token.expose().to_owned()).unwrap();
+        assert!(back.matches(token.expose()));
+        assert!(AdminToken::from_string("kwadmin_short".into()).is_err());
+        assert!(AdminToken::from_string(format!("kw_{}", "a".repeat(43))).is_err());
+    }
+}

@@ -1,0 +1,109 @@
+//! Tenant isolation: organization B, using organization A's cluster id on every route, is told
+//! `not_found` — exactly what a cluster id that exists nowhere gets — and nothing of A changes.
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use keyward_api::ROUTES;
+use serde_json::json;
+
+use crate::{assert_error, concrete, method, Api};
+
+#[tokio::test]
+async fn another_organizations_cluster_is_not_found_on_every_route_and_left_unchanged() {
+    let api = Api::start().await;
+    let (_, a) = api.organization("org-a").await;
+    let (_, b) = api.organization("org-b").await;
+    let cluster = api.cluster(&a, "a-prod").await;
+    let id = cluster["id"].as_str().unwrap().to_owned();
+    let before = api
+        .call(
+            Method::GET,
+            &format!("/v1/clusters/{id}"),
+            Some(&a),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(before.status, StatusCode::OK);
+    let policy_before = api
+        .call(
+            Method::GET,
+            &format!("/v1/clusters/{id}/key-policy"),
+            Some(&a),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(
+        policy_before.status,
+        StatusCode::OK,
+        "{}",
+        policy_before.json
+    );
+
+    let mut checked = 0;
+    for (m, path) in ROUTES {
+        if !path.contains("{id}") {
+            continue;
+        }
+        let body = || {
+            Body::from(json!({"key_arn": "arn:aws:kms:us-east-1:444455556666:key/00000000-0000-0000-0000-000000000000"}).to_string())
+        };
+        let answer = api
+            .call(method(m), &concrete(path, &id), Some(&b), body())
+            .await;
+        assert_error(&answer, 404, "not_found");
+        // Indistinguishable from an id that does not exist at all.
+        let nowhere = api
+            .call(
+                method(m),
+                &concrete(path, "c-00000000000000ff"),
+                Some(&b),
+                body(),
+            )
+            .await;
+        assert_error(&nowhere, 404, "not_found");
+        assert_eq!(
+            answer.json["error"]["message"]
+                .as_str()
+                .map(|m| m.replace(&id, "ID")),
+            nowhere.json["error"]["message"]
+                .as_str()
+                .map(|m| m.replace("c-00000000000000ff", "ID")),
+            "{m} {path}: the message must not tell A's cluster from a missing one"
+        );
+        checked += 1;
+    }
+    assert_eq!(
+        checked,
+        ROUTES.iter().filter(|(_, p)| p.contains("{id}")).count()
+    );
+    assert_eq!(checked, 13);
+
+    // A's cluster is as it was, and still A's alone.
+    let after = api
+        .call(
+            Method::GET,
+            &format!("/v1/clusters/{id}"),
+            Some(&a),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(after.status, StatusCode::OK);
+    assert_eq!(after.json, before.json);
+    let policy_after = api
+        .call(
+            Method::GET,
+            &format!("/v1/clusters/{id}/key-policy"),
+            Some(&a),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(policy_after.json, policy_before.json);
+    let list_a = api
+        .call(Method::GET, "/v1/clusters", Some(&a), Body::empty())
+        .await;
+    assert_eq!(list_a.json["clusters"].as_array().unwrap().len(), 1);
+    let list_b = api
+        .call(Method::GET, "/v1/clusters", Some(&b), Body::empty())
+        .await;
+    assert_eq!(list_b.json, json!({"clusters": []}));
+}

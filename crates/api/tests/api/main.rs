@@ -1,0 +1,165 @@
+//! keyward-api over a real control plane and the real embedded KMS (with IAM and STS) on
+//! loopback: requests go through the router with `oneshot`, as axum's testing example does.
+
+mod auth;
+mod isolation;
+mod openapi;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use keyward_api::embedded::Identities;
+use keyward_api::{AdminToken, Limits};
+use keyward_control::{ControlConfig, ControlPlane};
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub struct Api {
+    pub router: axum::Router,
+    pub plane: ControlPlane,
+    pub admin_token: String,
+    _kms: keyward_kms_server::DevServer,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub json: Value,
+    pub bytes: bytes::Bytes,
+}
+
+impl Api {
+    pub async fn start() -> Api {
+        Api::start_with(Limits::default()).await
+    }
+
+    pub async fn start_with(limits: Limits) -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let identities = Identities::generate();
+        let config = keyward_kms::IdentityConfig::from_toml_str(&identities.to_toml()).unwrap();
+        let kms =
+            keyward_kms_server::DevServer::try_start_with(&dir.path().join("kms"), config).unwrap();
+        let plane = ControlPlane::open(ControlConfig::embedded(
+            dir.path().join("control"),
+            kms.endpoint(),
+            identities.operator.access_key_id.clone(),
+            identities.operator.secret_access_key.as_str(),
+        ))
+        .await
+        .unwrap();
+        let admin = AdminToken::generate().unwrap();
+        let admin_token = admin.expose().to_owned();
+        Api {
+            router: keyward_api::router(plane.clone(), admin, limits),
+            plane,
+            admin_token,
+            _kms: kms,
+            _dir: dir,
+        }
+    }
+
+    /// One request; `body` is sent as is.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: impl Into<Body>,
+    ) -> Answer {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(body.into()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            json,
+            bytes,
+        }
+    }
+
+    pub async fn call_json(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> Answer {
+        self.call(method, path, token, body.to_string()).await
+    }
+
+    /// A new organization through the admin route: (org id, token).
+    pub async fn organization(&self, name: &str) -> (String, String) {
+        let answer = self
+            .call_json(
+                Method::POST,
+                "/v1/organizations",
+                Some(&self.admin_token.clone()),
+                serde_json::json!({ "name": name }),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.json);
+        (
+            answer.json["organization"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            answer.json["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// A new external cluster of the token's organization.
+    pub async fn cluster(&self, token: &str, name: &str) -> Value {
+        let answer = self
+            .call_json(
+                Method::POST,
+                "/v1/clusters",
+                Some(token),
+                serde_json::json!({"name": name, "encryption": "external"}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.json);
+        answer.json
+    }
+}
+
+/// Asserts an error answer's status and code, and that it is shaped `{"error": {"code", "message"}}`.
+#[track_caller]
+pub fn assert_error(answer: &Answer, status: u16, code: &str) {
+    assert_eq!(
+        answer.status.as_u16(),
+        status,
+        "expected {status} {code}, got {}",
+        answer.json
+    );
+    assert_eq!(answer.json["error"]["code"], code, "{}", answer.json);
+    assert!(
+        answer.json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{}",
+        answer.json
+    );
+}
+
+/// The routes of the API with their parameters filled in.
+pub fn concrete(path: &str, cluster_id: &str) -> String {
+    path.replace("{id}", cluster_id)
+        .replace("{*name}", "reports/q1.pdf")
+        .replace("{name}", "reports/q1.pdf")
+        .replace("{backup_id}", "b-0000000000000000")
+}
+
+pub fn method(name: &str) -> Method {
+    Method::from_bytes(name.as_bytes()).unwrap()
+}
+
+pub const PUBLIC: &[(&str, &str)] = &[("GET", "/healthz"), ("GET", "/v1/openapi.json")];
