@@ -223,35 +223,42 @@ pub(crate) async fn start(
     *plane.inner.operator.kick.lock().unwrap() = Some(tx);
     let weak = Arc::downgrade(&plane.inner);
     let worker = tokio::spawn(async move {
+        // Every reconciliation and retry timer lives in this set, so aborting the worker (at
+        // shutdown) stops all of them: nothing keeps provisioning behind a stopped plane.
+        let mut tasks = tokio::task::JoinSet::new();
         let permits = Arc::new(tokio::sync::Semaphore::new(RECONCILE_CONCURRENCY));
         let running: Arc<StdMutex<std::collections::HashSet<String>>> = Default::default();
-        while let Some(cluster_id) = rx.recv().await {
+        loop {
+            let cluster_id = tokio::select! {
+                next = rx.recv() => match next {
+                    Some(id) => id,
+                    None => break,
+                },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            };
             let Some(inner) = weak.upgrade() else { break };
             let plane = ControlPlane { inner };
             if !running.lock().unwrap().insert(cluster_id.clone()) {
-                // Already being reconciled: it reads the state afresh under the cluster lock,
-                // but a kick that arrives during a run must still be honoured after it.
-                let plane = plane.clone();
-                let id = cluster_id.clone();
-                tokio::spawn(async move {
+                // Already being reconciled: a kick that arrives during a run is honoured after
+                // it (the run may have read the state before the change that kicked).
+                tasks.spawn(async move {
                     tokio::time::sleep(Duration::from_millis(200)).await;
-                    plane.inner.operator.kick(&id);
+                    plane.inner.operator.kick(&cluster_id);
                 });
                 continue;
             }
             let permits = permits.clone();
             let running = running.clone();
-            tokio::spawn(async move {
-                let _permit = permits.acquire_owned().await;
-                let outcome = reconcile(&plane, &cluster_id).await;
+            tasks.spawn(async move {
+                let outcome = {
+                    let _permit = permits.acquire_owned().await;
+                    reconcile(&plane, &cluster_id).await
+                };
                 running.lock().unwrap().remove(&cluster_id);
                 if let Err(error) = outcome {
                     tracing::warn!(cluster = %cluster_id, %error, "reconciliation failed; retrying");
-                    let plane = plane.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(RETRY_AFTER).await;
-                        plane.inner.operator.kick(&cluster_id);
-                    });
+                    tokio::time::sleep(RETRY_AFTER).await;
+                    plane.inner.operator.kick(&cluster_id);
                 }
             });
         }

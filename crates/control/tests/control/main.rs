@@ -1,14 +1,20 @@
-//! keyward-control against the real embedded KMS on loopback, driven through aws-sdk-kms.
+//! keyward-control against the real embedded KMS/IAM/STS server on loopback, driven through the
+//! AWS SDK for Rust and the command-line NBD clients.
 //!
-//! Two accounts, as in the guide: the customer's (111122223333), who owns the key, and the
-//! platform's (444455556666), where the cluster's principal lives. The cluster's principal is an
-//! IAM user here because the embedded KMS has no STS yet; a key policy or grant names it the same
-//! way it would name the cluster's role.
+//! The association and policy tests (the first ones written) use their own two accounts: the
+//! customer's (111122223333), who owns the key, and the platform's (444455556666), where an IAM
+//! user stands for the cluster's principal. The control-plane tests ([`harness`]: clusters,
+//! provision) use the contract's setup: the platform account 111122223333 with the
+//! `keyward-operator` user, real per-cluster roles assumed through STS, and the customer account
+//! 444455556666.
 
 mod association;
+mod clusters;
 pub mod db;
+pub mod harness;
 pub mod health;
 mod policy;
+mod provision;
 
 pub const CUSTOMER: &str = "111122223333";
 pub const PLATFORM: &str = "444455556666";
