@@ -19,16 +19,19 @@
 //! Roles and sessions are persisted in the engine's SQLite store (a session's secret wrapped by
 //! the root key), so both survive a restart.
 //!
+//! Every call, refused ones included, is written to the trail (`eventSource` `iam.amazonaws.com`
+//! or `sts.amazonaws.com`) before it is answered.
+//!
 //! Who may call IAM: the account's root, and users or role sessions whose identity policies allow
 //! the `iam:` action on the role's ARN. Differences from AWS: no managed policies, tags,
-//! permission boundaries, session policies or `RoleLastUsed`; IAM calls are not written to the
-//! trail; `AssumeRole` by an account's root is refused as AWS does ("Roles may not be assumed by
+//! permission boundaries, session policies or `RoleLastUsed`; `AssumeRole` by an account's root is refused as AWS does ("Roles may not be assumed by
 //! root accounts.").
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::authz::principal;
@@ -403,25 +406,62 @@ impl Engine {
     ) -> Result<String, ApiError> {
         let inner = self.inner();
         let now = inner.clock.now_ms();
-        match action {
+        let (result, rx) = match action {
             "GetRole" | "ListRoles" | "GetRolePolicy" | "ListRolePolicies" => {
                 let ids = inner.identities.read().unwrap_or_else(|e| e.into_inner());
-                iam_read(&ids, caller, action, form, now)
+                let result = iam_read(&ids, caller, action, form, now).map(|xml| (xml, Vec::new()));
+                self.finish_query(caller, now, "iam", action, form, result, Value::Null, None)
             }
             "CreateRole" | "DeleteRole" | "PutRolePolicy" | "DeleteRolePolicy" => {
-                let (out, rx) = {
-                    let mut ids = inner.identities.write().unwrap_or_else(|e| e.into_inner());
-                    let (out, ops) = iam_write(&mut ids, caller, action, form, now)?;
-                    (out, inner.store.submit(ops))
-                };
-                self.made_durable(action, rx).await?;
-                Ok(out)
+                let mut ids = inner.identities.write().unwrap_or_else(|e| e.into_inner());
+                let result = iam_write(&mut ids, caller, action, form, now);
+                // Queued while the lock is held, so later requests never see a change that
+                // could be lost while theirs survives.
+                self.finish_query(caller, now, "iam", action, form, result, Value::Null, None)
             }
-            _ => Err(ApiError::new(
-                "InvalidAction",
-                format!("Could not find operation {action} for version 2010-05-08"),
-            )),
-        }
+            _ => {
+                return Err(ApiError::new(
+                    "InvalidAction",
+                    format!("Could not find operation {action} for version 2010-05-08"),
+                ))
+            }
+        };
+        self.made_durable(action, rx).await?;
+        result
+    }
+
+    /// Queues the request's changes and its trail records as one job.
+    #[allow(clippy::too_many_arguments)] // the facts of one request
+    fn finish_query(
+        &self,
+        caller: &Caller,
+        now: i64,
+        service: &str,
+        action: &str,
+        form: &Form<'_>,
+        result: Result<(String, Vec<Op>), ApiError>,
+        response: Value,
+        other_account: Option<&str>,
+    ) -> (
+        Result<String, ApiError>,
+        tokio::sync::oneshot::Receiver<Result<(), String>>,
+    ) {
+        let (result, mut ops) = match result {
+            Ok((xml, ops)) => (Ok(xml), ops),
+            Err(e) => (Err(e), Vec::new()),
+        };
+        let rows = crate::trail::query_records(
+            caller,
+            now,
+            &format!("{service}.amazonaws.com"),
+            action,
+            form.0,
+            response,
+            result.as_ref().err(),
+            other_account,
+        );
+        ops.extend(rows.into_iter().map(Op::Trail));
+        (result, self.inner().store.submit(ops))
     }
 
     /// One STS query-protocol action (`AssumeRole`, `GetCallerIdentity`).
@@ -432,30 +472,60 @@ impl Engine {
         form: &Form<'_>,
     ) -> Result<String, ApiError> {
         let inner = self.inner();
-        match action {
+        let (result, rx) = match action {
             "GetCallerIdentity" => {
                 let id = &caller.identity;
                 let mut out = String::new();
                 el(&mut out, "Arn", &id.arn);
                 el(&mut out, "UserId", &id.principal_id);
                 el(&mut out, "Account", &id.account_id);
-                Ok(out)
+                let now = inner.clock.now_ms();
+                self.finish_query(
+                    caller,
+                    now,
+                    "sts",
+                    action,
+                    form,
+                    Ok((out, Vec::new())),
+                    Value::Null,
+                    None,
+                )
             }
             "AssumeRole" => {
-                let (out, rx) = {
-                    let mut ids = inner.identities.write().unwrap_or_else(|e| e.into_inner());
-                    let now = inner.clock.now_ms();
-                    let (out, ops) = assume_role(&mut ids, &inner.root, caller, form, now)?;
-                    (out, inner.store.submit(ops))
-                };
-                self.made_durable("AssumeRole", rx).await?;
-                Ok(out)
+                let mut ids = inner.identities.write().unwrap_or_else(|e| e.into_inner());
+                let now = inner.clock.now_ms();
+                match assume_role(&mut ids, &inner.root, caller, form, now) {
+                    Ok(a) => self.finish_query(
+                        caller,
+                        now,
+                        "sts",
+                        action,
+                        form,
+                        Ok((a.xml, a.ops)),
+                        a.response,
+                        Some(&a.role_account),
+                    ),
+                    Err(e) => self.finish_query(
+                        caller,
+                        now,
+                        "sts",
+                        action,
+                        form,
+                        Err(e),
+                        Value::Null,
+                        None,
+                    ),
+                }
             }
-            _ => Err(ApiError::new(
-                "InvalidAction",
-                format!("Could not find operation {action} for version 2011-06-15"),
-            )),
-        }
+            _ => {
+                return Err(ApiError::new(
+                    "InvalidAction",
+                    format!("Could not find operation {action} for version 2011-06-15"),
+                ))
+            }
+        };
+        self.made_durable(action, rx).await?;
+        result
     }
 
     /// Whether a temporary access key has expired on the KMS clock (never for long-term keys).
@@ -723,13 +793,22 @@ fn iam_write(
     }
 }
 
+/// A granted AssumeRole: the answer, the changes, and what the trail shows.
+struct Assumed {
+    xml: String,
+    ops: Vec<Op>,
+    /// CloudTrail's `responseElements` (the access key id, never the secret).
+    response: Value,
+    role_account: String,
+}
+
 fn assume_role(
     ids: &mut IdentityConfig,
     root: &RootKey,
     caller: &Caller,
     form: &Form<'_>,
     now: i64,
-) -> Result<(String, Vec<Op>), ApiError> {
+) -> Result<Assumed, ApiError> {
     let arn = form.required("RoleArn", "roleArn")?;
     check_len(arn, "roleArn", 20, 2048)?;
     let session_name = form.required("RoleSessionName", "roleSessionName")?;
@@ -859,9 +938,19 @@ fn assume_role(
             expires_ms,
         },
     ];
+    let response = serde_json::json!({
+        "credentials": {"accessKeyId": access_key_id, "expiration": iso8601(expires_ms)},
+        "assumedRoleUser": {"assumedRoleId": identity.principal_id, "arn": identity.arn},
+    });
+    let role_account = session.doc.account.clone();
     ids.sessions.retain(|_, s| s.doc.expires_ms > now);
     ids.sessions.insert(access_key_id, session);
-    Ok((out, ops))
+    Ok(Assumed {
+        xml: out,
+        ops,
+        response,
+        role_account,
+    })
 }
 
 #[cfg(test)]

@@ -149,6 +149,78 @@ pub(crate) fn api_records(
         .collect()
 }
 
+/// The record of one IAM or STS call (`event_source` `iam.amazonaws.com` or `sts.amazonaws.com`)
+/// in the caller's account and, when it reached a role of another account (`AssumeRole`), that
+/// account's too. `params` are the query parameters (no secret among them); `response` holds what
+/// CloudTrail shows of the answer (for `AssumeRole` the access key id, never the secret).
+#[allow(clippy::too_many_arguments)] // the facts of one record
+pub(crate) fn query_records(
+    caller: &Caller,
+    now: i64,
+    event_source: &str,
+    action: &str,
+    params: &[(String, String)],
+    response: Value,
+    error: Option<&ApiError>,
+    other_account: Option<&str>,
+) -> Vec<TrailRow> {
+    let read_only = action.starts_with("Get") || action.starts_with("List");
+    let event_name: String = action.chars().take(128).collect();
+    let request: serde_json::Map<String, Value> = params
+        .iter()
+        .filter(|(k, _)| k != "Action" && k != "Version")
+        .map(|(k, v)| (member(k), json!(v)))
+        .collect();
+    let mut accounts = vec![caller.identity.account_id.clone()];
+    if let Some(a) = other_account {
+        if !accounts.iter().any(|x| x == a) {
+            accounts.push(a.to_string());
+        }
+    }
+    let username = caller.identity.trail_username();
+    accounts
+        .into_iter()
+        .map(|account| {
+            let event_id = uuid::Uuid::new_v4().to_string();
+            let mut record = json!({
+                "eventVersion": "1.08",
+                "userIdentity": user_identity(caller),
+                "eventTime": iso8601(now),
+                "eventSource": event_source,
+                "eventName": event_name,
+                "awsRegion": caller.region,
+                "sourceIPAddress": caller.source_ip,
+                "userAgent": caller.user_agent,
+                "requestParameters": if request.is_empty() { Value::Null } else { Value::Object(request.clone()) },
+                "responseElements": if error.is_some() { Value::Null } else { response.clone() },
+                "requestID": caller.request_id,
+                "eventID": event_id,
+                "readOnly": read_only,
+                "eventType": "AwsApiCall",
+                "managementEvent": true,
+                "recipientAccountId": account,
+                "eventCategory": "Management",
+            });
+            if let Some(e) = error {
+                record["errorCode"] = json!(e.code);
+                record["errorMessage"] = json!(e.message);
+            }
+            TrailRow {
+                time_ms: now,
+                account,
+                region: caller.region.clone(),
+                event_id,
+                event_name: event_name.clone(),
+                read_only,
+                username: username.clone(),
+                access_key_id: caller.access_key_id.clone(),
+                resources: String::new(),
+                record: record.to_string(),
+            }
+        })
+        .collect()
+}
+
 /// An `AwsServiceEvent` record (automatic rotation, completed deletion) in the key's account.
 pub(crate) fn service_record(event_name: &str, key: &KeyMeta, now: i64) -> TrailRow {
     let event_id = uuid::Uuid::new_v4().to_string();

@@ -322,6 +322,29 @@ async fn the_operator_creates_a_role_that_the_customer_key_policy_names() {
     );
     assert_eq!(who["sessionContext"]["sessionIssuer"]["arn"], role_arn());
     assert_eq!(who["accessKeyId"], creds.access_key_id());
+
+    // IAM and STS calls are in the trail too; the session's secret never is.
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let created = records
+        .iter()
+        .find(|r| r["eventSource"] == "iam.amazonaws.com" && r["eventName"] == "CreateRole")
+        .expect("CreateRole in the trail");
+    assert_eq!(created["userIdentity"]["arn"], operator_arn());
+    assert_eq!(created["requestParameters"]["roleName"], ROLE_NAME);
+    let assumed = records
+        .iter()
+        .find(|r| r["eventSource"] == "sts.amazonaws.com" && r["eventName"] == "AssumeRole")
+        .expect("AssumeRole in the trail");
+    assert_eq!(assumed["requestParameters"]["externalId"], CLUSTER);
+    assert_eq!(
+        assumed["responseElements"]["credentials"]["accessKeyId"],
+        creds.access_key_id()
+    );
+    assert!(!text.contains(creds.secret_access_key()));
+    assert!(!text.contains(creds.session_token().expect("token")));
 }
 
 #[tokio::test]
