@@ -15,18 +15,30 @@
 //! - [`verify`]: the scan behind the console's encryption status: per storage
 //!   class, whether every volume and object is encrypted under the cluster's key
 //!   and bound to the cluster and class, the counts, and every offender by name.
-//! - [`objects`]: the documents and backups stores on `object_store` (the local
-//!   filesystem; S3 by configuration): every object an ESDK v2 message bound
-//!   to its cluster, class and key, published atomically.
+//! - [`objects`]: the documents and backups stores on `object_store` — the
+//!   local filesystem, or Amazon S3 / any S3-compatible endpoint
+//!   ([`objects::S3Config`]): every object an ESDK v2 message bound to its
+//!   cluster, class and key, published atomically (a rename; on S3 the single
+//!   PUT or the multipart completion).
+//! - [`backup`]: backups of a cluster's disks and documents into its backup
+//!   store — parts (ESDK messages, SHA-256 of each in the manifest) and a
+//!   manifest written last — listed only when complete, and restored into new
+//!   volumes (new ids, new data keys) and a new documents store or prefix after
+//!   checking the manifest against the parts. A disk blocks writes while its
+//!   copy is taken; memory stays bounded whatever the size.
 //!
 //! What it does not do: talk to KMS by any way but `aws-sdk-kms`; store a
 //! plaintext key anywhere but in memory; discard (punch holes in) volume data —
 //! like dm-crypt's default, TRIM is accepted and ignored, because holes would
-//! reveal which sectors are in use; the backup format (manifest and parts) is
-//! not built yet.
+//! reveal which sectors are in use; make incremental backups (each backup is
+//! a full copy), snapshot several disks at one instant (each disk is frozen in
+//! turn), or expire old backups (the caller deletes them); remove the
+//! unfinished multipart uploads a crash leaves on S3 (a bucket lifecycle rule
+//! does that).
 
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod error;
 pub mod nbd;
 pub mod objects;

@@ -1,10 +1,11 @@
 //! Encrypted object stores: the documents and backups storage classes.
 //!
 //! An [`EncryptedStore`] is one storage class of one cluster on an
-//! [`object_store::ObjectStore`] backend — the local filesystem today; Amazon S3
-//! or any S3-compatible endpoint is the same code over `AmazonS3` once the
-//! crate's `aws` feature is enabled, since the store only uses the backend
-//! trait. Objects live under `<cluster>/<class>/<key>` in the backend.
+//! [`object_store::ObjectStore`] backend — the local filesystem
+//! ([`EncryptedStore::local`]), or Amazon S3 / any S3-compatible endpoint
+//! ([`EncryptedStore::s3`], see [`s3`]): the same code, since the store only
+//! uses the backend trait. Objects live under `<cluster>/<class>/<key>` in the
+//! backend (the bucket, on S3).
 //!
 //! Every object is one AWS Encryption SDK v2 message (the envelope crate), so
 //! the official AWS Encryption CLI opens it given the key. Its encryption
@@ -31,12 +32,14 @@
 //! which sends a small object in one `put` and a large one as a multipart
 //! upload. The local backend writes either into a staging file
 //! (`<name>#<n>`, never listed nor read as an object) and renames it into place
-//! on completion, with fsync; S3 makes an object visible only when its upload
-//! completes. A failed put aborts its upload, so the previous version stays.
+//! on completion, with fsync; on S3 the publish is the single `PutObject` of a
+//! small object or the `CompleteMultipartUpload` sent last for a large one —
+//! S3 shows neither until it succeeds. A failed put aborts its upload, so the previous version stays.
 //! Memory stays bounded by about one ESDK frame plus the writer's buffered parts
 //! ([`PART_SIZE`] × [`PARTS_IN_FLIGHT`]), whatever the object's size.
 
 mod error;
+pub mod s3;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -54,6 +57,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::io::StreamReader;
 
 pub use error::{ObjectError, ObjectResult};
+pub use s3::{s3_backend, S3Config, S3Credentials};
 
 /// Encryption-context key naming the cluster an object belongs to.
 pub const CLUSTER_CONTEXT_KEY: &str = "keyward:cluster";
@@ -159,7 +163,7 @@ fn check_name(name: &str) -> ObjectResult<()> {
     }
 }
 
-fn check_key(key: &str) -> ObjectResult<()> {
+pub(crate) fn check_key(key: &str) -> ObjectResult<()> {
     let invalid = |reason| {
         Err(ObjectError::InvalidKey {
             key: key.to_owned(),
@@ -248,6 +252,22 @@ impl<K: Keyring> EncryptedStore<K> {
         })?;
         let local = LocalFileSystem::new_with_prefix(dir)?.with_fsync(true);
         EncryptedStore::new(Arc::new(local), cluster, class, client)
+    }
+
+    /// A store in an S3 bucket (Amazon S3 or any S3-compatible endpoint). The
+    /// bucket must exist; nothing is sent until the first operation.
+    pub fn s3(
+        config: &S3Config,
+        cluster: &str,
+        class: ObjectClass,
+        client: Arc<Client<K>>,
+    ) -> ObjectResult<EncryptedStore<K>> {
+        EncryptedStore::new(s3_backend(config)?, cluster, class, client)
+    }
+
+    /// The envelope client (its keyring names the KMS key).
+    pub fn client(&self) -> &Arc<Client<K>> {
+        &self.client
     }
 
     /// The cluster name.

@@ -24,7 +24,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use zeroize::Zeroize;
 
@@ -149,6 +149,8 @@ impl VolumeFile {
             detached: AtomicBool::new(false),
             rmw: (0..RMW_STRIPES).map(|_| Mutex::new(())).collect(),
             raw_header: self.raw_header,
+            gate: Mutex::new(WriteGate::default()),
+            gate_changed: Condvar::new(),
         })
     }
 }
@@ -167,6 +169,30 @@ pub struct Volume {
     rmw: Vec<Mutex<()>>,
     /// Kept to check the MAC again when the key comes back ([`Volume::reattach`]).
     raw_header: Box<[u8; HEADER_LEN]>,
+    /// Writes in flight and freezes held ([`Volume::freeze_writes`]).
+    gate: Mutex<WriteGate>,
+    gate_changed: Condvar,
+}
+
+#[derive(Default)]
+struct WriteGate {
+    writing: u32,
+    freezes: u32,
+}
+
+/// Held while a consistent copy of a volume is taken: every write to the volume
+/// waits until it is dropped (reads go on). See [`Volume::freeze_writes`].
+pub struct WriteFreeze {
+    volume: Arc<Volume>,
+}
+
+impl Drop for WriteFreeze {
+    fn drop(&mut self) {
+        let mut gate = self.volume.lock_gate();
+        gate.freezes -= 1;
+        drop(gate);
+        self.volume.gate_changed.notify_all();
+    }
 }
 
 impl Volume {
@@ -200,6 +226,52 @@ impl Volume {
         *cipher = Some(XtsCipher::new(&key));
         self.detached.store(false, Ordering::Release);
         Ok(())
+    }
+
+    fn lock_gate(&self) -> std::sync::MutexGuard<'_, WriteGate> {
+        self.gate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Blocks every new write until the returned guard is dropped, after waiting
+    /// for the writes already in flight to land: between the two, the volume's
+    /// bytes do not change, so a copy taken meanwhile is one point in time (as
+    /// of a crash: what the writer had not flushed may or may not be in it).
+    /// Writes wait rather than fail, so an NBD client sees a pause, not an
+    /// error. Blocks: call it from a blocking thread.
+    pub fn freeze_writes(self: &Arc<Self>) -> WriteFreeze {
+        let mut gate = self.lock_gate();
+        gate.freezes += 1;
+        while gate.writing > 0 {
+            gate = self
+                .gate_changed
+                .wait(gate)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        WriteFreeze {
+            volume: self.clone(),
+        }
+    }
+
+    /// Waits while the volume is frozen, then counts a write in flight.
+    fn enter_write(&self) {
+        let mut gate = self.lock_gate();
+        while gate.freezes > 0 {
+            gate = self
+                .gate_changed
+                .wait(gate)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        gate.writing += 1;
+    }
+
+    fn leave_write(&self) {
+        let mut gate = self.lock_gate();
+        gate.writing -= 1;
+        let wake = gate.writing == 0 && gate.freezes > 0;
+        drop(gate);
+        if wake {
+            self.gate_changed.notify_all();
+        }
     }
 
     fn detached_error(&self) -> Error {
@@ -352,6 +424,15 @@ impl Volume {
     }
 
     fn encrypt_and_write(&self, first: u64, buf: &mut [u8]) -> Result<()> {
+        // The whole encrypt-and-write is one write for a freeze: a frozen
+        // volume's file never changes under a copy.
+        self.enter_write();
+        let result = self.encrypt_and_write_unfrozen(first, buf);
+        self.leave_write();
+        result
+    }
+
+    fn encrypt_and_write_unfrozen(&self, first: u64, buf: &mut [u8]) -> Result<()> {
         {
             let cipher = self.cipher.read().unwrap_or_else(|p| p.into_inner());
             match cipher.as_ref() {
@@ -471,6 +552,38 @@ mod tests {
                 "stripe {t} lost writes"
             );
         }
+    }
+
+    #[test]
+    fn a_frozen_volume_holds_writes_until_the_freeze_ends_and_reads_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let vol = std::sync::Arc::new(volume(dir.path(), 4 * 4096));
+        vol.write_at(0, &[1u8; 4096], false).unwrap();
+        let freeze = vol.freeze_writes();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let writer = {
+            let vol = vol.clone();
+            std::thread::spawn(move || {
+                vol.write_at(0, &[2u8; 100], false).unwrap();
+                done_tx.send(()).unwrap();
+            })
+        };
+        assert!(
+            done_rx
+                .recv_timeout(std::time::Duration::from_millis(200))
+                .is_err(),
+            "a write went through a freeze"
+        );
+        let mut buf = vec![0u8; 4096];
+        vol.read_at(0, &mut buf).unwrap();
+        assert!(buf.iter().all(|&b| b == 1), "reads go on, unchanged");
+        drop(freeze);
+        done_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the write lands once the freeze ends");
+        writer.join().unwrap();
+        vol.read_at(0, &mut buf).unwrap();
+        assert_eq!(&buf[..101], &[[2u8; 100].as_slice(), &[1]].concat()[..]);
     }
 
     #[test]

@@ -18,15 +18,15 @@ use keyward_storage::objects::{
 
 const CHILD_ENV: &str = "KEYWARD_OBJECTS_CRASH_CHILD";
 
-struct Env {
-    dir: tempfile::TempDir,
-    _server: DevServer,
-    kms: aws_sdk_kms::Client,
-    key_arn: String,
+pub(crate) struct Env {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) _server: DevServer,
+    pub(crate) kms: aws_sdk_kms::Client,
+    pub(crate) key_arn: String,
 }
 
 impl Env {
-    async fn start() -> Env {
+    pub(crate) async fn start() -> Env {
         let dir = tempfile::tempdir().unwrap();
         let server = DevServer::start(&dir.path().join("kms"));
         let kms = aws_sdk_kms::Client::new(&server.sdk_config().await);
@@ -48,11 +48,11 @@ impl Env {
         }
     }
 
-    fn root(&self) -> PathBuf {
+    pub(crate) fn root(&self) -> PathBuf {
         self.dir.path().join("objects")
     }
 
-    fn store(&self, cluster: &str, class: ObjectClass) -> EncryptedStore {
+    pub(crate) fn store(&self, cluster: &str, class: ObjectClass) -> EncryptedStore {
         store_at(
             &self.root(),
             self.kms.clone(),
@@ -75,7 +75,7 @@ fn store_at(
 }
 
 /// A tool from PATH; a missing tool fails the test.
-fn tool(name: &str) -> Command {
+pub(crate) fn tool(name: &str) -> Command {
     std::env::var_os("PATH")
         .and_then(|paths| {
             std::env::split_paths(&paths)
@@ -90,7 +90,7 @@ fn tool(name: &str) -> Command {
         })
 }
 
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
+pub(crate) fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
@@ -100,7 +100,7 @@ fn file_of(env: &Env, cluster: &str, class: &str, key: &str) -> PathBuf {
     env.root().join(cluster).join(class).join(key)
 }
 
-fn keys(entries: &[keyward_storage::objects::ObjectEntry]) -> Vec<&str> {
+pub(crate) fn keys(entries: &[keyward_storage::objects::ObjectEntry]) -> Vec<&str> {
     entries.iter().map(|e| e.key.as_str()).collect()
 }
 
@@ -412,7 +412,7 @@ async fn readers_never_see_a_half_written_object() {
 }
 
 /// Kills the child when the test ends, whatever happens.
-struct KillOnDrop(Child);
+pub(crate) struct KillOnDrop(pub(crate) Child);
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
