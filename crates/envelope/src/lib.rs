@@ -32,6 +32,7 @@ mod frame;
 pub mod header;
 pub mod keyring;
 mod keys;
+pub mod rewrap;
 mod stream;
 mod suite;
 

@@ -42,6 +42,7 @@ pub mod backup;
 pub mod error;
 pub mod nbd;
 pub mod objects;
+pub mod rewrap;
 pub mod verify;
 pub mod volume;
 

@@ -15,6 +15,7 @@ pub mod harness;
 pub mod health;
 mod policy;
 mod provision;
+mod rewrap;
 
 pub const CUSTOMER: &str = "111122223333";
 pub const PLATFORM: &str = "444455556666";
