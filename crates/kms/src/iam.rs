@@ -16,6 +16,7 @@
 //! Sessions: `AssumeRole` issues an `ASIA…` access key, a 40-character secret and an opaque random
 //! session token; SigV4 must present the token ([`AccessKey::session_token`]) and the key expires
 //! on the KMS clock ([`Engine::is_expired`]), so a dev-mode test expires it by moving the clock.
+//! Deleting a role revokes its sessions at once (their key is no longer recognised).
 //! Roles and sessions are persisted in the engine's SQLite store (a session's secret wrapped by
 //! the root key), so both survive a restart.
 //!

@@ -400,7 +400,16 @@ impl IdentityConfig {
                 secret: k.secret.clone(),
             });
         }
-        self.sessions.get(access_key_id).map(|s| s.access_key())
+        // A session lives only as long as the role that issued it: deleting the role (even if
+        // it is re-created under the same name) revokes its sessions.
+        self.sessions
+            .get(access_key_id)
+            .filter(|s| {
+                self.roles
+                    .get(&s.doc.role_arn)
+                    .is_some_and(|r| r.doc.id == s.doc.role_id)
+            })
+            .map(|s| s.access_key())
     }
 
     /// Every configured access key (id and key), e.g. for `kms serve --dev` to print. STS

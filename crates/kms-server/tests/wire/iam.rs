@@ -586,7 +586,8 @@ async fn a_deleted_and_recreated_role_has_no_access_until_the_key_policy_is_save
     env.put_role_policy().await;
     let policy = key_policy(&role_arn(), true);
     let key = env.customer_key(&policy).await;
-    use_key(&env.kms_as(&env.assume().await).await, &key).await;
+    let old_session = env.kms_as(&env.assume().await).await;
+    use_key(&old_session, &key).await;
 
     // IAM refuses to delete a role that still has inline policies.
     let (code, message, status) = refusal(env.iam.delete_role().role_name(ROLE_NAME).send().await);
@@ -607,6 +608,9 @@ async fn a_deleted_and_recreated_role_has_no_access_until_the_key_policy_is_save
         .expect("DeleteRole");
     let (code, message, status) = refusal(env.iam.get_role().role_name(ROLE_NAME).send().await);
     assert_eq!((code.as_str(), status), ("NoSuchEntity", 404));
+    // Deleting the role revoked its sessions.
+    let (code, _, _) = refusal(old_session.describe_key().key_id(&key).send().await);
+    assert_eq!(code, "UnrecognizedClientException");
     assert_eq!(
         message,
         format!("The role with name {ROLE_NAME} cannot be found.")
@@ -959,5 +963,42 @@ async fn iam_bad_input_gets_iams_errors_and_changes_nothing() {
     assert_eq!(
         message,
         "Policy contains a statement with one or more invalid principals."
+    );
+}
+
+/// The control plane's way in: aws-config's refreshing `AssumeRoleProvider` over the operator's
+/// credentials, against the same endpoint.
+#[tokio::test]
+async fn aws_configs_assume_role_provider_reaches_the_key_as_the_role() {
+    let env = start().await;
+    env.create_role().await;
+    env.put_role_policy().await;
+    let key = env.customer_key(&key_policy(&role_arn(), true)).await;
+    let operator = env
+        .server
+        .sdk_config_as(OPERATOR_KEY, OPERATOR_SECRET)
+        .await;
+    let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn())
+        .session_name("keyward-operator")
+        .external_id(CLUSTER)
+        .configure(&operator)
+        .build()
+        .await;
+    let config = operator
+        .to_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+        )
+        .build();
+    let kms = aws_sdk_kms::Client::new(&config);
+    use_key(&kms, &key).await;
+    let me = aws_sdk_sts::Client::new(&config)
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("GetCallerIdentity");
+    assert_eq!(
+        me.arn(),
+        Some(format!("arn:aws:sts::{PLATFORM}:assumed-role/{ROLE_NAME}/keyward-operator").as_str())
     );
 }
