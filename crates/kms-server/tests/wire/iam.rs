@@ -473,6 +473,44 @@ async fn assume_role_refusals_change_nothing() {
         (code.as_str(), message.as_str()),
         ("AccessDenied", "Roles may not be assumed by root accounts.")
     );
+    // Malformed parameters are refused before anything is looked up.
+    let bad: [(&str, &str, &str, &str); 4] = [
+        ("arn:aws:iam::111122223333:user/keyward-operator", "s1", CLUSTER, "is invalid"),
+        (&role_arn(), "s", CLUSTER, "at 'roleSessionName' failed to satisfy constraint: Member must have length greater than or equal to 2"),
+        (&role_arn(), "bad session", CLUSTER, "at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern"),
+        (&role_arn(), "s1", "bad external id", "at 'externalId' failed to satisfy constraint: Member must satisfy regular expression pattern"),
+    ];
+    for (arn, session, external, want) in bad {
+        let (code, message, status) = refusal(
+            env.sts
+                .assume_role()
+                .role_arn(arn)
+                .role_session_name(session)
+                .external_id(external)
+                .send()
+                .await,
+        );
+        assert_eq!(
+            (code.as_str(), status),
+            ("ValidationError", 400),
+            "{message}"
+        );
+        assert!(message.contains(want), "{message}");
+    }
+    // Every refusal above is in the trail with its error, and none issued credentials.
+    let mut out = Vec::new();
+    env.server.engine().export_trail(&mut out).expect("trail");
+    let records: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r["eventName"] == "AssumeRole")
+        .collect();
+    assert_eq!(records.len(), 11);
+    assert!(records
+        .iter()
+        .all(|r| r["errorCode"].is_string() && r["responseElements"].is_null()));
+
     // The right ExternalId and a duration within the role's maximum work.
     assume(Some(CLUSTER), Some(900)).await.expect("AssumeRole");
 }
