@@ -1,15 +1,21 @@
 //! `keyward`: encryption at rest under the customer's own KMS key.
 //!
-//! One binary for every role: the embedded KMS server (`keyward kms serve`),
-//! envelope encryption of files (`keyward encrypt` / `keyward decrypt`) and
-//! encrypted block volumes (`keyward volume ...`). Each verb lives in its own
-//! module; this file only parses the command line and reports errors with a
-//! next step.
+//! One binary for every role: everything on one machine (`keyward up`: the
+//! embedded KMS, the control plane and the API), the platform's CLI of the API
+//! (`keyward cluster|doc|backup|disk ...`), the embedded KMS server alone
+//! (`keyward kms serve`), envelope encryption of files (`keyward encrypt` /
+//! `keyward decrypt`) and encrypted block volumes (`keyward volume ...`). Each
+//! verb lives in its own module; this file only parses the command line and
+//! reports errors with a next step.
 
 use clap::{Parser, Subcommand};
 
+mod api_client;
+mod cluster_cmd;
 mod crypt_cmd;
+mod data_cmd;
 mod kms_cmd;
+mod up_cmd;
 mod volume_cmd;
 
 #[derive(Parser)]
@@ -25,6 +31,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start everything on this machine: the embedded KMS, the control plane and the API.
+    Up(up_cmd::UpArgs),
+    /// Clusters (the platform's side of the guide), through the keyward API.
+    Cluster(cluster_cmd::ClusterArgs),
+    /// A cluster's documents, through the keyward API.
+    Doc(data_cmd::DocArgs),
+    /// A cluster's backups, through the keyward API.
+    Backup(data_cmd::BackupArgs),
+    /// A cluster's disks and their NBD addresses, through the keyward API.
+    Disk(data_cmd::DiskArgs),
     /// The embedded AWS-compatible KMS.
     #[command(subcommand)]
     Kms(kms_cmd::KmsCommand),
@@ -58,6 +74,11 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Up(args) => up_cmd::run(args).await,
+            Command::Cluster(args) => cluster_cmd::run(args).await,
+            Command::Doc(args) => data_cmd::doc(args).await,
+            Command::Backup(args) => data_cmd::backup(args).await,
+            Command::Disk(args) => data_cmd::disk(args).await,
             Command::Kms(command) => kms_cmd::run(command).await,
             Command::Encrypt(args) => crypt_cmd::encrypt(args).await,
             Command::Decrypt(args) => crypt_cmd::decrypt(args).await,

@@ -4,5 +4,7 @@
 mod support;
 
 mod crypt;
+mod guide;
 mod kms;
+mod up;
 mod volume;

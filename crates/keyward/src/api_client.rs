@@ -1,0 +1,203 @@
+//! The platform CLI's HTTP client of the keyward API, and where it finds the API and its token.
+//!
+//! Plain HTTP/1.1 through hyper-util's client (already in the build through the AWS SDK), so the
+//! CLI adds no HTTP stack of its own. The API URL and token come from `--api-url` / `--token`, else
+//! `KEYWARD_API_URL` / `KEYWARD_TOKEN`, else the `up.json` that `keyward up` wrote in its data
+//! directory.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use clap::Args;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+
+/// How to reach the API; flattened into every API verb.
+#[derive(Args, Clone)]
+pub struct ApiArgs {
+    /// The API's base URL, e.g. http://127.0.0.1:4600 [default: from <data-dir>/up.json]
+    #[arg(long, env = "KEYWARD_API_URL", global = true)]
+    api_url: Option<String>,
+    /// An organization's API token [default: from <data-dir>/up.json]
+    #[arg(long, env = "KEYWARD_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// The data directory of `keyward up`, whose up.json holds the defaults.
+    #[arg(long, default_value = "keyward-data", global = true)]
+    data_dir: PathBuf,
+    /// Print the API's JSON answer instead of text (for scripts).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// An error answer of the API.
+#[derive(Debug)]
+pub struct ApiFailure {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+    pub body: serde_json::Value,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.code,
+            self.status.as_u16(),
+            self.message
+        )?;
+        if let Some(checks) = self.body["error"]["report"]["checks"].as_array() {
+            for check in checks {
+                write!(f, "\n  {}", crate::cluster_cmd::check_line(check))?;
+            }
+        }
+        if self.code == "unauthenticated" {
+            write!(
+                f,
+                "\nPass --token (or KEYWARD_TOKEN) with an organization's token; `keyward up` prints one and keeps it in <data-dir>/up.json."
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ApiFailure {}
+
+pub struct ApiClient {
+    base: String,
+    token: Option<String>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl ApiClient {
+    pub fn from_args(args: &ApiArgs) -> anyhow::Result<ApiClient> {
+        let up = || -> anyhow::Result<serde_json::Value> {
+            let path = args.data_dir.join("up.json");
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "no API given and {} cannot be read: start `keyward up`, or pass --api-url and --token (or set KEYWARD_API_URL and KEYWARD_TOKEN)",
+                    path.display()
+                )
+            })?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not valid JSON", path.display()))
+        };
+        let mut up_json = None;
+        let base = match &args.api_url {
+            Some(url) => url.clone(),
+            None => {
+                let v = up_json.insert(up()?);
+                v["api_url"]
+                    .as_str()
+                    .context("up.json has no api_url")?
+                    .to_owned()
+            }
+        };
+        let token = match &args.token {
+            Some(token) => Some(token.clone()),
+            None => {
+                if up_json.is_none() {
+                    up_json = up().ok();
+                }
+                up_json
+                    .as_ref()
+                    .and_then(|v| v["token"].as_str())
+                    .map(str::to_owned)
+            }
+        };
+        if !base.starts_with("http://") {
+            bail!(
+                "--api-url {base:?} must be an http:// URL (the API serves plain HTTP on loopback)"
+            );
+        }
+        Ok(ApiClient {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        })
+    }
+
+    /// Sends one request; answers the status and body of a success, or an [`ApiFailure`].
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&'static str, Bytes)>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let url = format!("{}{path}", self.base);
+        let mut request = Request::builder().method(method.clone()).uri(&url);
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let payload = match body {
+            Some((content_type, bytes)) => {
+                request = request.header("content-type", content_type);
+                bytes
+            }
+            None => Bytes::new(),
+        };
+        let request = request
+            .body(Full::new(payload))
+            .with_context(|| format!("{url} is not a valid URL"))?;
+        let response = self.client.request(request).await.with_context(|| {
+            format!(
+                "cannot reach the keyward API at {} (is `keyward up` running?)",
+                self.base
+            )
+        })?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .with_context(|| format!("the answer of {method} {path} broke off"))?
+            .to_bytes();
+        if status.is_success() {
+            return Ok((status, bytes));
+        }
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        Err(ApiFailure {
+            status,
+            code: body["error"]["code"]
+                .as_str()
+                .unwrap_or("unknown")
+                .to_owned(),
+            message: body["error"]["message"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
+            body,
+        }
+        .into())
+    }
+
+    /// A JSON request (or none) and its JSON answer (`null` for 204).
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let body = body.map(|v| ("application/json", Bytes::from(v.to_string())));
+        let (status, bytes) = self.send(method, path, body).await?;
+        if status == StatusCode::NO_CONTENT || bytes.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&bytes).context("the API answered something that is not JSON")
+    }
+}
+
+/// A path segment (or a document name, whose `/` are kept) made safe for a URL.
+pub fn encode_path(text: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
+    percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
+}

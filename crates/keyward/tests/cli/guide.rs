@@ -1,0 +1,355 @@
+//! The guide, end to end: `keyward up` as a child, the **aws CLI as the customer** and the
+//! **keyward CLI as the platform**. Create an external cluster and read its role ARN; create a key
+//! whose policy has the generated statements; associate it; the four storage classes are
+//! provisioned and verified under it; a document round-trips and a disk serves data over NBD; then
+//! the failure scenarios — disabled key, revoked Decrypt, deletion — each seen by the
+//! periodic probe within two probe intervals, with the data paths refusing while the key is out
+//! and serving again when it is back.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::{require_tool, run_with_deadline};
+use crate::up::{Up, DEADLINE};
+
+/// Short, so the test is quick; every failure must be seen within two of these.
+const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+const PROBE_INTERVAL_FLAG: &str = "2s";
+/// Two probe intervals, plus what one `keyward cluster show` costs to notice it.
+const WITHIN: Duration = Duration::from_millis(2 * PROBE_INTERVAL.as_millis() as u64 + 1500);
+
+struct Guide {
+    up: Up,
+    cluster: String,
+    dir: tempfile::TempDir,
+}
+
+impl Guide {
+    fn show(&self) -> Value {
+        self.up.keyward_json(&["cluster", "show", &self.cluster])
+    }
+
+    /// Polls the cluster until `done` holds, or panics after `limit` with the last state seen.
+    /// Answers how long it took.
+    fn wait_for(&self, what: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Duration {
+        let started = Instant::now();
+        loop {
+            let cluster = self.show();
+            if done(&cluster) {
+                return started.elapsed();
+            }
+            if started.elapsed() > limit {
+                panic!("{what}: not within {limit:?}; the cluster is {cluster:#}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_health(&self, status: &str, reason: Option<&str>, limit: Duration) -> Duration {
+        let took = self.wait_for(&format!("health {status} ({reason:?})"), limit, |c| {
+            c["health"]["status"] == status && reason.is_none_or(|r| c["health"]["reason"] == r)
+        });
+        eprintln!("guide: health {status} {reason:?} seen after {took:?}");
+        took
+    }
+
+    fn put_policy(&self, key_arn: &str, policy: &Value) {
+        let path = self.dir.path().join("policy.json");
+        std::fs::write(&path, policy.to_string()).unwrap();
+        self.up.aws(&[
+            "kms",
+            "put-key-policy",
+            "--key-id",
+            key_arn,
+            "--policy-name",
+            "default",
+            "--policy",
+            &format!("file://{}", path.display()),
+        ]);
+    }
+
+    /// A symmetric key of the customer whose policy is `policy`.
+    fn create_key(&self, policy: &Value, description: &str) -> String {
+        let path = self.dir.path().join("new-key-policy.json");
+        std::fs::write(&path, policy.to_string()).unwrap();
+        let key = self.up.aws(&[
+            "kms",
+            "create-key",
+            "--description",
+            description,
+            "--policy",
+            &format!("file://{}", path.display()),
+        ]);
+        key["KeyMetadata"]["Arn"].as_str().unwrap().to_owned()
+    }
+
+    fn document_round_trip(&self, name: &str, body: &[u8]) {
+        let input = self.dir.path().join("doc.in");
+        let output = self.dir.path().join("doc.out");
+        std::fs::write(&input, body).unwrap();
+        let info = self.up.keyward_json(&[
+            "doc",
+            "put",
+            &self.cluster,
+            name,
+            "--file",
+            input.to_str().unwrap(),
+        ]);
+        assert_eq!(info["name"], name);
+        let (ok, _, err) = self.up.keyward(&[
+            "doc",
+            "get",
+            &self.cluster,
+            name,
+            "-o",
+            output.to_str().unwrap(),
+        ]);
+        assert!(ok, "doc get: {err}");
+        assert_eq!(
+            std::fs::read(&output).unwrap(),
+            body,
+            "the document round-trips"
+        );
+    }
+
+    /// Recovery is complete when the data paths serve again: polls `keyward doc get` until it
+    /// works (the health may turn healthy a moment before the data is unlocked).
+    fn wait_serving(&self, name: &str) {
+        let started = Instant::now();
+        loop {
+            let (ok, _, err) = self.up.keyward(&["doc", "get", &self.cluster, name]);
+            if ok {
+                eprintln!("guide: documents serve again after {:?}", started.elapsed());
+                return;
+            }
+            assert!(
+                started.elapsed() < WITHIN,
+                "documents still refused {WITHIN:?} after the key recovered: {err}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `keyward doc get` must fail with this error code.
+    fn document_refused(&self, name: &str, code: &str) {
+        let (ok, _, err) = self.up.keyward(&["doc", "get", &self.cluster, name]);
+        assert!(!ok, "doc get must be refused ({code})");
+        assert!(err.contains(code), "expected {code}: {err}");
+    }
+
+    fn disks(&self) -> Vec<Value> {
+        let answer = self.up.keyward_json(&["disk", "list", &self.cluster]);
+        answer["disks"].as_array().unwrap().clone()
+    }
+
+    /// qemu-io against an NBD URI: (ok, output).
+    fn qemu_io(&self, uri: &str, commands: &[&str]) -> (bool, String) {
+        let mut command = Command::new(require_tool("qemu-io"));
+        command.args(["-f", "raw", uri]);
+        for c in commands {
+            command.args(["-c", c]);
+        }
+        let (status, out, err) = run_with_deadline(&mut command, DEADLINE);
+        let all = format!("{out}{err}");
+        // qemu-io reports a failed command on stdout with exit status 0: look at the text too.
+        let ok = status.success() && !all.contains("error") && !all.contains("Failed");
+        (ok, all)
+    }
+}
+
+#[test]
+fn the_guide_end_to_end_with_the_aws_cli_as_the_customer_and_keyward_as_the_platform() {
+    require_tool("aws");
+    require_tool("qemu-io");
+    require_tool("nbdinfo");
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&dir.path().join("keyward-data"), &up_flags());
+    let customer = up.info["customer"]["account_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Step 1: a cluster with external encryption; its role ARN.
+    let cluster = up.keyward_json(&["cluster", "create", "guide", "--encryption", "external"]);
+    let id = cluster["id"].as_str().unwrap().to_owned();
+    let role_arn = cluster["role_arn"].as_str().unwrap().to_owned();
+    assert_eq!(
+        role_arn,
+        format!("arn:aws:iam::111122223333:role/keyward/keyward-cluster-{id}")
+    );
+    assert_eq!(cluster["state"], "awaiting-key");
+    let guide = Guide {
+        up,
+        cluster: id.clone(),
+        dir,
+    };
+
+    // Step 2: the customer creates a symmetric key whose policy has the generated statements
+    // (and the account root's administrator statement).
+    let policy =
+        guide
+            .up
+            .keyward_json(&["cluster", "key-policy", &id, "--full-policy-for", &customer]);
+    let statements = policy["Statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 3, "{policy:#}");
+    for statement in &statements[1..] {
+        assert_eq!(statement["Principal"]["AWS"], role_arn.as_str());
+    }
+    let key1 = guide.create_key(&policy, "guide key 1");
+
+    // Step 3: associate; the operator provisions the four storage classes under it.
+    let association = guide.up.keyward_json(&["cluster", "associate", &id, &key1]);
+    assert_eq!(association["applied"], true, "{association:#}");
+    guide.wait_for("the cluster is ready", Duration::from_secs(60), |c| {
+        c["state"] == "ready" && c["key_arn"] == key1.as_str()
+    });
+
+    // Step 4: verify — every class encrypted under the key.
+    guide.document_round_trip("reports/q1.txt", b"quarterly numbers, encrypted at rest");
+    let verification = guide.up.keyward_json(&["cluster", "verify", &id]);
+    assert_eq!(verification["all_encrypted"], true, "{verification:#}");
+    assert_eq!(verification["key_arn"], key1.as_str());
+    let classes: Vec<&str> = verification["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["class"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        classes,
+        ["documents", "backups", "engine-disk", "search-disk"]
+    );
+    for class in verification["classes"].as_array().unwrap() {
+        assert_eq!(class["encrypted"], true, "{class:#}");
+        assert_eq!(class["key_arn"], key1.as_str(), "{class:#}");
+        assert!(class["count"].as_u64().unwrap() >= 1, "{class:#}");
+        assert_eq!(class["offenders"], json!([]), "{class:#}");
+    }
+
+    // A disk serves data over NBD.
+    let disks = guide.disks();
+    assert_eq!(
+        disks.len(),
+        6,
+        "three engine and three search disks: {disks:#?}"
+    );
+    let uri = disks[0]["nbd_uri"]
+        .as_str()
+        .expect("an attached disk")
+        .to_owned();
+    let mut nbdinfo = Command::new(require_tool("nbdinfo"));
+    nbdinfo.arg(&uri);
+    let (status, out, err) = run_with_deadline(&mut nbdinfo, DEADLINE);
+    assert!(status.success(), "nbdinfo {uri}: {err}");
+    assert!(
+        out.contains("4194304"),
+        "nbdinfo shows the 4 MiB disk: {out}"
+    );
+    let (ok, out) = guide.qemu_io(
+        &uri,
+        &["write -P 0x5a 4096 65536", "read -P 0x5a 4096 65536"],
+    );
+    assert!(ok, "qemu-io over {uri}: {out}");
+
+    // The key is disabled: within two probe intervals the cluster is key-inaccessible, and
+    // documents and disks refuse.
+    guide.up.aws(&["kms", "disable-key", "--key-id", &key1]);
+    let took = guide.wait_health("key-inaccessible", Some("disabled"), WITHIN);
+    assert!(took <= WITHIN);
+    let shown = guide.show();
+    assert!(
+        shown["health"]["message"].as_str().unwrap().contains(&key1),
+        "the message names the key: {shown:#}"
+    );
+    guide.document_refused("reports/q1.txt", "key_inaccessible (423)");
+    let (ok, out) = guide.qemu_io(&uri, &["read -P 0x5a 4096 65536"]);
+    assert!(!ok, "the disk must refuse while the key is disabled: {out}");
+
+    // Enabled again: recovered by itself, the same data served.
+    guide.up.aws(&["kms", "enable-key", "--key-id", &key1]);
+    guide.wait_health("healthy", None, WITHIN);
+    guide.wait_serving("reports/q1.txt");
+    guide.document_round_trip("reports/q1.txt", b"quarterly numbers, encrypted at rest");
+    let uri = wait_attached(&guide, 0);
+    let (ok, out) = guide.qemu_io(&uri, &["read -P 0x5a 4096 65536"]);
+    assert!(ok, "the disk serves its data again: {out}");
+
+    // Decrypt removed from the key policy: key-inaccessible, access denied. Restored: healthy.
+    let mut no_decrypt = policy.clone();
+    for statement in no_decrypt["Statement"].as_array_mut().unwrap() {
+        if let Some(actions) = statement["Action"].as_array_mut() {
+            actions.retain(|a| a != "kms:Decrypt");
+        }
+    }
+    assert_ne!(no_decrypt, policy, "the basic statement lists kms:Decrypt");
+    guide.put_policy(&key1, &no_decrypt);
+    guide.wait_health("key-inaccessible", Some("access-denied"), WITHIN);
+    guide.document_refused("reports/q1.txt", "key_inaccessible (423)");
+    guide.put_policy(&key1, &policy);
+    guide.wait_health("healthy", None, WITHIN);
+    guide.wait_serving("reports/q1.txt");
+    guide.document_round_trip("reports/q1.txt", b"quarterly numbers, encrypted at rest");
+
+    let current = key1;
+
+    // The current key scheduled for deletion: inaccessible at once; deleted when the window
+    // passes (the KMS's test clock moves 8 days on).
+    guide.up.aws(&[
+        "kms",
+        "schedule-key-deletion",
+        "--key-id",
+        &current,
+        "--pending-window-in-days",
+        "7",
+    ]);
+    guide.wait_health("key-inaccessible", Some("pending-deletion"), WITHIN);
+    guide.document_refused("reports/q1.txt", "key_inaccessible (423)");
+    advance_kms_clock(guide.up.kms_endpoint(), 8 * 24 * 3600);
+    // The jump of the KMS's clock also expires the role sessions the control plane holds, whose
+    // SDK credential cache goes by the wall clock and keeps presenting them (ExpiredToken, seen
+    // as access denied). A restart of the platform assumes the roles afresh; a restart must also
+    // keep the cluster's state, so this is worth checking in itself.
+    let data_dir = guide.up.data_dir.clone();
+    let mut guide = guide;
+    guide.up.kill();
+    guide.up = Up::start(&data_dir, &up_flags());
+    guide.wait_health("key-deleted", None, WITHIN);
+    guide.document_refused("reports/q1.txt", "key_deleted (410)");
+}
+
+/// `keyward up`'s flags: [`PROBE_INTERVAL`], and small disks.
+fn up_flags() -> [&'static str; 4] {
+    ["--probe-interval", PROBE_INTERVAL_FLAG, "--disk-size", "4M"]
+}
+
+/// The NBD URI of disk `index` once it is attached again.
+fn wait_attached(guide: &Guide, index: usize) -> String {
+    let started = Instant::now();
+    loop {
+        if let Some(uri) = guide.disks()[index]["nbd_uri"].as_str() {
+            return uri.to_owned();
+        }
+        assert!(
+            started.elapsed() < WITHIN,
+            "disk {index} not re-attached within {WITHIN:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `POST <kms>/_keyward/clock`: the dev KMS's test clock.
+fn advance_kms_clock(endpoint: &str, seconds: u64) {
+    let python = require_tool("python3");
+    let script = format!(
+        "import urllib.request; r = urllib.request.urlopen(urllib.request.Request('{endpoint}/_keyward/clock', data=b'{{\"advance_seconds\": {seconds}}}', method='POST')); print(r.status)"
+    );
+    let mut command = Command::new(python);
+    command.args(["-c", &script]);
+    let (status, out, err) = run_with_deadline(&mut command, DEADLINE);
+    assert!(
+        status.success() && out.trim() == "200",
+        "advance the KMS clock: {out}{err}"
+    );
+}

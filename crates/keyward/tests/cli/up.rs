@@ -1,0 +1,247 @@
+//! `keyward up`: everything on one machine from a fresh data directory, what it prints and keeps
+//! in up.json, and that a restart keeps the same credentials, tokens and clusters. Also the
+//! helpers the guide test drives it with.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{keyward, require_tool, run_with_deadline};
+
+pub const DEADLINE: Duration = Duration::from_secs(120);
+
+/// A `keyward up` child on OS-chosen loopback ports. Killed (SIGKILL) on drop.
+pub struct Up {
+    child: Child,
+    pub data_dir: PathBuf,
+    /// The parsed up.json.
+    pub info: Value,
+    pub banner: String,
+}
+
+impl Up {
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Up {
+        let mut child = keyward()
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--kms-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(extra)
+            .env("KEYWARD_LOG", "warn")
+            .env_remove("KEYWARD_API_URL")
+            .env_remove("KEYWARD_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn keyward up");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        // Read the banner on a thread so a child that never prints cannot hang the test.
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut banner = String::new();
+            for line in lines.by_ref() {
+                let Ok(line) = line else { break };
+                banner.push_str(&line);
+                banner.push('\n');
+                if line.contains("keyward cluster verify") {
+                    let _ = sender.send(banner.clone());
+                    break;
+                }
+            }
+            for _ in lines {}
+        });
+        let banner = match receiver.recv_timeout(DEADLINE) {
+            Ok(banner) => banner,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("keyward up printed no banner within {DEADLINE:?}");
+            }
+        };
+        let info: Value =
+            serde_json::from_str(&std::fs::read_to_string(data_dir.join("up.json")).unwrap())
+                .unwrap();
+        Up {
+            child,
+            data_dir: data_dir.to_path_buf(),
+            info,
+            banner,
+        }
+    }
+
+    pub fn kms_endpoint(&self) -> &str {
+        self.info["kms_endpoint"].as_str().unwrap()
+    }
+
+    /// `keyward <args>` as the platform (API URL and token from up.json): (ok, stdout, stderr).
+    pub fn keyward(&self, args: &[&str]) -> (bool, String, String) {
+        let mut command = keyward();
+        command
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env_remove("KEYWARD_API_URL")
+            .env_remove("KEYWARD_TOKEN")
+            .env("KEYWARD_LOG", "warn");
+        let (status, out, err) = run_with_deadline(&mut command, DEADLINE);
+        (status.success(), out, err)
+    }
+
+    /// `keyward <args> --json` that must succeed, parsed.
+    pub fn keyward_json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let (ok, out, err) = self.keyward(&all);
+        assert!(ok, "keyward {args:?} failed: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("keyward {args:?}: {e}: {out}"))
+    }
+
+    /// The aws CLI as the customer (the admin user of the customer's account).
+    pub fn aws_command(&self) -> Command {
+        let c = &self.info["customer"];
+        let mut command = Command::new(require_tool("aws"));
+        command
+            .env("AWS_ACCESS_KEY_ID", c["access_key_id"].as_str().unwrap())
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                c["secret_access_key"].as_str().unwrap(),
+            )
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", self.kms_endpoint())
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .args(["--output", "json"]);
+        command
+    }
+
+    /// `aws <args>` as the customer that must succeed, parsed (`null` when it prints nothing).
+    pub fn aws(&self, args: &[&str]) -> Value {
+        let mut command = self.aws_command();
+        command.args(args);
+        let (status, out, err) = run_with_deadline(&mut command, DEADLINE);
+        assert!(status.success(), "aws {args:?}: {err}");
+        if out.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&out).unwrap()
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+fn up_on_a_fresh_directory_prints_and_keeps_what_a_newcomer_needs_and_restarts_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("keyward-data");
+    let mut up = Up::start(&data, &[]);
+    let info = up.info.clone();
+
+    // Everything the banner promises, and the same in up.json.
+    for field in ["api_url", "kms_endpoint", "admin_token", "token"] {
+        let value = info[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("up.json has no {field}"));
+        assert!(
+            up.banner.contains(value),
+            "the banner does not show {field}"
+        );
+    }
+    for side in ["platform", "customer"] {
+        for field in ["access_key_id", "secret_access_key"] {
+            let value = info[side][field].as_str().unwrap();
+            assert!(
+                up.banner.contains(value),
+                "the banner does not show the {side} {field}"
+            );
+        }
+    }
+    assert_eq!(info["platform"]["account_id"], "111122223333");
+    assert_eq!(
+        info["platform"]["user_arn"],
+        "arn:aws:iam::111122223333:user/keyward-operator"
+    );
+    assert_eq!(info["customer"]["account_id"], "444455556666");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in ["up.json", "kms/identities.toml"] {
+            let mode = std::fs::metadata(data.join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{file} must be readable by its owner only");
+        }
+    }
+
+    // The platform CLI finds the API in up.json; the customer's aws CLI reaches the KMS.
+    let clusters = up.keyward_json(&["cluster", "list"]);
+    assert_eq!(clusters["clusters"].as_array().unwrap().len(), 0);
+    let cluster = up.keyward_json(&["cluster", "create", "demo"]);
+    let id = cluster["id"].as_str().unwrap().to_owned();
+    assert_eq!(cluster["state"], "awaiting-key");
+    assert_eq!(
+        cluster["role_arn"],
+        format!("arn:aws:iam::111122223333:role/keyward/keyward-cluster-{id}")
+    );
+    let key = up.aws(&["kms", "create-key", "--description", "up test"]);
+    let arn = key["KeyMetadata"]["Arn"].as_str().unwrap();
+    assert!(
+        arn.starts_with("arn:aws:kms:us-east-1:444455556666:key/"),
+        "{arn}"
+    );
+
+    // A bad token is refused with what to do.
+    let mut command = keyward();
+    command
+        .args([
+            "cluster",
+            "list",
+            "--api-url",
+            info["api_url"].as_str().unwrap(),
+        ])
+        .env("KEYWARD_TOKEN", "kw_not-a-token")
+        .arg("--data-dir")
+        .arg(&data);
+    let (status, _, err) = run_with_deadline(&mut command, DEADLINE);
+    assert!(!status.success());
+    assert!(err.contains("unauthenticated (401)"), "{err}");
+
+    // Restart: the same credentials, tokens and state.
+    up.kill();
+    let up = Up::start(&data, &[]);
+    for (a, b) in [
+        (&info["admin_token"], &up.info["admin_token"]),
+        (&info["token"], &up.info["token"]),
+        (&info["organization"], &up.info["organization"]),
+        (&info["platform"], &up.info["platform"]),
+        (&info["customer"], &up.info["customer"]),
+    ] {
+        assert_eq!(a, b);
+    }
+    let shown = up.keyward_json(&["cluster", "show", &id]);
+    assert_eq!(shown["role_arn"], cluster["role_arn"]);
+    let key_again = up.aws(&["kms", "describe-key", "--key-id", arn]);
+    assert_eq!(key_again["KeyMetadata"]["Arn"], arn);
+}
