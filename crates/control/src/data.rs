@@ -100,6 +100,7 @@ impl ControlPlane {
     ) -> Result<DocumentInfo> {
         check_document_name(name)?;
         let (_, runtime) = self.serving(org, cluster_id).await?;
+        let _writing = runtime.rewrap_lock.read().await;
         let store = runtime.documents();
         match store.put_bytes(name, &body).await {
             Ok(size) => Ok(DocumentInfo {
@@ -160,6 +161,7 @@ impl ControlPlane {
     pub async fn delete_document(&self, org: &OrgId, cluster_id: &str, name: &str) -> Result<()> {
         check_document_name(name)?;
         let (_, runtime) = self.serving(org, cluster_id).await?;
+        let _writing = runtime.rewrap_lock.read().await;
         let store = runtime.documents();
         // Deleting a missing document is not an error, as on S3.
         match store.delete(name).await {

@@ -33,6 +33,7 @@ mod operator;
 mod org;
 mod plane;
 mod policy;
+mod rekey;
 mod roles;
 
 pub use association::{

@@ -131,6 +131,9 @@ pub(crate) struct ClusterRuntime {
     pub(crate) health: RwLock<KeyHealth>,
     /// Serializes health transitions (detach / re-attach) of this cluster.
     pub(crate) transition: Mutex<()>,
+    /// Taken shared by document writes and exclusively by the re-wrap of one object, so a
+    /// re-wrap never publishes an older version over a newer one.
+    pub(crate) rewrap_lock: tokio::sync::RwLock<()>,
 }
 
 impl ClusterRuntime {
@@ -184,6 +187,28 @@ impl ClusterRuntime {
             store(ObjectClass::Documents)?,
             store(ObjectClass::Backups)?,
         ))
+    }
+
+    /// New data keys from `write_key_arn`; objects under it (or `old_key_arn`) open.
+    pub(crate) fn use_keys(
+        &self,
+        objects_dir: &std::path::Path,
+        write_key_arn: &str,
+        old_key_arn: Option<&str>,
+    ) -> Result<()> {
+        let (esdk, documents, backups) = ClusterRuntime::build_clients(
+            &self.kms,
+            &self.cache,
+            objects_dir,
+            &self.id,
+            write_key_arn,
+            old_key_arn,
+        )?;
+        *self.esdk.write().unwrap() = esdk;
+        *self.documents.write().unwrap() = documents;
+        *self.backups.write().unwrap() = backups;
+        *self.write_key_arn.write().unwrap() = write_key_arn.to_owned();
+        Ok(())
     }
 
     pub(crate) fn esdk(&self) -> Arc<Esdk<KmsKeyring>> {
@@ -397,7 +422,9 @@ async fn reconcile(plane: &ControlPlane, cluster_id: &str) -> Result<()> {
         }
         ClusterState::Provisioning | ClusterState::Ready | ClusterState::Rewrapping => {
             let runtime = provision(plane, &cluster).await?;
-            let _ = runtime;
+            if cluster.state == ClusterState::Rewrapping {
+                crate::rekey::run(plane, &cluster, &runtime).await?;
+            }
             Ok(())
         }
     }
@@ -448,6 +475,7 @@ async fn runtime_for(plane: &ControlPlane, cluster: &Cluster) -> Result<Arc<Clus
         gate: RwLock::new(gate_of(&cluster.health)),
         health: RwLock::new(cluster.health.clone()),
         transition: Mutex::new(()),
+        rewrap_lock: tokio::sync::RwLock::new(()),
     });
     let runtime = plane
         .inner
@@ -608,6 +636,14 @@ async fn provision(plane: &ControlPlane, cluster: &Cluster) -> Result<Arc<Cluste
             .map_err(|e| storage_error(&runtime, e))?;
             set_resource_ready(plane, &cluster.id, class, name, &key_arn).await?;
         }
+        // A header replacement a crash interrupted (key change) is finished or discarded first.
+        let journal = path.clone();
+        tokio::task::spawn_blocking(move || {
+            keyward_storage::rewrap::recover_volume_rewrap(&journal)
+        })
+        .await
+        .map_err(Error::internal)?
+        .map_err(Error::internal)?;
         // A grant of a previous run (the process stopped without detaching) is retired first.
         if let Some(grant_id) = old_grant {
             if let Err(error) = runtime
@@ -650,31 +686,7 @@ async fn provision(plane: &ControlPlane, cluster: &Cluster) -> Result<Arc<Cluste
 
     // 3. The NBD export.
     if runtime.nbd_port().is_none() {
-        let exports: Vec<(String, Arc<keyward_storage::Volume>)> = disks
-            .iter()
-            .filter_map(|d| {
-                d.attachment
-                    .as_ref()
-                    .map(|a| (d.id.clone(), a.volume().clone()))
-            })
-            .collect();
-        let listener = tokio::net::TcpListener::bind((config.nbd_host, 0))
-            .await
-            .map_err(|e| {
-                Error::Internal(format!("cannot listen for NBD on {}: {e}", config.nbd_host))
-            })?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| Error::Internal(format!("NBD listener: {e}")))?
-            .port();
-        let server = NbdServer::new(exports);
-        let id = cluster.id.clone();
-        let task = tokio::spawn(async move {
-            if let Err(error) = server.serve_tcp(listener).await {
-                tracing::warn!(cluster = %id, %error, "NBD server stopped");
-            }
-        });
-        *runtime.nbd.lock().unwrap() = Some((port, task));
+        serve_nbd(plane, &runtime, &disks, 0).await?;
     }
     drop(disks);
 
@@ -742,6 +754,87 @@ fn storage_error(runtime: &ClusterRuntime, error: keyward_storage::Error) -> Err
         )),
         other => Error::internal(other),
     }
+}
+
+/// Starts the cluster's NBD server over its attached disks on `port` (0: any free port).
+async fn serve_nbd(
+    plane: &ControlPlane,
+    runtime: &ClusterRuntime,
+    disks: &[Disk],
+    port: u16,
+) -> Result<()> {
+    let host = plane.inner.config.nbd_host;
+    let exports: Vec<(String, Arc<keyward_storage::Volume>)> = disks
+        .iter()
+        .filter_map(|d| {
+            d.attachment
+                .as_ref()
+                .map(|a| (d.id.clone(), a.volume().clone()))
+        })
+        .collect();
+    let listener = match tokio::net::TcpListener::bind((host, port)).await {
+        Ok(listener) => Ok(listener),
+        // The old port is taken meanwhile: any port (the disks list shows the new one).
+        Err(_) if port != 0 => tokio::net::TcpListener::bind((host, 0)).await,
+        Err(e) => Err(e),
+    }
+    .map_err(|e| Error::Internal(format!("cannot listen for NBD on {host}: {e}")))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(format!("NBD listener: {e}")))?
+        .port();
+    let server = NbdServer::new(exports);
+    let id = runtime.id.clone();
+    let task = tokio::spawn(async move {
+        if let Err(error) = server.serve_tcp(listener).await {
+            tracing::warn!(cluster = %id, %error, "NBD server stopped");
+        }
+    });
+    if let Some((_, old)) = runtime.nbd.lock().unwrap().replace((port, task)) {
+        old.abort();
+    }
+    Ok(())
+}
+
+/// Attaches every disk again (after its header was re-wrapped under a new key): the old
+/// attachments are detached and their grants retired, new ones made through grants on the key
+/// the headers now name, and the export restarted on the same port.
+pub(crate) async fn reattach_disks(
+    plane: &ControlPlane,
+    cluster: &Cluster,
+    runtime: &Arc<ClusterRuntime>,
+) -> Result<()> {
+    let port = runtime.nbd_port().unwrap_or(0);
+    runtime.stop_nbd();
+    let kms = AwsKms::new(runtime.kms.clone());
+    let mut disks = runtime.disks.lock().await;
+    for disk in disks.iter_mut() {
+        if let Some(old) = disk.attachment.take() {
+            if let Err(error) = old.detach(&kms).await {
+                tracing::debug!(disk = %disk.id, %error, "old attach grant not retired");
+            }
+        }
+        let attachment = attach_volume(&kms, &kms, &disk.path, &runtime.role_arn)
+            .await
+            .map_err(|e| storage_error(runtime, e))?;
+        plane
+            .inner
+            .db
+            .execute(
+                "UPDATE cluster_resources SET grant_id = $1 WHERE cluster_id = $2 AND disk_id = $3",
+                &[
+                    attachment.grant_id().into(),
+                    cluster.id.clone().into(),
+                    disk.id.clone().into(),
+                ],
+            )
+            .await?;
+        if !matches!(&*runtime.gate.read().unwrap(), Gate::Open) {
+            attachment.volume().detach();
+        }
+        disk.attachment = Some(attachment);
+    }
+    serve_nbd(plane, runtime, &disks, port).await
 }
 
 /// Applies a probe's result to a cluster: locks or unlocks its data, and records a change.

@@ -500,25 +500,11 @@ impl ControlPlane {
         key_arn: &str,
         internal: bool,
     ) -> Result<Association> {
-        let lock = self.cluster_lock(&cluster.id);
-        let _held = lock.lock().await;
         let id = &cluster.id;
-        // Read again under the lock: the state may have moved on.
-        let Some((_, cluster)) = self.cluster_by_id(id).await? else {
-            return Err(Error::not_found(format!("cluster {id}")));
-        };
-        match cluster.state {
-            ClusterState::Deleting => {
-                return Err(Error::Conflict(format!("cluster {id} is being deleted")))
-            }
-            ClusterState::Rewrapping => {
-                return Err(Error::Conflict(format!(
-                    "cluster {id} is changing its key already; wait until the re-wrap is done"
-                )))
-            }
-            _ => {}
-        }
-        let kms = self.cluster_kms(&cluster).await;
+        check_may_associate(cluster)?;
+        // Validation runs without the cluster's lock: the operator may hold it for a long
+        // provisioning or re-wrap, and a refusal must not wait for that.
+        let kms = self.cluster_kms(cluster).await;
         let report = validate_key_association(&kms, key_arn, &cluster.region).await;
         if !report.may_apply() {
             return Ok(Association {
@@ -526,6 +512,13 @@ impl ControlPlane {
                 report,
             });
         }
+        let lock = self.cluster_lock(id);
+        let _held = lock.lock().await;
+        // Read again under the lock: the state may have moved on.
+        let Some((_, cluster)) = self.cluster_by_id(id).await? else {
+            return Err(Error::not_found(format!("cluster {id}")));
+        };
+        check_may_associate(&cluster)?;
         let key_arn = report.key_arn.clone();
         match &cluster.key_arn {
             None => {
@@ -704,6 +697,18 @@ impl ControlPlane {
                 }
             }
         }
+    }
+}
+
+/// A key can be associated unless the cluster is going away or changing its key already.
+fn check_may_associate(cluster: &Cluster) -> Result<()> {
+    let id = &cluster.id;
+    match cluster.state {
+        ClusterState::Deleting => Err(Error::Conflict(format!("cluster {id} is being deleted"))),
+        ClusterState::Rewrapping => Err(Error::Conflict(format!(
+            "cluster {id} is changing its key already; wait until the re-wrap is done"
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -13,6 +13,7 @@ mod clusters;
 pub mod db;
 pub mod harness;
 pub mod health;
+mod key_change;
 mod policy;
 mod provision;
 mod rewrap;

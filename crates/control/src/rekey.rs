@@ -1,0 +1,150 @@
+//! Changing a running cluster's key: every data key of every storage class re-wrapped under the
+//! new key, online, with progress.
+//!
+//! When [`crate::ControlPlane::associate_key`] applies a second key, the cluster goes to
+//! `rewrapping` with `rewrap_to` = the new key, and the operator runs [`run`]:
+//! 1. new data keys come from the new key at once, and objects under either key open (the
+//!    cluster's ESDK client is rebuilt with the new key as generator and the old one for
+//!    decryption only);
+//! 2. every object of the documents and backups stores, then every disk header, is re-wrapped
+//!    (`keyward_storage::rewrap::{rewrap_object, rewrap_volume}`: KMS `ReEncrypt` from the old key
+//!    to the new one, under two short-lived grants the role gives itself when the key policies
+//!    do not allow `ReEncrypt`, retired at the end); `rewrap_done` / `rewrap_total` record the
+//!    progress;
+//! 3. the disks are attached again through grants on the new key (their NBD export restarts on
+//!    the same port: connected clients reconnect), so nothing keeps using the old key;
+//! 4. the cluster's key becomes the new one, the client forgets the old key, the health monitor
+//!    watches the new key, and the state returns to `ready`: verification then shows no
+//!    reference to the old key, which the customer may disable without effect.
+//!
+//! A crash at any point resumes: the state is still `rewrapping`, and an item already under the
+//! new key is answered "already re-wrapped" without a KMS call. A document written meanwhile is
+//! never lost to a re-wrap of its older version: puts and deletes wait while their object is
+//! being re-wrapped.
+
+use std::sync::Arc;
+
+use keyward_envelope::rewrap::Rewrapper;
+use keyward_envelope::EncryptionContext;
+use keyward_storage::rewrap::{rewrap_object, rewrap_volume};
+
+use crate::cluster::{Cluster, ClusterState};
+use crate::error::{Error, Result};
+use crate::operator::{objects_dir, ClusterRuntime};
+use crate::plane::ControlPlane;
+
+pub(crate) async fn run(
+    plane: &ControlPlane,
+    cluster: &Cluster,
+    runtime: &Arc<ClusterRuntime>,
+) -> Result<()> {
+    let Some(progress) = &cluster.rewrap else {
+        return Ok(());
+    };
+    let (old, new) = (progress.from_key_arn.clone(), progress.to_key_arn.clone());
+    let db = &plane.inner.db;
+
+    // 1. Write under the new key, read under both.
+    if *runtime.write_key_arn.read().unwrap() != new {
+        runtime.use_keys(&objects_dir(plane), &new, Some(&old))?;
+    }
+
+    // 2. Everything there is to re-wrap.
+    let documents = runtime.documents();
+    let backups = runtime.backups();
+    let mut objects = Vec::new();
+    for store in [&documents, &backups] {
+        let listed = store.list("").await.map_err(Error::internal)?;
+        objects.extend(listed.into_iter().map(|e| (store.clone(), e.key)));
+    }
+    let volumes: Vec<std::path::PathBuf> = {
+        let disks = runtime.disks.lock().await;
+        disks.iter().map(|d| d.path.clone()).collect()
+    };
+    let total = (objects.len() + volumes.len()) as i64;
+    db.execute(
+        "UPDATE clusters SET rewrap_total = $1, rewrap_done = 0 WHERE id = $2",
+        &[total.into(), cluster.id.clone().into()],
+    )
+    .await?;
+
+    let context = EncryptionContext::from([("keyward:cluster".to_owned(), cluster.id.clone())]);
+    let rewrapper =
+        Rewrapper::new(runtime.kms.clone(), &old, &new).with_grants(&runtime.role_arn, &context);
+    let outcome = async {
+        let mut done = 0i64;
+        for (store, key) in &objects {
+            // Writers of this object wait until its new version is published.
+            let _exclusive = runtime.rewrap_lock.write().await;
+            match rewrap_object(store, key, &rewrapper).await {
+                Ok(_) => {}
+                // Deleted meanwhile: nothing left to re-wrap.
+                Err(keyward_storage::ObjectError::NotFound { .. }) => {}
+                Err(error) => {
+                    return Err(Error::Internal(format!(
+                        "re-wrapping object {key}: {error}"
+                    )))
+                }
+            }
+            done += 1;
+            record(plane, &cluster.id, done).await?;
+        }
+        for path in &volumes {
+            rewrap_volume(path, &rewrapper).await.map_err(|error| {
+                Error::Internal(format!("re-wrapping disk {}: {error}", path.display()))
+            })?;
+            done += 1;
+            record(plane, &cluster.id, done).await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(error) = rewrapper.finish().await {
+        tracing::warn!(cluster = %cluster.id, %error, "re-wrap grants not retired");
+    }
+    outcome?;
+
+    // 3. The disks attached again under the new key.
+    crate::operator::reattach_disks(plane, cluster, runtime).await?;
+
+    // 4. The new key is the cluster's.
+    db.transaction(vec![
+        (
+            "UPDATE clusters SET key_arn = $1, rewrap_to = NULL, state = $2 WHERE id = $3 AND state = $4"
+                .into(),
+            vec![
+                new.clone().into(),
+                ClusterState::Ready.as_str().into(),
+                cluster.id.clone().into(),
+                ClusterState::Rewrapping.as_str().into(),
+            ],
+        ),
+        (
+            "UPDATE cluster_resources SET key_arn = $1 WHERE cluster_id = $2".into(),
+            vec![new.clone().into(), cluster.id.clone().into()],
+        ),
+    ])
+    .await?;
+    *runtime.key_arn.write().unwrap() = new.clone();
+    runtime.use_keys(&objects_dir(plane), &new, None)?;
+    runtime.cache.drop_key(&old);
+    plane
+        .inner
+        .monitor
+        .watch(&cluster.id, &new, runtime.kms.clone(), None);
+    crate::operator::check_now(plane, runtime).await;
+    tracing::info!(cluster = %cluster.id, from = %old, to = %new, "key changed");
+    Ok(())
+}
+
+async fn record(plane: &ControlPlane, cluster_id: &str, done: i64) -> Result<()> {
+    plane
+        .inner
+        .db
+        .execute(
+            "UPDATE clusters SET rewrap_done = $1 WHERE id = $2",
+            &[done.into(), cluster_id.into()],
+        )
+        .await?;
+    Ok(())
+}
