@@ -208,6 +208,7 @@ async fn main() {
             })
             .collect(),
         documents: Some(&documents),
+        exclude_documents: Vec::new(),
         part_size: DEFAULT_PART_SIZE,
     };
     let quiet = |_: Progress| {};

@@ -3,7 +3,8 @@
 //!
 //! # Public API (what the control plane calls)
 //!
-//! - [`create_backup`]`(backups, BackupRequest { volumes, documents, part_size }, progress)`
+//! - [`create_backup`]`(backups, BackupRequest { volumes, documents, exclude_documents,
+//!   part_size }, progress)`
 //!   → the [`Manifest`] of the new, complete backup.
 //! - [`list_backups`]`(backups)` → the complete backups, oldest first ([`BackupSummary`]);
 //!   no KMS call. [`list_incomplete`] names the unfinished ones, [`delete_backup`] removes one.
@@ -164,6 +165,9 @@ pub struct BackupRequest<'a, K> {
     pub volumes: Vec<BackupVolume>,
     /// The cluster's documents store (the same cluster as the backup store), if any.
     pub documents: Option<&'a EncryptedStore<K>>,
+    /// Documents whose key starts with one of these are left out (e.g. a
+    /// store's own marker objects, which a restore target already has).
+    pub exclude_documents: Vec<String>,
     /// Plaintext bytes per part, 1..=[`MAX_PART_SIZE`]; [`DEFAULT_PART_SIZE`] is a good choice.
     pub part_size: u64,
 }
@@ -252,8 +256,18 @@ pub async fn create_backup<K: Keyring>(
     }
     let created_at_ms = now_ms();
     let backup_id = new_backup_id()?;
-    let documents = match request.documents {
-        Some(store) => store.list("").await?,
+    let documents: Vec<_> = match request.documents {
+        Some(store) => store
+            .list("")
+            .await?
+            .into_iter()
+            .filter(|entry| {
+                !request
+                    .exclude_documents
+                    .iter()
+                    .any(|prefix| entry.key.starts_with(prefix.as_str()))
+            })
+            .collect(),
         None => Vec::new(),
     };
     let total = request.volumes.iter().map(|v| v.volume.size()).sum::<u64>()

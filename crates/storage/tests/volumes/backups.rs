@@ -220,6 +220,10 @@ async fn a_backup_restores_into_new_volumes_and_documents() {
         .collect();
     let backups = cluster.store(CLUSTER, ObjectClass::Backups);
     let docs = cluster.store(CLUSTER, ObjectClass::Documents);
+    // The store's own marker stays out of the backup: the target has its own.
+    docs.put_bytes(".keyward/store", b"source marker")
+        .await
+        .unwrap();
     let seen = Mutex::new(Vec::new());
     let record = |p: Progress| seen.lock().unwrap().push(p);
     let manifest = create_backup(
@@ -227,6 +231,7 @@ async fn a_backup_restores_into_new_volumes_and_documents() {
         BackupRequest {
             volumes,
             documents: Some(&docs),
+            exclude_documents: vec![".keyward/".into()],
             part_size: 1 << 20,
         },
         &record,
@@ -257,6 +262,10 @@ async fn a_backup_restores_into_new_volumes_and_documents() {
 
     let kms = AwsKms::new(cluster.kms.clone());
     let target_docs = cluster.store(RESTORED, ObjectClass::Documents);
+    target_docs
+        .put_bytes(".keyward/store", b"target marker")
+        .await
+        .unwrap();
     let restored: Restored = restore_backup(
         &backups,
         &manifest.backup_id,
@@ -284,9 +293,13 @@ async fn a_backup_restores_into_new_volumes_and_documents() {
     }
     assert_eq!(
         keys(&target_docs.list("").await.unwrap()),
-        ["contracts/a.pdf", "notes.txt", "zero"]
+        [".keyward/store", "contracts/a.pdf", "notes.txt", "zero"]
     );
 
+    assert_eq!(
+        target_docs.get_bytes(".keyward/store").await.unwrap(),
+        b"target marker"
+    );
     // Restoring again over the same documents is refused, and makes nothing.
     let before = files_in(&cluster.volumes_dir(RESTORED));
     let again = restore_backup(
@@ -302,6 +315,57 @@ async fn a_backup_restores_into_new_volumes_and_documents() {
     delete_backup(&backups, &manifest.backup_id).await.unwrap();
     assert!(list_backups(&backups).await.unwrap().is_empty());
     assert!(backups.list("").await.unwrap().is_empty());
+}
+
+/// The same backup and restore with the backup store in an S3 bucket (the
+/// real s3s-fs server on loopback): parts go up as single PUTs and multipart
+/// uploads, the manifest last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_in_an_s3_bucket_restores() {
+    let cluster = Cluster::start().await;
+    let s3 = crate::s3::S3Server::start().await;
+    let (volumes, documents) = populate(&cluster).await;
+    let originals: Vec<Vec<u8>> = volumes.iter().map(|v| contents(&v.volume)).collect();
+    let backups = crate::s3::s3_store(
+        &s3.config(),
+        cluster.kms.clone(),
+        &cluster.key_arn,
+        CLUSTER,
+        ObjectClass::Backups,
+    );
+    let docs = cluster.store(CLUSTER, ObjectClass::Documents);
+    let manifest = create_backup(
+        &backups,
+        BackupRequest {
+            volumes,
+            documents: Some(&docs),
+            exclude_documents: Vec::new(),
+            part_size: 6 << 20, // one part: a multipart upload of two S3 parts
+        },
+        &no_progress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(manifest.parts.len(), 2);
+    let listed = list_backups(&backups).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let kms = AwsKms::new(cluster.kms.clone());
+    let target_docs = cluster.store(RESTORED, ObjectClass::Documents);
+    let restored = restore_backup(
+        &backups,
+        &manifest.backup_id,
+        cluster.target(&kms, &target_docs),
+        &no_progress,
+    )
+    .await
+    .unwrap();
+    for (new, old) in restored.volumes.iter().zip(&originals) {
+        let header = VolumeFile::open(&new.path).unwrap().header().clone();
+        assert!(contents(&open_volume(&kms, &new.path, &header).await) == *old);
+    }
+    for (key, body) in &documents {
+        assert_eq!(&target_docs.get_bytes(key).await.unwrap(), body, "{key}");
+    }
 }
 
 /// A writer rewrites the whole volume over and over, each time with one value
@@ -338,6 +402,7 @@ async fn a_volume_written_during_its_backup_is_copied_at_one_point_in_time() {
                 volume: volume.clone(),
             }],
             documents: None,
+            exclude_documents: Vec::new(),
             part_size: 1 << 20,
         },
         &no_progress,
@@ -419,6 +484,7 @@ async fn manifests_that_lie_are_refused_and_nothing_is_made() {
     let request = |volumes| BackupRequest {
         volumes,
         documents: Some(&docs),
+        exclude_documents: Vec::new(),
         part_size: 1 << 20,
     };
     let honest = create_backup(&backups, request(volumes), &no_progress)
@@ -550,6 +616,7 @@ async fn a_failed_backup_leaves_nothing_listed() {
         BackupRequest {
             volumes,
             documents: None,
+            exclude_documents: Vec::new(),
             part_size: 1 << 20,
         },
         &no_progress,
@@ -712,6 +779,7 @@ async fn crash_child() {
             volume: volume.clone(),
         }],
         documents: Some(&docs),
+        exclude_documents: Vec::new(),
         part_size: 1 << 20,
     };
     let first = create_backup(&backups, request(), &no_progress)

@@ -77,7 +77,7 @@ fn s3_config(endpoint: &str) -> S3Config {
     }
 }
 
-fn s3_store(
+pub(crate) fn s3_store(
     config: &S3Config,
     kms: aws_sdk_kms::Client,
     key_arn: &str,
