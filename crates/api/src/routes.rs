@@ -36,6 +36,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/clusters/{id}/key-policy"),
     ("PUT", "/v1/clusters/{id}/key"),
     ("GET", "/v1/clusters/{id}/verification"),
+    ("POST", "/v1/clusters/{id}/health-check"),
     ("GET", "/v1/clusters/{id}/documents"),
     ("PUT", "/v1/clusters/{id}/documents/{*name}"),
     ("GET", "/v1/clusters/{id}/documents/{*name}"),
@@ -64,6 +65,7 @@ pub fn router(plane: ControlPlane, admin: AdminToken, limits: Limits) -> Router 
         .add(Method::GET, "/v1/clusters/{id}/key-policy", key_policy)
         .add(Method::PUT, "/v1/clusters/{id}/key", associate_key)
         .add(Method::GET, "/v1/clusters/{id}/verification", verify)
+        .add(Method::POST, "/v1/clusters/{id}/health-check", health_check)
         .add(Method::GET, "/v1/clusters/{id}/documents", list_documents)
         .add(
             Method::PUT,
@@ -330,6 +332,17 @@ async fn verify(Org(org): Org, State(state): State<AppState>, Path(id): Path<Str
     Ok(json(
         StatusCode::OK,
         plane(&state).verify(&org.id, &id).await?,
+    ))
+}
+
+async fn health_check(
+    Org(org): Org,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    Ok(json(
+        StatusCode::OK,
+        plane(&state).check_health_now(&org.id, &id).await?,
     ))
 }
 

@@ -76,7 +76,7 @@ async fn another_organizations_cluster_is_not_found_on_every_route_and_left_unch
         checked,
         ROUTES.iter().filter(|(_, p)| p.contains("{id}")).count()
     );
-    assert_eq!(checked, 13);
+    assert_eq!(checked, 14);
 
     // A's cluster is as it was, and still A's alone.
     let after = api
@@ -106,4 +106,104 @@ async fn another_organizations_cluster_is_not_found_on_every_route_and_left_unch
         .call(Method::GET, "/v1/clusters", Some(&b), Body::empty())
         .await;
     assert_eq!(list_b.json, json!({"clusters": []}));
+}
+
+#[tokio::test]
+async fn another_organization_cannot_read_overwrite_list_or_delete_a_ready_clusters_documents() {
+    let api = Api::start().await;
+    let (_, a) = api.organization("org-a").await;
+    let (_, b) = api.organization("org-b").await;
+    let cluster = api.cluster(&a, "a-prod").await;
+    let id = cluster["id"].as_str().unwrap().to_owned();
+
+    // A's customer makes a key whose policy has the cluster's statements, and A associates it.
+    let statements = api
+        .call(
+            Method::GET,
+            &format!("/v1/clusters/{id}/key-policy"),
+            Some(&a),
+            Body::empty(),
+        )
+        .await
+        .json;
+    let mut policy = json!({"Version": "2012-10-17", "Statement": [{
+        "Sid": "root", "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::444455556666:root"},
+        "Action": "kms:*", "Resource": "*"
+    }]});
+    for s in statements["Statement"].as_array().unwrap() {
+        policy["Statement"].as_array_mut().unwrap().push(s.clone());
+    }
+    let kms = api.customer_kms().await;
+    let key = kms
+        .create_key()
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap();
+    let key_arn = key.key_metadata().unwrap().arn().unwrap().to_owned();
+    let answer = api
+        .call_json(
+            Method::PUT,
+            &format!("/v1/clusters/{id}/key"),
+            Some(&a),
+            json!({"key_arn": key_arn}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
+    let doc = format!("/v1/clusters/{id}/documents/ledger/2026.csv");
+    let started = std::time::Instant::now();
+    loop {
+        let put = api.call(Method::PUT, &doc, Some(&a), "a,1\nb,2\n").await;
+        if put.status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(put.json["error"]["code"], "not_ready", "{}", put.json);
+        assert!(started.elapsed().as_secs() < 60, "not ready within 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // B, with A's cluster id: every data route is not_found, whatever the document.
+    for (m, body) in [("GET", ""), ("PUT", "b was here"), ("DELETE", "")] {
+        let answer = api.call(method(m), &doc, Some(&b), body).await;
+        assert_error(&answer, 404, "not_found");
+    }
+    let answer = api
+        .call(
+            Method::GET,
+            &format!("/v1/clusters/{id}/documents?prefix="),
+            Some(&b),
+            Body::empty(),
+        )
+        .await;
+    assert_error(&answer, 404, "not_found");
+    let answer = api
+        .call(
+            Method::GET,
+            &format!("/v1/clusters/{id}/disks"),
+            Some(&b),
+            Body::empty(),
+        )
+        .await;
+    assert_error(&answer, 404, "not_found");
+
+    // A's document is intact and alone.
+    let get = api.call(Method::GET, &doc, Some(&a), Body::empty()).await;
+    assert_eq!(get.status, StatusCode::OK);
+    assert_eq!(get.bytes.as_ref(), b"a,1\nb,2\n");
+    let list = api
+        .call(
+            Method::GET,
+            &format!("/v1/clusters/{id}/documents?prefix=ledger/"),
+            Some(&a),
+            Body::empty(),
+        )
+        .await;
+    let names: Vec<&str> = list.json["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ledger/2026.csv"]);
 }

@@ -18,7 +18,9 @@ pub struct Api {
     pub router: axum::Router,
     pub plane: ControlPlane,
     pub admin_token: String,
-    _kms: keyward_kms_server::DevServer,
+    /// The customer's admin user, for aws-sdk-kms.
+    pub customer: (String, String),
+    kms: keyward_kms_server::DevServer,
     _dir: tempfile::TempDir,
 }
 
@@ -49,11 +51,16 @@ impl Api {
         .unwrap();
         let admin = AdminToken::generate().unwrap();
         let admin_token = admin.expose().to_owned();
+        let customer = (
+            identities.customer.access_key_id.clone(),
+            identities.customer.secret_access_key.as_str().to_owned(),
+        );
         Api {
             router: keyward_api::router(plane.clone(), admin, limits),
             plane,
             admin_token,
-            _kms: kms,
+            customer,
+            kms,
             _dir: dir,
         }
     }
@@ -94,6 +101,15 @@ impl Api {
         body: Value,
     ) -> Answer {
         self.call(method, path, token, body.to_string()).await
+    }
+
+    /// aws-sdk-kms as the customer's admin user.
+    pub async fn customer_kms(&self) -> aws_sdk_kms::Client {
+        let config = self
+            .kms
+            .sdk_config_as(&self.customer.0, &self.customer.1)
+            .await;
+        aws_sdk_kms::Client::new(&config)
     }
 
     /// A new organization through the admin route: (org id, token).
