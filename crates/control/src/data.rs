@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use keyward_storage::backup::{self, BackupError};
 use keyward_storage::{AwsKms, ObjectError, ScanRequest, StorageClass};
 
 use crate::cluster::{
@@ -279,35 +280,210 @@ impl ControlPlane {
         })
     }
 
-    /// Backups are not in this build yet: answered `not_ready`, naming what is missing.
+    /// Takes a backup of the cluster's disks (each frozen for writes while it is copied) and
+    /// documents into its backups store: complete when this returns, invisible if it fails.
     pub async fn create_backup(&self, org: &OrgId, cluster_id: &str) -> Result<BackupInfo> {
-        self.serving(org, cluster_id).await?;
-        Err(backups_unavailable())
+        let (_, runtime) = self.serving(org, cluster_id).await?;
+        let volumes = {
+            let disks = runtime.disks.lock().await;
+            disks
+                .iter()
+                .filter_map(|d| {
+                    d.attachment.as_ref().map(|a| backup::BackupVolume {
+                        name: d.name.clone(),
+                        class: d.class.to_owned(),
+                        volume: a.volume().clone(),
+                    })
+                })
+                .collect()
+        };
+        let documents = runtime.documents();
+        let request = backup::BackupRequest {
+            volumes,
+            documents: Some(&documents),
+            exclude_documents: vec![RESERVED_PREFIX.to_owned()],
+            part_size: backup::DEFAULT_PART_SIZE,
+        };
+        let backups = runtime.backups();
+        match backup::create_backup(&backups, request, &|_| {}).await {
+            Ok(manifest) => {
+                runtime.gate()?;
+                Ok(BackupInfo {
+                    id: manifest.backup_id,
+                    complete: true,
+                    created_at_ms: manifest.created_at_ms as i64,
+                    bytes: manifest.total_bytes,
+                })
+            }
+            Err(error) => Err(self.backup_error(&runtime, error).await),
+        }
     }
 
+    /// The cluster's backups, complete ones first then unfinished ones, each oldest first. No
+    /// KMS call: only the store's listing.
     pub async fn list_backups(&self, org: &OrgId, cluster_id: &str) -> Result<Vec<BackupInfo>> {
-        self.serving(org, cluster_id).await?;
-        Err(backups_unavailable())
+        let (_, runtime) = self.serving(org, cluster_id).await?;
+        let backups = runtime.backups();
+        let complete = match backup::list_backups(&backups).await {
+            Ok(list) => list,
+            Err(error) => return Err(self.backup_error(&runtime, error).await),
+        };
+        let incomplete = match backup::list_incomplete(&backups).await {
+            Ok(list) => list,
+            Err(error) => return Err(self.backup_error(&runtime, error).await),
+        };
+        Ok(complete
+            .into_iter()
+            .map(|b| BackupInfo {
+                id: b.backup_id,
+                complete: true,
+                created_at_ms: b.created_at_ms as i64,
+                bytes: b.stored_bytes,
+            })
+            .chain(incomplete.into_iter().map(|id| BackupInfo {
+                created_at_ms: backup::manifest::created_at_ms(&id) as i64,
+                id,
+                complete: false,
+                bytes: 0,
+            }))
+            .collect())
     }
 
+    /// Restores a backup into a new cluster of the same organization, under the same key.
+    ///
+    /// The new cluster has its own role, which the key's policy must name before the key can be
+    /// used for it:
+    /// - `internal` encryption: the platform adds the new role's statements to its key's
+    ///   policy and applies the key at once;
+    /// - `external`: the new cluster waits for its key like any new cluster (its key-policy
+    ///   statements name the new role); once the customer has added them and associated the
+    ///   key, the operator restores the backup's disks and documents before anything else.
+    ///
+    /// The source cluster must stay accessible until the restore is done: its role reads the
+    /// backup.
     pub async fn restore_backup(
         &self,
         org: &OrgId,
         cluster_id: &str,
         backup_id: &str,
     ) -> Result<Cluster> {
-        let _ = backup_id;
-        self.serving(org, cluster_id).await?;
-        Err(backups_unavailable())
+        let (source, runtime) = self.serving(org, cluster_id).await?;
+        if !backup::valid_backup_id(backup_id) {
+            return Err(Error::not_found(format!("backup {backup_id}")));
+        }
+        if let Err(error) = backup::read_manifest(&runtime.backups(), backup_id).await {
+            return Err(self.backup_error(&runtime, error).await);
+        }
+        let mut name = format!("{}-{backup_id}", source.name);
+        name.truncate(64);
+        let name = name.trim_end().to_owned();
+        let restore_from = format!("{}/{backup_id}", source.id);
+        self.create_cluster_restoring(org, &source, &name, &restore_from)
+            .await
+    }
+
+    async fn backup_error(&self, runtime: &Arc<ClusterRuntime>, error: BackupError) -> Error {
+        match error {
+            BackupError::NotFound { backup_id } => Error::not_found(format!("backup {backup_id}")),
+            BackupError::InvalidRequest(what) => Error::InvalidRequest(what),
+            BackupError::Conflict(what) => Error::Conflict(what),
+            BackupError::Incomplete { backup_id } => Error::Conflict(format!(
+                "backup {backup_id} did not finish and cannot be restored"
+            )),
+            BackupError::Object(object) => self.object_error(runtime, object).await,
+            other => {
+                if crate::health::classify_kms_error(&other).is_some() {
+                    let seen = other.to_string();
+                    self.recheck(runtime).await;
+                    match runtime.gate() {
+                        Err(locked) => locked,
+                        Ok(()) => Error::Internal(seen),
+                    }
+                } else {
+                    Error::internal(other)
+                }
+            }
+        }
     }
 }
 
-fn backups_unavailable() -> Error {
-    Error::Unavailable(
-        "backups are not available in this build: the backup format of the storage layer is not \
-         wired into the control plane yet"
-            .into(),
-    )
+/// Restores the backup named by `restore_from` (`<source cluster>/<backup id>`) into the new
+/// cluster of `runtime`: its disks become the cluster's disks (rows `ready`, so provisioning
+/// attaches them instead of making fresh ones) and its documents the cluster's documents. Runs
+/// once: `restore_from` is cleared in the same transaction that records the disks. A crash
+/// before that leaves only files of this new cluster, which are removed before trying again.
+pub(crate) async fn run_restore(
+    plane: &ControlPlane,
+    cluster: &Cluster,
+    runtime: &Arc<ClusterRuntime>,
+    restore_from: &str,
+) -> Result<()> {
+    let (source_id, backup_id) = restore_from
+        .split_once('/')
+        .ok_or_else(|| Error::internal(format!("bad restore source {restore_from:?}")))?;
+    let Some(source) = plane.inner.operator.runtime(source_id) else {
+        return Err(Error::NotReady {
+            cluster_id: source_id.to_owned(),
+            state: "not serving (the restore reads its backup)".into(),
+        });
+    };
+    source.gate()?;
+    let volumes_dir = crate::operator::volumes_dir(plane, &cluster.id);
+    let documents_dir = objects_dir(plane).join(&cluster.id).join("documents");
+    for dir in [&volumes_dir, &documents_dir] {
+        match tokio::fs::remove_dir_all(dir).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::Internal(format!(
+                    "cannot clear {}: {e}",
+                    dir.display()
+                )))
+            }
+        }
+    }
+    let documents = runtime.documents();
+    let kms = AwsKms::new(runtime.kms.clone());
+    let target = backup::RestoreTarget {
+        cluster_id: cluster.id.clone(),
+        key_id: runtime.key_arn(),
+        kms: &kms,
+        volumes_dir,
+        documents: Some(&documents),
+        documents_prefix: String::new(),
+    };
+    let restored = backup::restore_backup(&source.backups(), backup_id, target, &|_| {})
+        .await
+        .map_err(|e| Error::Internal(format!("restoring {restore_from}: {e}")))?;
+    let now = now_ms();
+    let mut statements: Vec<(String, Vec<crate::db::Value>)> = restored
+        .volumes
+        .iter()
+        .map(|v| {
+            (
+                "INSERT INTO cluster_resources (cluster_id, class, name, disk_id, state, key_arn, size_bytes, grant_id, created_at_ms) \
+                 VALUES ($1, $2, $3, $4, 'ready', $5, $6, NULL, $7) \
+                 ON CONFLICT (cluster_id, class, name) DO UPDATE SET disk_id = $4, state = 'ready', key_arn = $5, size_bytes = $6"
+                    .to_owned(),
+                vec![
+                    cluster.id.clone().into(),
+                    v.class.clone().into(),
+                    v.name.clone().into(),
+                    v.volume_id.clone().into(),
+                    v.key_arn.clone().into(),
+                    (v.size as i64).into(),
+                    now.into(),
+                ],
+            )
+        })
+        .collect();
+    statements.push((
+        "UPDATE clusters SET restore_from = NULL WHERE id = $1".to_owned(),
+        vec![cluster.id.clone().into()],
+    ));
+    plane.inner.db.transaction(statements).await?;
+    tracing::info!(cluster = %cluster.id, from = %restore_from, volumes = restored.volumes.len(), documents = restored.documents.len(), "backup restored");
+    Ok(())
 }
 
 /// The key new objects are written under (the new key during a key change).

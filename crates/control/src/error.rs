@@ -58,10 +58,6 @@ pub enum Error {
     #[error("{message}")]
     KeyDeleted { message: String },
 
-    /// The backups storage class is not available in this build.
-    #[error("{0}")]
-    Unavailable(String),
-
     /// Anything else; the message names what failed, never a secret.
     #[error("internal error: {0}")]
     Internal(String),
@@ -93,7 +89,7 @@ impl Error {
             Error::InvalidRequest(_) | Error::InvalidPolicy(_) => "invalid_request",
             Error::Conflict(_) => "conflict",
             Error::KeyNotAssociated { .. } => "key_not_associated",
-            Error::NotReady { .. } | Error::Unavailable(_) => "not_ready",
+            Error::NotReady { .. } => "not_ready",
             Error::AssociationFailed(_) => "association_failed",
             Error::KeyInaccessible { .. } => "key_inaccessible",
             Error::KeyDeleted { .. } => "key_deleted",

@@ -530,6 +530,20 @@ async fn provision(plane: &ControlPlane, cluster: &Cluster) -> Result<Arc<Cluste
     let db = &plane.inner.db;
     let config = &plane.inner.config;
 
+    // 0. A restore into this new cluster, before anything else is made.
+    let restore_from = db
+        .query_opt(
+            "SELECT restore_from FROM clusters WHERE id = $1",
+            &[cluster.id.clone().into()],
+        )
+        .await?
+        .map(|row| row.opt_text(0))
+        .transpose()?
+        .flatten();
+    if let Some(restore_from) = restore_from {
+        crate::data::run_restore(plane, cluster, &runtime, &restore_from).await?;
+    }
+
     // 1. The object stores and their markers.
     for (class, store) in [
         ("documents", runtime.documents()),

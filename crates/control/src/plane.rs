@@ -284,6 +284,38 @@ impl ControlPlane {
     /// Creates a cluster and its IAM role. With `internal` encryption the platform also creates
     /// the key (in its own account, naming the role) and applies it at once.
     pub async fn create_cluster(&self, org: &OrgId, req: NewCluster) -> Result<Cluster> {
+        self.create_cluster_from(org, req, None).await
+    }
+
+    /// A new cluster that restores `restore_from` (`<source cluster>/<backup id>`) when it is
+    /// provisioned, with the source's region and encryption (and, for internal encryption, the
+    /// source's key).
+    pub(crate) async fn create_cluster_restoring(
+        &self,
+        org: &OrgId,
+        source: &Cluster,
+        name: &str,
+        restore_from: &str,
+    ) -> Result<Cluster> {
+        let req = NewCluster {
+            name: name.to_owned(),
+            region: Some(source.region.clone()),
+            encryption: source.encryption,
+        };
+        let reuse = source
+            .key_arn
+            .clone()
+            .map(|key| (key, restore_from.to_owned()));
+        self.create_cluster_from(org, req, reuse).await
+    }
+
+    /// `restoring`: the source's key and the restore source, for a restore.
+    async fn create_cluster_from(
+        &self,
+        org: &OrgId,
+        req: NewCluster,
+        restoring: Option<(String, String)>,
+    ) -> Result<Cluster> {
         check_name("cluster", &req.name)?;
         let region = req
             .region
@@ -299,8 +331,9 @@ impl ControlPlane {
             .db
             .execute(
                 "INSERT INTO clusters (id, org_id, name, region, encryption, role_arn, key_arn, state, \
-                 health_status, health_reason, health_message, health_checked_at_ms, created_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, NULL, $9, 0, $10)",
+                 health_status, health_reason, health_message, health_checked_at_ms, created_at_ms, \
+                 restore_from) \
+                 VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, NULL, $9, 0, $10, $11)",
                 &[
                     id.clone().into(),
                     org.into(),
@@ -312,6 +345,7 @@ impl ControlPlane {
                     status_str(&HealthStatus::Unknown).into(),
                     "no KMS key is associated yet".into(),
                     now.into(),
+                    restoring.as_ref().map(|(_, from)| from.clone()).into(),
                 ],
             )
             .await;
@@ -334,7 +368,14 @@ impl ControlPlane {
                 )));
             }
             if req.encryption == Encryption::Internal {
-                let key_arn = self.create_internal_key(&id, &role_arn, &region).await?;
+                let key_arn = match &restoring {
+                    // A restore under the source's platform key: the new role joins its policy.
+                    Some((key_arn, _)) => {
+                        self.add_role_to_internal_key(key_arn, &role_arn).await?;
+                        key_arn.clone()
+                    }
+                    None => self.create_internal_key(&id, &role_arn, &region).await?,
+                };
                 let cluster = self.cluster(org, &id).await?;
                 let association = self.associate(&cluster, &key_arn, true).await?;
                 if !association.applied {
@@ -494,7 +535,7 @@ impl ControlPlane {
         self.associate(&cluster, key_arn, false).await
     }
 
-    async fn associate(
+    pub(crate) async fn associate(
         &self,
         cluster: &Cluster,
         key_arn: &str,
@@ -630,6 +671,46 @@ impl ControlPlane {
             .entry(cluster.id.clone())
             .or_insert(client)
             .clone()
+    }
+
+    /// Adds the two statements for `role_arn` to the policy of the platform's key `key_arn`.
+    async fn add_role_to_internal_key(&self, key_arn: &str, role_arn: &str) -> Result<()> {
+        let kms = aws_sdk_kms::Client::new(&self.inner.base);
+        let kms_error = |what: &str, e: &dyn std::fmt::Display| {
+            Error::Internal(format!("KMS {what} of {key_arn} failed: {e}"))
+        };
+        let current = kms
+            .get_key_policy()
+            .key_id(key_arn)
+            .policy_name("default")
+            .send()
+            .await
+            .map_err(|e| kms_error("GetKeyPolicy", &aws_sdk_kms::error::DisplayErrorContext(&e)))?;
+        let policy = current.policy().unwrap_or("{}");
+        // Keep the statements of the other clusters sharing the key: ours get their own Sids.
+        let mut merged: serde_json::Value =
+            serde_json::from_str(policy).map_err(|e| kms_error("GetKeyPolicy", &e))?;
+        let ours = crate::key_policy_statements(role_arn);
+        if let (Some(list), Some(add)) = (merged["Statement"].as_array_mut(), ours.as_array()) {
+            for statement in add {
+                let mut statement = statement.clone();
+                let sid = format!(
+                    "{} ({})",
+                    statement["Sid"].as_str().unwrap_or_default(),
+                    role_arn.rsplit('/').next().unwrap_or_default()
+                );
+                statement["Sid"] = serde_json::Value::String(sid);
+                list.push(statement);
+            }
+        }
+        kms.put_key_policy()
+            .key_id(key_arn)
+            .policy_name("default")
+            .policy(merged.to_string())
+            .send()
+            .await
+            .map_err(|e| kms_error("PutKeyPolicy", &aws_sdk_kms::error::DisplayErrorContext(&e)))?;
+        Ok(())
     }
 
     /// The internal key of a cluster: made by the operator in the platform account, with the
