@@ -17,7 +17,9 @@ use keyward_storage::backup::{
     Restored,
 };
 use keyward_storage::objects::{EncryptedStore, ObjectClass};
+use keyward_storage::verify::scan_with_object_decrypts;
 use keyward_storage::{create_volume, AwsKms, KeyService, NewVolume, Volume, VolumeFile};
+use keyward_storage::{scan, ScanRequest, StorageClass};
 
 use crate::objects::{keys, pattern, KillOnDrop};
 
@@ -288,6 +290,48 @@ async fn a_backup_restores_into_new_volumes_and_documents() {
     }
     assert_eq!(restored.volumes[0].name, "engine-0");
     assert_eq!(restored.volumes[1].class, "search-disk");
+
+    // The verification scan sees the backup's parts and manifest, and the
+    // restored disks, all under the key and bound to their cluster and class.
+    let objects = cluster.dir.path().join("objects");
+    let backup_scan = scan_with_object_decrypts(
+        &kms,
+        backups.client(),
+        &ScanRequest {
+            key_arn: cluster.key_arn.clone(),
+            cluster_id: CLUSTER.into(),
+            volumes: Vec::new(),
+            object_dirs: vec![(StorageClass::Backups, objects.join(CLUSTER).join("backups"))],
+            sampled_sectors: 1,
+            sampled_objects: 3,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(backup_scan.all_encrypted(), "{backup_scan:?}");
+    let report = backup_scan.class(StorageClass::Backups).unwrap();
+    assert_eq!(report.objects, 8, "seven parts and the manifest");
+    assert_eq!(report.objects_decrypted, 3);
+    let restored_scan = scan(
+        &kms,
+        &ScanRequest {
+            key_arn: cluster.key_arn.clone(),
+            cluster_id: RESTORED.into(),
+            volumes: vec![
+                (StorageClass::EngineDisk, restored.volumes[0].path.clone()),
+                (StorageClass::SearchDisk, restored.volumes[1].path.clone()),
+            ],
+            object_dirs: vec![(
+                StorageClass::Documents,
+                objects.join(RESTORED).join("documents"),
+            )],
+            sampled_sectors: 4,
+            sampled_objects: 0,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(restored_scan.all_encrypted(), "{restored_scan:?}");
     for (key, body) in &documents {
         assert_eq!(&target_docs.get_bytes(key).await.unwrap(), body, "{key}");
     }
