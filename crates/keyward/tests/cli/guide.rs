@@ -2,7 +2,7 @@
 //! **keyward CLI as the platform**. Create an external cluster and read its role ARN; create a key
 //! whose policy has the generated statements; associate it; the four storage classes are
 //! provisioned and verified under it; a document round-trips and a disk serves data over NBD; then
-//! the failure scenarios — disabled key, revoked Decrypt, deletion — each seen by the
+//! backups, and the failure scenarios — disabled key, revoked Decrypt, a second key, deletion — each seen by the
 //! periodic probe within two probe intervals, with the data paths refusing while the key is out
 //! and serving again when it is back.
 
@@ -253,6 +253,67 @@ fn the_guide_end_to_end_with_the_aws_cli_as_the_customer_and_keyward_as_the_plat
     );
     assert!(ok, "qemu-io over {uri}: {out}");
 
+    // A backup of the documents and disks, complete, and restored into a new cluster of the
+    // same organization and key, whose copy of the document reads back.
+    let backup = guide.up.keyward_json(&["backup", "create", &id]);
+    assert_eq!(backup["complete"], true, "{backup:#}");
+    let backup_id = backup["id"].as_str().unwrap().to_owned();
+    let backups = guide.up.keyward_json(&["backup", "list", &id]);
+    assert!(
+        backups["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["id"] == backup_id.as_str()),
+        "{backups:#}"
+    );
+    let restored = guide
+        .up
+        .keyward_json(&["backup", "restore", &id, &backup_id]);
+    let restored_id = restored["id"].as_str().unwrap().to_owned();
+    assert_ne!(restored_id, id);
+    // The new cluster has its own role: the customer lets it use the key too, and the platform
+    // associates the key, as for any new cluster; the backup is restored before anything else.
+    let restored_role = restored["role_arn"].as_str().unwrap().to_owned();
+    let mut both = policy.clone();
+    for statement in &mut both["Statement"].as_array_mut().unwrap()[1..] {
+        statement["Principal"]["AWS"] = json!([role_arn, restored_role]);
+    }
+    guide.put_policy(&key1, &both);
+    let association = guide
+        .up
+        .keyward_json(&["cluster", "associate", &restored_id, &key1]);
+    assert_eq!(association["applied"], true, "{association:#}");
+    let started = Instant::now();
+    let copy = guide.dir.path().join("restored.out");
+    loop {
+        let (ok, _, err) = guide.up.keyward(&[
+            "doc",
+            "get",
+            &restored_id,
+            "reports/q1.txt",
+            "-o",
+            copy.to_str().unwrap(),
+        ]);
+        if ok {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the restored cluster does not serve the document: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        b"quarterly numbers, encrypted at rest"
+    );
+    let (ok, _, err) = guide.up.keyward(&["cluster", "delete", &restored_id]);
+    assert!(ok, "cluster delete: {err}");
+    let (ok, _, err) = guide.up.keyward(&["cluster", "show", &restored_id]);
+    assert!(!ok && err.contains("not_found (404)"), "{err}");
+    guide.put_policy(&key1, &policy);
+
     // The key is disabled: within two probe intervals the cluster is key-inaccessible, and
     // documents and disks refuse.
     guide.up.aws(&["kms", "disable-key", "--key-id", &key1]);
@@ -292,7 +353,33 @@ fn the_guide_end_to_end_with_the_aws_cli_as_the_customer_and_keyward_as_the_plat
     guide.wait_serving("reports/q1.txt");
     guide.document_round_trip("reports/q1.txt", b"quarterly numbers, encrypted at rest");
 
-    let current = key1;
+    // A second key: every data key re-wrapped under it; the old key disabled changes nothing.
+    let key2 = guide.create_key(&policy, "guide key 2");
+    let association = guide.up.keyward_json(&["cluster", "associate", &id, &key2]);
+    assert_eq!(association["applied"], true, "{association:#}");
+    guide.wait_for(
+        "re-wrapped under the second key",
+        Duration::from_secs(60),
+        |c| c["state"] == "ready" && c["key_arn"] == key2.as_str() && c["rewrap"].is_null(),
+    );
+    let verification = guide.up.keyward_json(&["cluster", "verify", &id]);
+    assert_eq!(verification["all_encrypted"], true, "{verification:#}");
+    for class in verification["classes"].as_array().unwrap() {
+        assert_eq!(
+            class["key_arns"],
+            json!([key2]),
+            "no reference to the old key: {class:#}"
+        );
+    }
+    guide.up.aws(&["kms", "disable-key", "--key-id", &key1]);
+    std::thread::sleep(WITHIN);
+    assert_eq!(guide.show()["health"]["status"], "healthy");
+    guide.document_round_trip("reports/q1.txt", b"quarterly numbers, encrypted at rest");
+    let uri = wait_attached(&guide, 0);
+    let (ok, out) = guide.qemu_io(&uri, &["read -P 0x5a 4096 65536"]);
+    assert!(ok, "the disk's data survived the key change: {out}");
+
+    let current = key2;
 
     // The current key scheduled for deletion: inaccessible at once; deleted when the window
     // passes (the KMS's test clock moves 8 days on).
