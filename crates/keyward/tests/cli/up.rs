@@ -212,6 +212,45 @@ fn up_on_a_fresh_directory_prints_and_keeps_what_a_newcomer_needs_and_restarts_t
         "{arn}"
     );
 
+    // The key-policy statements name the cluster's role; an alias is refused with the check
+    // that failed, its cause and the fix, and nothing is applied.
+    let statements = up.keyward_json(&["cluster", "key-policy", &id]);
+    let statements = statements["Statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 2);
+    for statement in statements {
+        assert_eq!(statement["Principal"]["AWS"], cluster["role_arn"]);
+    }
+    let (ok, _, err) = up.keyward(&["cluster", "associate", &id, "alias/customer-key"]);
+    assert!(!ok);
+    assert!(err.contains("association_failed (422)"), "{err}");
+    assert!(
+        err.contains("FAIL  not-alias") && err.contains("fix:"),
+        "{err}"
+    );
+    assert_eq!(
+        up.keyward_json(&["cluster", "show", &id])["state"],
+        "awaiting-key"
+    );
+
+    // Without up.json, the API and token come from the environment.
+    let elsewhere = dir.path().join("no-up-json");
+    let mut command = keyward();
+    command
+        .args(["cluster", "list", "--json", "--data-dir"])
+        .arg(&elsewhere)
+        .env("KEYWARD_API_URL", info["api_url"].as_str().unwrap())
+        .env("KEYWARD_TOKEN", info["token"].as_str().unwrap());
+    let (status, out, err) = run_with_deadline(&mut command, DEADLINE);
+    assert!(status.success(), "{err}");
+    assert!(out.contains(&id), "{out}");
+    let mut command = keyward();
+    command
+        .args(["cluster", "list", "--data-dir"])
+        .arg(&elsewhere);
+    let (status, _, err) = run_with_deadline(&mut command, DEADLINE);
+    assert!(!status.success());
+    assert!(err.contains("start `keyward up`"), "{err}");
+
     // A bad token is refused with what to do.
     let mut command = keyward();
     command
