@@ -1,0 +1,132 @@
+//! Many clusters on one machine: `KEYWARD_BENCH_CLUSTERS` (default 1,000) external clusters,
+//! each with its own IAM role, its own customer key (policy with the guide's statements),
+//! validated association, and the operator provisioning its four storage classes (documents,
+//! backups, 3 engine disks and 3 search disks of 1 MiB, attached through grants and served over
+//! NBD) — through the real control plane on SQLite and the embedded KMS/IAM/STS in the same
+//! process. Prints the wall time, the peak resident memory (`VmHWM`, the KMS server included),
+//! the open file descriptors and disk blocks, and the cost of probing every cluster's key once.
+//!
+//! Baseline in the same run: one cluster brought to `ready` alone, before the others.
+//!
+//! `cargo bench -p keyward-control --bench clusters`
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+/// Clusters created and associated at once (the operator provisions in the background).
+const CONCURRENCY: usize = 8;
+/// On-demand probes at once when probing every cluster.
+const PROBE_CONCURRENCY: usize = 16;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n: usize = std::env::var("KEYWARD_BENCH_CLUSTERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let env = common::start().await;
+    let interval = Duration::from_secs(10);
+    let plane = env.plane("scale", interval).await;
+    let org = common::org(&plane, "bench").await;
+    let (_, rss_start) = common::memory_mib();
+
+    // Baseline: one cluster alone.
+    let t = Instant::now();
+    let (first, _) = common::associated_cluster(&env, &plane, &org, "baseline").await;
+    common::wait_ready(&plane, &org, &first.id).await;
+    let alone = t.elapsed();
+
+    let t0 = Instant::now();
+    let ids: Vec<String> = futures::stream::iter(0..n)
+        .map(|i| {
+            let (env, plane, org) = (&env, &plane, &org);
+            async move {
+                common::associated_cluster(env, plane, org, &format!("c{i}"))
+                    .await
+                    .0
+                    .id
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let associated = t0.elapsed();
+    for id in &ids {
+        common::wait_ready(&plane, &org, id).await;
+    }
+    let ready = t0.elapsed();
+    let (peak, rss) = common::memory_mib();
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    let disk_mib = allocated(env.dir.path()) as f64 / (1024.0 * 1024.0);
+
+    // One probe of every cluster's key, as the monitor does each interval.
+    let t = Instant::now();
+    let healthy = futures::stream::iter(ids.iter())
+        .map(|id| {
+            let (plane, org) = (&plane, &org);
+            async move {
+                plane
+                    .check_health_now(&org.id, id)
+                    .await
+                    .is_ok_and(|h| h.is_healthy())
+            }
+        })
+        .buffer_unordered(PROBE_CONCURRENCY)
+        .filter(|ok| std::future::ready(*ok))
+        .count()
+        .await;
+    let round = t.elapsed();
+    assert_eq!(healthy, n, "every cluster's key is healthy");
+
+    let per = ready / n as u32;
+    println!("{n} clusters provisioned on one machine (each: IAM role, customer key, association, 2 object stores, 6 x 1 MiB disks on NBD)");
+    println!(
+        "  created and associated in {:.1} s; all ready after {:.1} s ({:.1} clusters/s, {} per cluster amortized)",
+        associated.as_secs_f64(),
+        ready.as_secs_f64(),
+        n as f64 / ready.as_secs_f64(),
+        common::ms(per)
+    );
+    println!(
+        "  baseline: one cluster alone ready in {}; amortized / alone = {:.2}",
+        common::ms(alone),
+        per.as_secs_f64() / alone.as_secs_f64()
+    );
+    println!(
+        "  memory: peak resident {peak:.0} MiB, now {rss:.0} MiB (at start {rss_start:.0} MiB; {:.0} KiB per cluster), KMS server included",
+        (rss - rss_start) * 1024.0 / (n + 1) as f64
+    );
+    println!(
+        "  {fds} open file descriptors; {disk_mib:.0} MiB of disk blocks in use (KMS, database, volumes, objects)"
+    );
+    println!(
+        "  probing every key once: {:.2} s for {n} clusters ({:.1} ms each at {PROBE_CONCURRENCY} at once); round / probe interval {} s = {:.2}",
+        round.as_secs_f64(),
+        round.as_secs_f64() * 1000.0 / n as f64,
+        interval.as_secs(),
+        round.as_secs_f64() / interval.as_secs_f64()
+    );
+    plane.shutdown().await;
+}
+
+/// Bytes of disk blocks allocated under `dir` (sparse volumes count what is written).
+fn allocated(dir: &Path) -> u64 {
+    let mut total = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            total += allocated(&entry.path());
+        } else {
+            total += meta.blocks() * 512;
+        }
+    }
+    total
+}
