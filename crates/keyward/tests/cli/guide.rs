@@ -17,8 +17,20 @@ use crate::up::{Up, DEADLINE};
 /// Short, so the test is quick; every failure must be seen within two of these.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 const PROBE_INTERVAL_FLAG: &str = "2s";
-/// Two probe intervals, plus what one `keyward cluster show` costs to notice it.
-const WITHIN: Duration = Duration::from_millis(2 * PROBE_INTERVAL.as_millis() as u64 + 1500);
+/// The guide's bound: a change of the key is seen by the probe within two probe intervals,
+/// checked against the time of the probe that saw it (`health.checked_at_ms`), with 500 ms for
+/// the probe's own KMS round trips.
+const WITHIN: Duration = Duration::from_millis(2 * PROBE_INTERVAL.as_millis() as u64 + 500);
+/// How long the test polls for a change: the bound plus room for spawning the CLI on a loaded
+/// machine (the bound itself is checked on the server's timestamps).
+const WAIT: Duration = Duration::from_millis(WITHIN.as_millis() as u64 + 5000);
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
 
 struct Guide {
     up: Up,
@@ -47,12 +59,20 @@ impl Guide {
         }
     }
 
-    fn wait_health(&self, status: &str, reason: Option<&str>, limit: Duration) -> Duration {
-        let took = self.wait_for(&format!("health {status} ({reason:?})"), limit, |c| {
+    /// Waits for the health to be `status` (and `reason`), and checks that the probe that saw it
+    /// ran within two probe intervals of `since_ms` (when the key changed). Answers that delay.
+    fn wait_health(&self, status: &str, reason: Option<&str>, since_ms: i64) -> Duration {
+        self.wait_for(&format!("health {status} ({reason:?})"), WAIT, |c| {
             c["health"]["status"] == status && reason.is_none_or(|r| c["health"]["reason"] == r)
         });
-        eprintln!("guide: health {status} {reason:?} seen after {took:?}");
-        took
+        let seen_ms = self.show()["health"]["checked_at_ms"].as_i64().unwrap();
+        let delay = Duration::from_millis((seen_ms - since_ms).max(0) as u64);
+        eprintln!("guide: health {status} {reason:?} seen by the probe {delay:?} after the change");
+        assert!(
+            delay <= WITHIN,
+            "health {status} seen {delay:?} after the change, more than two probe intervals"
+        );
+        delay
     }
 
     fn put_policy(&self, key_arn: &str, policy: &Value) {
@@ -125,8 +145,8 @@ impl Guide {
                 return;
             }
             assert!(
-                started.elapsed() < WITHIN,
-                "documents still refused {WITHIN:?} after the key recovered: {err}"
+                started.elapsed() < WAIT,
+                "documents still refused {WAIT:?} after the key recovered: {err}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -316,9 +336,9 @@ fn the_guide_end_to_end_with_the_aws_cli_as_the_customer_and_keyward_as_the_plat
 
     // The key is disabled: within two probe intervals the cluster is key-inaccessible, and
     // documents and disks refuse.
+    let since = now_ms();
     guide.up.aws(&["kms", "disable-key", "--key-id", &key1]);
-    let took = guide.wait_health("key-inaccessible", Some("disabled"), WITHIN);
-    assert!(took <= WITHIN);
+    guide.wait_health("key-inaccessible", Some("disabled"), since);
     let shown = guide.show();
     assert!(
         shown["health"]["message"].as_str().unwrap().contains(&key1),
@@ -329,8 +349,9 @@ fn the_guide_end_to_end_with_the_aws_cli_as_the_customer_and_keyward_as_the_plat
     assert!(!ok, "the disk must refuse while the key is disabled: {out}");
 
     // Enabled again: recovered by itself, the same data served.
+    let since = now_ms();
     guide.up.aws(&["kms", "enable-key", "--key-id", &key1]);
-    guide.wait_health("healthy", None, WITHIN);
+    guide.wait_health("healthy", None, since);
     guide.wait_serving("reports/q1.txt");
     guide.document_round_trip("reports/q1.txt", b"quarterly numbers, encrypted at rest");
     let uri = wait_attached(&guide, 0);
@@ -345,11 +366,13 @@ fn the_guide_end_to_end_with_the_aws_cli_as_the_customer_and_keyward_as_the_plat
         }
     }
     assert_ne!(no_decrypt, policy, "the basic statement lists kms:Decrypt");
+    let since = now_ms();
     guide.put_policy(&key1, &no_decrypt);
-    guide.wait_health("key-inaccessible", Some("access-denied"), WITHIN);
+    guide.wait_health("key-inaccessible", Some("access-denied"), since);
     guide.document_refused("reports/q1.txt", "key_inaccessible (423)");
+    let since = now_ms();
     guide.put_policy(&key1, &policy);
-    guide.wait_health("healthy", None, WITHIN);
+    guide.wait_health("healthy", None, since);
     guide.wait_serving("reports/q1.txt");
     guide.document_round_trip("reports/q1.txt", b"quarterly numbers, encrypted at rest");
 
@@ -383,6 +406,7 @@ fn the_guide_end_to_end_with_the_aws_cli_as_the_customer_and_keyward_as_the_plat
 
     // The current key scheduled for deletion: inaccessible at once; deleted when the window
     // passes (the KMS's test clock moves 8 days on).
+    let since = now_ms();
     guide.up.aws(&[
         "kms",
         "schedule-key-deletion",
@@ -391,7 +415,7 @@ fn the_guide_end_to_end_with_the_aws_cli_as_the_customer_and_keyward_as_the_plat
         "--pending-window-in-days",
         "7",
     ]);
-    guide.wait_health("key-inaccessible", Some("pending-deletion"), WITHIN);
+    guide.wait_health("key-inaccessible", Some("pending-deletion"), since);
     guide.document_refused("reports/q1.txt", "key_inaccessible (423)");
     advance_kms_clock(guide.up.kms_endpoint(), 8 * 24 * 3600);
     // The jump of the KMS's clock also expires the role sessions the control plane holds, whose
@@ -401,8 +425,9 @@ fn the_guide_end_to_end_with_the_aws_cli_as_the_customer_and_keyward_as_the_plat
     let data_dir = guide.up.data_dir.clone();
     let mut guide = guide;
     guide.up.kill();
+    let since = now_ms();
     guide.up = Up::start(&data_dir, &up_flags());
-    guide.wait_health("key-deleted", None, WITHIN);
+    guide.wait_health("key-deleted", None, since);
     guide.document_refused("reports/q1.txt", "key_deleted (410)");
 }
 
@@ -419,8 +444,8 @@ fn wait_attached(guide: &Guide, index: usize) -> String {
             return uri.to_owned();
         }
         assert!(
-            started.elapsed() < WITHIN,
-            "disk {index} not re-attached within {WITHIN:?}"
+            started.elapsed() < WAIT,
+            "disk {index} not re-attached within {WAIT:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
