@@ -229,7 +229,7 @@ impl ControlPlane {
             sampled_sectors: VERIFY_SECTORS,
             sampled_objects: VERIFY_OBJECTS,
         };
-        let kms = AwsKms::new(runtime.kms.clone());
+        let kms = AwsKms::new(runtime.kms());
         let esdk = runtime.esdk();
         let report = keyward_storage::verify::scan_with_object_decrypts(&kms, &esdk, &request)
             .await
@@ -443,7 +443,7 @@ pub(crate) async fn run_restore(
         }
     }
     let documents = runtime.documents();
-    let kms = AwsKms::new(runtime.kms.clone());
+    let kms = AwsKms::new(runtime.kms());
     let target = backup::RestoreTarget {
         cluster_id: cluster.id.clone(),
         key_id: runtime.key_arn(),

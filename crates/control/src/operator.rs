@@ -120,7 +120,10 @@ pub(crate) struct ClusterRuntime {
     pub(crate) key_arn: RwLock<String>,
     /// The key new data keys come from (the new key during a key change).
     pub(crate) write_key_arn: RwLock<String>,
-    pub(crate) kms: aws_sdk_kms::Client,
+    /// During a key change, the old key, which objects may still be under.
+    old_key_arn: RwLock<Option<String>>,
+    /// The KMS client acting as the cluster's role; replaced when its session must be renewed.
+    kms: RwLock<aws_sdk_kms::Client>,
     pub(crate) cache: Arc<DataKeyCache>,
     pub(crate) esdk: RwLock<Arc<Esdk<KmsKeyring>>>,
     pub(crate) documents: RwLock<Arc<EncryptedStore>>,
@@ -131,6 +134,9 @@ pub(crate) struct ClusterRuntime {
     pub(crate) health: RwLock<KeyHealth>,
     /// Serializes health transitions (detach / re-attach) of this cluster.
     pub(crate) transition: Mutex<()>,
+    /// Serializes on-demand checks (a data path's, the API's, the renewal after a denial), so
+    /// a session renewal never races another check's probe.
+    checking: Mutex<()>,
     /// Taken shared by document writes and exclusively by the re-wrap of one object, so a
     /// re-wrap never publishes an older version over a newer one.
     pub(crate) rewrap_lock: tokio::sync::RwLock<()>,
@@ -148,6 +154,10 @@ impl ClusterRuntime {
                 message: message.clone(),
             }),
         }
+    }
+
+    pub(crate) fn kms(&self) -> aws_sdk_kms::Client {
+        self.kms.read().unwrap().clone()
     }
 
     pub(crate) fn key_arn(&self) -> String {
@@ -197,7 +207,7 @@ impl ClusterRuntime {
         old_key_arn: Option<&str>,
     ) -> Result<()> {
         let (esdk, documents, backups) = ClusterRuntime::build_clients(
-            &self.kms,
+            &self.kms(),
             &self.cache,
             objects_dir,
             &self.id,
@@ -208,6 +218,7 @@ impl ClusterRuntime {
         *self.documents.write().unwrap() = documents;
         *self.backups.write().unwrap() = backups;
         *self.write_key_arn.write().unwrap() = write_key_arn.to_owned();
+        *self.old_key_arn.write().unwrap() = old_key_arn.map(str::to_owned);
         Ok(())
     }
 
@@ -296,7 +307,12 @@ pub(crate) async fn start(
             let Some(inner) = weak.upgrade() else { break };
             let plane = ControlPlane { inner };
             if let Some(runtime) = plane.inner.operator.runtime(&change.cluster_id) {
-                apply_health(&plane, &runtime, change.current).await;
+                if change.current.reason == Some(InaccessibleReason::AccessDenied) {
+                    // Renews the role's session and probes again before locking.
+                    check_now(&plane, &runtime).await;
+                } else {
+                    apply_health(&plane, &runtime, change.current).await;
+                }
             }
         }
     });
@@ -346,7 +362,7 @@ pub(crate) async fn stop(plane: &ControlPlane) {
 async fn release(plane: &ControlPlane, runtime: &ClusterRuntime) {
     runtime.stop_nbd();
     runtime.cache.clear();
-    let node = AwsKms::new(runtime.kms.clone());
+    let node = AwsKms::new(runtime.kms());
     let mut disks = runtime.disks.lock().await;
     for disk in disks.iter_mut() {
         if let Some(attachment) = disk.attachment.take() {
@@ -464,8 +480,9 @@ async fn runtime_for(plane: &ControlPlane, cluster: &Cluster) -> Result<Arc<Clus
         id: cluster.id.clone(),
         role_arn: cluster.role_arn.clone(),
         write_key_arn: RwLock::new(generate.to_owned()),
+        old_key_arn: RwLock::new(old.map(str::to_owned)),
         key_arn: RwLock::new(key_arn.clone()),
-        kms,
+        kms: RwLock::new(kms),
         cache,
         esdk: RwLock::new(esdk),
         documents: RwLock::new(documents),
@@ -475,6 +492,7 @@ async fn runtime_for(plane: &ControlPlane, cluster: &Cluster) -> Result<Arc<Clus
         gate: RwLock::new(gate_of(&cluster.health)),
         health: RwLock::new(cluster.health.clone()),
         transition: Mutex::new(()),
+        checking: Mutex::new(()),
         rewrap_lock: tokio::sync::RwLock::new(()),
     });
     let runtime = plane
@@ -489,7 +507,7 @@ async fn runtime_for(plane: &ControlPlane, cluster: &Cluster) -> Result<Arc<Clus
     plane.inner.monitor.watch(
         &cluster.id,
         &runtime.key_arn(),
-        runtime.kms.clone(),
+        runtime.kms(),
         Some(cluster.health.clone()),
     );
     Ok(runtime)
@@ -511,14 +529,47 @@ fn gate_of(health: &KeyHealth) -> Gate {
 }
 
 /// Probes the cluster's key now and applies the result.
+///
+/// An access denial may be the role's session rather than the key policy: credentials the SDK
+/// still believes valid can be refused as expired (a clock that jumped, a session revoked when
+/// the role was re-created). Before the data is locked for access denied, the role is assumed
+/// afresh and the key probed once more.
 pub(crate) async fn check_now(plane: &ControlPlane, runtime: &Arc<ClusterRuntime>) -> KeyHealth {
-    match plane.inner.monitor.check_now(&runtime.id).await {
-        Some(health) => {
-            apply_health(plane, runtime, health.clone()).await;
-            health
+    let _one_at_a_time = runtime.checking.lock().await;
+    let Some(mut health) = plane.inner.monitor.check_now(&runtime.id).await else {
+        return runtime.health.read().unwrap().clone();
+    };
+    if health.reason == Some(InaccessibleReason::AccessDenied) {
+        match renew_session(plane, runtime).await {
+            Ok(()) => {
+                if let Some(again) = plane.inner.monitor.check_now(&runtime.id).await {
+                    health = again;
+                }
+            }
+            Err(error) => tracing::warn!(cluster = %runtime.id, %error, "role session not renewed"),
         }
-        None => runtime.health.read().unwrap().clone(),
     }
+    apply_health(plane, runtime, health.clone()).await;
+    health
+}
+
+/// A new KMS client for the cluster's role (a fresh `AssumeRole`), used from now on by the
+/// cluster's data paths, disks and probes.
+async fn renew_session(plane: &ControlPlane, runtime: &Arc<ClusterRuntime>) -> Result<()> {
+    let Some((_, cluster)) = plane.cluster_by_id(&runtime.id).await? else {
+        return Ok(());
+    };
+    let client = plane.renew_cluster_kms(&cluster).await;
+    *runtime.kms.write().unwrap() = client.clone();
+    let write = runtime.write_key_arn.read().unwrap().clone();
+    let old = runtime.old_key_arn.read().unwrap().clone();
+    runtime.use_keys(&objects_dir(plane), &write, old.as_deref())?;
+    let health = runtime.health.read().unwrap().clone();
+    plane
+        .inner
+        .monitor
+        .watch(&runtime.id, &runtime.key_arn(), client, Some(health));
+    Ok(())
 }
 
 async fn provision(plane: &ControlPlane, cluster: &Cluster) -> Result<Arc<ClusterRuntime>> {
@@ -571,7 +622,7 @@ async fn provision(plane: &ControlPlane, cluster: &Cluster) -> Result<Arc<Cluste
     tokio::fs::create_dir_all(&volumes)
         .await
         .map_err(|e| Error::Internal(format!("cannot create {}: {e}", volumes.display())))?;
-    let kms = AwsKms::new(runtime.kms.clone());
+    let kms = AwsKms::new(runtime.kms());
     let wanted: Vec<(&'static str, String)> = (0..config.engine_disks)
         .map(|i| ("engine-disk", format!("engine-{i}")))
         .chain((0..config.search_disks).map(|i| ("search-disk", format!("search-{i}"))))
@@ -661,7 +712,7 @@ async fn provision(plane: &ControlPlane, cluster: &Cluster) -> Result<Arc<Cluste
         // A grant of a previous run (the process stopped without detaching) is retired first.
         if let Some(grant_id) = old_grant {
             if let Err(error) = runtime
-                .kms
+                .kms()
                 .retire_grant()
                 .key_id(&key_arn)
                 .grant_id(&grant_id)
@@ -820,7 +871,7 @@ pub(crate) async fn reattach_disks(
 ) -> Result<()> {
     let port = runtime.nbd_port().unwrap_or(0);
     runtime.stop_nbd();
-    let kms = AwsKms::new(runtime.kms.clone());
+    let kms = AwsKms::new(runtime.kms());
     let mut disks = runtime.disks.lock().await;
     for disk in disks.iter_mut() {
         if let Some(old) = disk.attachment.take() {
@@ -867,7 +918,7 @@ pub(crate) async fn apply_health(
             let locked = !matches!(&*runtime.gate.read().unwrap(), Gate::Open);
             if locked {
                 // Re-attach every disk before the gate opens again.
-                let kms = AwsKms::new(runtime.kms.clone());
+                let kms = AwsKms::new(runtime.kms());
                 let mut disks = runtime.disks.lock().await;
                 for disk in disks.iter_mut() {
                     if let Some(attachment) = disk.attachment.as_mut() {

@@ -713,6 +713,24 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// A fresh KMS client for the cluster's role (a new `AssumeRole` session), replacing the
+    /// cached one.
+    pub(crate) async fn renew_cluster_kms(&self, cluster: &Cluster) -> aws_sdk_kms::Client {
+        let client = roles::cluster_kms(
+            &self.inner.base,
+            &cluster.role_arn,
+            &cluster.id,
+            &cluster.region,
+        )
+        .await;
+        self.inner
+            .kms_clients
+            .lock()
+            .unwrap()
+            .insert(cluster.id.clone(), client.clone());
+        client
+    }
+
     /// The internal key of a cluster: made by the operator in the platform account, with the
     /// account's default statement and the two statements naming the cluster's role.
     async fn create_internal_key(

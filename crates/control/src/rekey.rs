@@ -70,7 +70,7 @@ pub(crate) async fn run(
 
     let context = EncryptionContext::from([("keyward:cluster".to_owned(), cluster.id.clone())]);
     let rewrapper =
-        Rewrapper::new(runtime.kms.clone(), &old, &new).with_grants(&runtime.role_arn, &context);
+        Rewrapper::new(runtime.kms(), &old, &new).with_grants(&runtime.role_arn, &context);
     let outcome = async {
         let mut done = 0i64;
         for (store, key) in &objects {
@@ -131,7 +131,7 @@ pub(crate) async fn run(
     plane
         .inner
         .monitor
-        .watch(&cluster.id, &new, runtime.kms.clone(), None);
+        .watch(&cluster.id, &new, runtime.kms(), None);
     crate::operator::check_now(plane, runtime).await;
     tracing::info!(cluster = %cluster.id, from = %old, to = %new, "key changed");
     Ok(())

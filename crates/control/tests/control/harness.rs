@@ -20,7 +20,7 @@ pub const OPERATOR_SECRET: &str = "keyward-operator-secret-for-tests";
 const CUSTOMER_KEY: &str = "AKIACUSTOMERROOT0001";
 const CUSTOMER_SECRET: &str = "customer-root-secret-for-tests";
 /// Probes run this often in these tests, so a key change is seen quickly.
-pub const PROBE_INTERVAL: Duration = Duration::from_millis(400);
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 pub fn identities() -> IdentityConfig {
     IdentityConfig::from_toml_str(&format!(

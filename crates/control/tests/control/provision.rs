@@ -199,7 +199,8 @@ async fn the_data_locks_when_the_key_goes_and_unlocks_when_it_comes_back() {
         &acme.id,
         &cluster.id,
         HealthStatus::KeyInaccessible,
-        PROBE_INTERVAL * 2 + Duration::from_millis(500),
+        // Two probe intervals, and a second of slack for a loaded machine.
+        PROBE_INTERVAL * 2 + Duration::from_secs(1),
     )
     .await;
     assert_eq!(locked.health.reason, Some(InaccessibleReason::Disabled));
@@ -258,10 +259,10 @@ async fn the_data_locks_when_the_key_goes_and_unlocks_when_it_comes_back() {
         &acme.id,
         &cluster.id,
         HealthStatus::Healthy,
-        PROBE_INTERVAL * 2 + Duration::from_secs(2),
+        Duration::from_secs(15),
     )
     .await;
-    wait_for("the data to unlock", Duration::from_secs(5), || async {
+    wait_for("the data to unlock", Duration::from_secs(15), || async {
         plane
             .get_document(&acme.id, &cluster.id, "a.txt")
             .await
@@ -312,10 +313,10 @@ async fn the_data_locks_when_the_key_goes_and_unlocks_when_it_comes_back() {
         &acme.id,
         &cluster.id,
         HealthStatus::Healthy,
-        PROBE_INTERVAL * 2 + Duration::from_secs(2),
+        Duration::from_secs(15),
     )
     .await;
-    wait_for("the data to unlock", Duration::from_secs(5), || async {
+    wait_for("the data to unlock", Duration::from_secs(15), || async {
         plane
             .get_document(&acme.id, &cluster.id, "a.txt")
             .await
@@ -426,4 +427,109 @@ async fn a_restart_resumes_provisioning_with_nothing_half_made() {
             && !String::from_utf8_lossy(&read.stdout).contains("verification failed")
     );
     third.shutdown().await;
+}
+
+/// With probes far apart, a KMS refusal seen by a data path locks the cluster at once (the
+/// data path re-checks the key); a key scheduled for deletion is inaccessible, and once its
+/// window has passed (the KMS test clock) the cluster is key-deleted, for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_path_error_locks_at_once_and_a_deleted_key_is_final() {
+    let env = harness::start().await;
+    let data = env.dir.path().join("plane");
+    let mut config = env.config(
+        &data,
+        &format!("sqlite:{}", data.join("control.db").display()),
+    );
+    config.probe_interval = Duration::from_secs(3600);
+    let plane = ControlPlane::open(config).await.unwrap();
+    let acme = org(&plane, "acme").await;
+    let cluster = external_cluster(&plane, &acme, "prod").await;
+    let key = env.customer_key(&cluster.role_arn).await;
+    assert!(
+        plane
+            .associate_key(&acme.id, &cluster.id, &key)
+            .await
+            .unwrap()
+            .applied
+    );
+    wait_ready(&plane, &acme.id, &cluster.id).await;
+    plane
+        .put_document(&acme.id, &cluster.id, "a.txt", Bytes::from_static(b"hello"))
+        .await
+        .unwrap();
+
+    env.customer
+        .disable_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let refused = plane
+        .get_document(&acme.id, &cluster.id, "a.txt")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "key_inaccessible", "{refused}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let locked = plane.cluster(&acme.id, &cluster.id).await.unwrap();
+    assert_eq!(locked.health.status, HealthStatus::KeyInaccessible);
+    assert_eq!(locked.health.reason, Some(InaccessibleReason::Disabled));
+    assert_eq!(
+        plane
+            .list_disks(&acme.id, &cluster.id)
+            .await
+            .unwrap_err()
+            .code(),
+        "key_inaccessible"
+    );
+
+    env.customer
+        .schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    let pending = plane.check_health_now(&acme.id, &cluster.id).await.unwrap();
+    assert_eq!(pending.reason, Some(InaccessibleReason::PendingDeletion));
+    assert!(
+        pending.message.contains("cancel-key-deletion"),
+        "{}",
+        pending.message
+    );
+
+    env.server
+        .engine()
+        .advance_clock(Duration::from_secs(8 * 24 * 3600))
+        .await
+        .unwrap();
+    let deleted = plane.check_health_now(&acme.id, &cluster.id).await.unwrap();
+    assert_eq!(deleted.status, HealthStatus::KeyDeleted, "{deleted:?}");
+    let gone = plane
+        .get_document(&acme.id, &cluster.id, "a.txt")
+        .await
+        .unwrap_err();
+    assert_eq!((gone.code(), gone.http_status()), ("key_deleted", 410));
+    assert_eq!(
+        plane
+            .check_health_now(&acme.id, &cluster.id)
+            .await
+            .unwrap()
+            .status,
+        HealthStatus::KeyDeleted
+    );
+    assert_eq!(
+        plane
+            .cluster(&acme.id, &cluster.id)
+            .await
+            .unwrap()
+            .health
+            .status,
+        HealthStatus::KeyDeleted
+    );
+    plane.shutdown().await;
 }
