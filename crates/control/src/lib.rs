@@ -14,7 +14,17 @@
 //!   [`ControlPlane::associate_key`] applies a key only when every check passes;
 //! - the operator (`operator.rs`): documents and backups stores, engine and search disks, each
 //!   under the key with its own data keys and encryption context, disks attached through grants
-//!   and served over NBD; idempotent, resumed after a restart;
+//!   (the node principal is the cluster's role) and served over NBD, one server per cluster;
+//!   idempotent, resumed after a restart with nothing half made;
+//! - key health, fail closed: the [`health`] monitor probes every cluster's key; an
+//!   inaccessible key drops the cluster's cached data keys, detaches its disks and makes its
+//!   data calls answer `key_inaccessible` (a KMS error on a data call re-checks at once); access
+//!   back re-attaches everything; `key-deleted` is final;
+//! - a key change (`rekey.rs`): every data key re-wrapped under the new key online, with
+//!   progress, after which nothing refers to the old key;
+//! - backups (`data.rs`, on the storage crate's backup format) and their restore into a new
+//!   cluster of the same organization under the same key;
+//! - verification per storage class, built on `keyward_storage::scan`;
 //! - state in SQLite or PostgreSQL ([`db`]), with the same migrations.
 //!
 //! What it does not do: talk to AWS by any way but the official SDK (aws-sdk-kms, -iam, -sts);
