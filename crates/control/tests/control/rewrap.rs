@@ -168,7 +168,7 @@ async fn a_rewrapped_message_opens_with_only_the_new_key_and_with_the_official_c
         .iter()
         .map(|e| String::from_utf8(e.provider_info.clone()).unwrap())
         .collect();
-    assert_eq!(arns, [new.clone()]);
+    assert_eq!(arns, std::slice::from_ref(&new));
 
     // The old key disabled: the new key opens it, the old one cannot open anything.
     kms.customer
@@ -271,7 +271,10 @@ async fn a_stored_object_is_rewrapped_in_place() {
             rewrap_object(&store, key, &rw).await.unwrap(),
             RewrapOutcome::Rewrapped
         );
-        assert_eq!(store.head(key).await.unwrap().kms_key_arns, [new.clone()]);
+        assert_eq!(
+            store.head(key).await.unwrap().kms_key_arns,
+            std::slice::from_ref(&new)
+        );
     }
     // Resumed after an interruption: done already, nothing rewritten.
     assert_eq!(
