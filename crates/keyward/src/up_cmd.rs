@@ -27,6 +27,8 @@ use keyward_kms::{Engine, EngineConfig, IdentityConfig, RootKey};
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use crate::kms_cmd::shutdown_signal;
+
 #[derive(Args)]
 pub struct UpArgs {
     /// Where everything is kept.
@@ -305,21 +307,6 @@ fn write_private_replace(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     write_private_new(&tmp, bytes)?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
