@@ -417,16 +417,11 @@ fn the_guide_end_to_end_with_the_aws_cli_as_the_customer_and_keyward_as_the_plat
     ]);
     guide.wait_health("key-inaccessible", Some("pending-deletion"), since);
     guide.document_refused("reports/q1.txt", "key_inaccessible (423)");
-    advance_kms_clock(guide.up.kms_endpoint(), 8 * 24 * 3600);
-    // The jump of the KMS's clock also expires the role sessions the control plane holds, whose
-    // SDK credential cache goes by the wall clock and keeps presenting them (ExpiredToken, seen
-    // as access denied). A restart of the platform assumes the roles afresh; a restart must also
-    // keep the cluster's state, so this is worth checking in itself.
-    let data_dir = guide.up.data_dir.clone();
-    let mut guide = guide;
-    guide.up.kill();
+    // The jump of the KMS's clock also expires the role sessions the control plane holds; their
+    // SDK credential cache goes by the wall clock, so the control plane must notice the refusal
+    // (ExpiredToken) and assume the role afresh rather than read it as access denied.
     let since = now_ms();
-    guide.up = Up::start(&data_dir, &up_flags());
+    advance_kms_clock(guide.up.kms_endpoint(), 8 * 24 * 3600);
     guide.wait_health("key-deleted", None, since);
     guide.document_refused("reports/q1.txt", "key_deleted (410)");
 }
