@@ -41,13 +41,13 @@
 use std::collections::HashMap;
 
 use aws_lc_rs::aead;
-use aws_sdk_kms::error::ProvideErrorMetadata;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{GrantConstraints, GrantOperation};
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use zeroize::Zeroizing;
 
+use crate::keyring::{kms_error, to_map};
 use crate::{context, keys::DataKey, suite, EncryptionContext, Error, Result};
 
 /// The provider id of the KMS keyring's EDKs (its provider info is the key ARN).
@@ -304,37 +304,6 @@ async fn retire(kms: &aws_sdk_kms::Client, grants: &[CreatedGrant]) {
         {
             tracing::warn!(grant = %grant.grant_id, error = %aws_sdk_kms::error::DisplayErrorContext(&error), "re-wrap grant not retired");
         }
-    }
-}
-
-fn to_map(context: &EncryptionContext) -> Option<HashMap<String, String>> {
-    (!context.is_empty()).then(|| {
-        context
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    })
-}
-
-fn kms_error<E>(
-    operation: &'static str,
-    key_id: &str,
-    error: aws_sdk_kms::error::SdkError<E>,
-) -> Error
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    // The same codes as the keyring's errors: `RequestFailed` when KMS gave no answer.
-    let code = error.code().unwrap_or("RequestFailed").to_owned();
-    let message = match error.message() {
-        Some(m) => m.to_owned(),
-        None => aws_sdk_kms::error::DisplayErrorContext(&error).to_string(),
-    };
-    Error::Kms {
-        operation,
-        key_id: key_id.to_owned(),
-        code,
-        message,
     }
 }
 

@@ -35,30 +35,33 @@ impl KmsKeyring {
         self.key_arns.push(key_arn.into());
         self
     }
+}
 
-    fn kms_error<E>(
-        operation: &'static str,
-        key_id: &str,
-        error: aws_sdk_kms::error::SdkError<E>,
-    ) -> Error
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-    {
-        let code = error.code().unwrap_or("RequestFailed").to_owned();
-        let message = match error.message() {
-            Some(m) => m.to_owned(),
-            None => aws_sdk_kms::error::DisplayErrorContext(&error).to_string(),
-        };
-        Error::Kms {
-            operation,
-            key_id: key_id.to_owned(),
-            code,
-            message,
-        }
+/// An SDK error as this crate's error: AWS's code and message, `RequestFailed` when KMS gave
+/// no answer. The keyring and the re-wrap report KMS failures the same way.
+pub(crate) fn kms_error<E>(
+    operation: &'static str,
+    key_id: &str,
+    error: aws_sdk_kms::error::SdkError<E>,
+) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let code = error.code().unwrap_or("RequestFailed").to_owned();
+    let message = match error.message() {
+        Some(m) => m.to_owned(),
+        None => aws_sdk_kms::error::DisplayErrorContext(&error).to_string(),
+    };
+    Error::Kms {
+        operation,
+        key_id: key_id.to_owned(),
+        code,
+        message,
     }
 }
 
-fn to_map(context: &EncryptionContext) -> Option<HashMap<String, String>> {
+/// The context as the SDK takes it: none when empty.
+pub(crate) fn to_map(context: &EncryptionContext) -> Option<HashMap<String, String>> {
     if context.is_empty() {
         None
     } else {
@@ -90,7 +93,7 @@ impl Keyring for KmsKeyring {
             .set_encryption_context(to_map(context))
             .send()
             .await
-            .map_err(|e| Self::kms_error("GenerateDataKey", generator, e))?;
+            .map_err(|e| kms_error("GenerateDataKey", generator, e))?;
         let bad = |what: &str| Error::Kms {
             operation: "GenerateDataKey",
             key_id: generator.clone(),
@@ -160,7 +163,7 @@ impl Keyring for KmsKeyring {
                         e.code(),
                         Some("InvalidCiphertextException" | "IncorrectKeyException")
                     ) => {}
-                Err(e) => last_error = Some(Self::kms_error("Decrypt", arn, e)),
+                Err(e) => last_error = Some(kms_error("Decrypt", arn, e)),
             }
         }
         match last_error {

@@ -8,6 +8,7 @@ mod kms;
 mod raw_aes;
 
 pub use kms::KmsKeyring;
+pub(crate) use kms::{kms_error, to_map};
 pub use raw_aes::RawAesKeyring;
 
 /// A source of data keys: generates and wraps a fresh one for encryption,
