@@ -44,7 +44,7 @@ impl ApiToken {
 
 /// The stored form of a token: its SHA-256, in lowercase hex.
 pub(crate) fn token_digest(token: &str) -> String {
-    hex_lower(digest(&SHA256, token.as_bytes()).as_ref())
+    hex::encode(digest(&SHA256, token.as_bytes()))
 }
 
 /// Whether `presented` (a digest just computed) equals `stored`, in constant time.
@@ -68,7 +68,7 @@ pub(crate) fn random_id(prefix: &str) -> Result<String> {
     let mut bytes = [0u8; 8];
     aws_lc_rs::rand::fill(&mut bytes)
         .map_err(|_| Error::internal("the random generator failed"))?;
-    Ok(format!("{prefix}{}", hex_lower(&bytes)))
+    Ok(format!("{prefix}{}", hex::encode(bytes)))
 }
 
 /// Whether `id` is `prefix` and 16 lowercase hex digits.
@@ -79,10 +79,6 @@ pub(crate) fn id_shape_ok(prefix: &str, id: &str) -> bool {
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
-}
-
-pub(crate) fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A name for an organization or a cluster: 1–64 characters, letters, digits, `-`, `_`, `.` and

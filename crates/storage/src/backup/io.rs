@@ -21,7 +21,7 @@ impl<R> HashingReader<R> {
     }
 
     pub(crate) fn finish_hex(self) -> String {
-        hex(self.digest.finish().as_ref())
+        hex::encode(self.digest.finish())
     }
 }
 
@@ -56,7 +56,7 @@ impl<W> HashingWriter<W> {
     }
 
     pub(crate) fn finish_hex(self) -> String {
-        hex(self.digest.finish().as_ref())
+        hex::encode(self.digest.finish())
     }
 }
 
@@ -138,10 +138,6 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for CountingWriter<'_, W> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads exactly `remaining` bytes from `inner`, then reports end of stream; an

@@ -202,7 +202,7 @@ fn new_backup_id() -> BackupResult<String> {
     let mut random = [0u8; 4];
     aws_lc_rs::rand::fill(&mut random)
         .map_err(|_| BackupError::InvalidRequest("the random generator failed".into()))?;
-    Ok(format!("bk-{:013}-{}", now_ms(), io::hex(&random)))
+    Ok(format!("bk-{:013}-{}", now_ms(), hex::encode(random)))
 }
 
 fn check_id(backup_id: &str) -> BackupResult<()> {
