@@ -15,16 +15,14 @@
 //! or `<ErrorResponse><Error><Type>Sender</Type><Code>..</Code><Message>..</Message></Error>
 //! <RequestId>..</RequestId></ErrorResponse>` with IAM's/STS's HTTP status for the code.
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use keyward_kms::Form;
-use time::OffsetDateTime;
 
 use crate::error::Error;
-use crate::wire::{caller_of, Shared};
-use crate::MAX_BODY_BYTES;
+use crate::wire::{caller_of, read_body, verify, Shared};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum QueryService {
@@ -185,29 +183,8 @@ async fn handle_inner(
     request_id: &str,
 ) -> Result<(String, String), QueryError> {
     let (parts, body) = request.into_parts();
-    let body: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| {
-            from_wire(Error::RequestTooLarge {
-                limit: MAX_BODY_BYTES,
-            })
-        })?;
-    let verified = shared
-        .verifier
-        .verify(
-            parts.method.as_str(),
-            parts.uri.path(),
-            parts.uri.query().unwrap_or_default(),
-            &parts.headers,
-            &body,
-            service.name(),
-            OffsetDateTime::now_utc(),
-            |access_key_id| shared.engine.access_key(access_key_id),
-        )
-        .map_err(from_wire)?;
-    if shared.engine.is_expired(&verified.key) {
-        return Err(from_wire(Error::ExpiredToken));
-    }
+    let body = read_body(&parts, body).await.map_err(from_wire)?;
+    let verified = verify(shared, &parts, &body, service.name()).map_err(from_wire)?;
     let mut params = Vec::new();
     decode_form(parts.uri.query().unwrap_or_default(), &mut params);
     if parts.method == Method::POST {

@@ -121,21 +121,7 @@ async fn handle_aws_inner(
     request_id: &str,
 ) -> Result<Vec<u8>, Error> {
     let (parts, body) = request.into_parts();
-    let declared_length = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared_length.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(Error::RequestTooLarge {
-            limit: MAX_BODY_BYTES,
-        });
-    }
-    let body: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| Error::RequestTooLarge {
-            limit: MAX_BODY_BYTES,
-        })?;
+    let body = read_body(&parts, body).await?;
 
     if !parts.headers.contains_key(header::AUTHORIZATION) {
         return Err(Error::MissingAuthenticationToken);
@@ -157,19 +143,7 @@ async fn handle_aws_inner(
         Service::CloudTrail(_) => "cloudtrail",
     };
 
-    let verified = shared.verifier.verify(
-        parts.method.as_str(),
-        parts.uri.path(),
-        parts.uri.query().unwrap_or_default(),
-        &parts.headers,
-        &body,
-        service_name,
-        OffsetDateTime::now_utc(),
-        |access_key_id| shared.engine.access_key(access_key_id),
-    )?;
-    if shared.engine.is_expired(&verified.key) {
-        return Err(Error::ExpiredToken);
-    }
+    let verified = verify(shared, &parts, &body, service_name)?;
     if parts.method != Method::POST {
         return Err(Error::UnknownOperation(String::new()));
     }
@@ -186,6 +160,52 @@ async fn handle_aws_inner(
             message: api.message,
         }),
     }
+}
+
+/// The request's body, refused as too large before reading when its declared length says so,
+/// and while reading when it goes past the limit without one.
+pub(crate) async fn read_body(
+    parts: &axum::http::request::Parts,
+    body: Body,
+) -> Result<Bytes, Error> {
+    let declared_length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = Error::RequestTooLarge {
+        limit: MAX_BODY_BYTES,
+    };
+    if declared_length.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large);
+    }
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| too_large)
+}
+
+/// SigV4 verification for `service` (`kms`, `iam`, ...), then the expiry of temporary
+/// credentials, which every service refuses alike.
+pub(crate) fn verify(
+    shared: &Shared,
+    parts: &axum::http::request::Parts,
+    body: &[u8],
+    service: &str,
+) -> Result<crate::sigv4::Verified<AccessKey>, Error> {
+    let verified = shared.verifier.verify(
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query().unwrap_or_default(),
+        &parts.headers,
+        body,
+        service,
+        OffsetDateTime::now_utc(),
+        |access_key_id| shared.engine.access_key(access_key_id),
+    )?;
+    if shared.engine.is_expired(&verified.key) {
+        return Err(Error::ExpiredToken);
+    }
+    Ok(verified)
 }
 
 /// Who is calling, from a verified request.
