@@ -10,8 +10,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use keyward_kms::{Engine, EngineConfig, IdentityConfig, RootKey};
 
-/// The environment variable holding the root key (64 hex characters) when no file is given.
-const ROOT_KEY_ENV: &str = "KEYWARD_KMS_ROOT_KEY";
+use crate::root_key_place::ROOT_KEY_ENV;
 /// Dev-mode files, kept beside the data so a restart finds the same key and credentials.
 const DEV_ROOT_KEY_FILE: &str = "dev-root.key";
 const DEV_CREDENTIALS_FILE: &str = "dev-credentials.toml";
@@ -37,9 +36,8 @@ pub struct StoreArgs {
     /// Directory of the KMS store (SQLite, WAL).
     #[arg(long, default_value = "keyward-data/kms")]
     data_dir: PathBuf,
-    /// Development mode: the root key is `<data-dir>/dev-root.key` (created 0600 when missing), a
-    /// default account with printed credentials is created, and the admin routes
-    /// `/_keyward/reset` and `/_keyward/clock` are served.
+    /// Development mode: the root key is `<data-dir>/dev-root.key` (created 0600 when missing) and a
+    /// default account with printed (root) credentials is created.
     #[arg(long)]
     dev: bool,
     /// File holding the root key (32 raw bytes or 64 hex characters). Otherwise the root key is read
@@ -62,6 +60,15 @@ pub struct ServeArgs {
     /// secret, principal).
     #[arg(long, value_name = "FILE")]
     credentials: Option<PathBuf>,
+    /// With --dev: serve `POST /_keyward/clock` to move the KMS clock forward (for tests that
+    /// watch a rotation or a deletion window). Only an account root's SigV4-signed request is
+    /// obeyed.
+    #[arg(long, requires = "dev")]
+    test_clock: bool,
+    /// With --dev: serve `POST /_keyward/reset`, which deletes every key, alias, grant and trail
+    /// record. Only an account root's SigV4-signed request is obeyed.
+    #[arg(long, requires = "dev")]
+    allow_reset: bool,
 }
 
 #[derive(Args)]
@@ -245,7 +252,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         std::io::stdout().flush()?;
     }
     tracing::info!(%endpoint, dev = args.store.dev, "serving");
-    keyward_kms_server::serve(listener, engine, shutdown_signal())
+    let options = keyward_kms_server::ServeOptions {
+        test_clock: args.test_clock,
+        reset: args.allow_reset,
+        admin_token: None,
+    };
+    keyward_kms_server::serve_with(listener, engine, options, shutdown_signal())
         .await
         .context("the KMS server stopped")?;
     Ok(())

@@ -15,6 +15,7 @@ mod cluster_cmd;
 mod crypt_cmd;
 mod data_cmd;
 mod kms_cmd;
+mod root_key_place;
 mod up_cmd;
 mod volume_cmd;
 

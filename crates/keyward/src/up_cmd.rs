@@ -6,11 +6,17 @@
 //! ```text
 //! <data-dir>/
 //!   kms/identities.toml   the platform's and the customer's access keys (0600)
-//!   kms/dev-root.key      the KMS store's root key (dev mode, 0600)
-//!   kms/...               the KMS store
+//!   kms/store-id          names this store's root key file (not a secret)
+//!   kms/...               the KMS store, its key material wrapped by the root key
 //!   control/              the control plane's database, volumes and objects
 //!   up.json               what `keyward up` printed: URLs, credentials, tokens (0600)
 //! ```
+//!
+//! The KMS root key is never in the data directory: by default it is
+//! `<config-dir>/root-keys/<store-id>.key` (0600; the config directory is `$KEYWARD_CONFIG_DIR`,
+//! else `$XDG_CONFIG_HOME/keyward`, else `~/.config/keyward`), or the file `--root-key-file` names,
+//! or the hex in `KEYWARD_KMS_ROOT_KEY`. A copy of the data directory alone decrypts nothing, and
+//! losing the root key loses every key in the store, so every cluster's data with it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,7 +29,7 @@ use keyward_api::embedded::{
 };
 use keyward_api::{AdminToken, Limits};
 use keyward_control::{ControlConfig, ControlPlane};
-use keyward_kms::{Engine, EngineConfig, IdentityConfig, RootKey};
+use keyward_kms::{Engine, EngineConfig, IdentityConfig};
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -46,6 +52,14 @@ pub struct UpArgs {
     /// The size of each engine and search disk, e.g. 64M, 1G (a multiple of 4 KiB).
     #[arg(long, default_value = "64M", value_parser = parse_size)]
     disk_size: u64,
+    /// The KMS root key's file (32 raw bytes or 64 hex characters), outside the data directory.
+    /// Created (0600) when the KMS store is new. Default: `<config-dir>/root-keys/<store-id>.key`.
+    #[arg(long, value_name = "FILE", env = "KEYWARD_ROOT_KEY_FILE")]
+    root_key_file: Option<PathBuf>,
+    /// Serve the KMS's test clock (`POST /_keyward/clock`, for tests that watch a deletion window
+    /// pass), obeyed only with the admin token as `Authorization: Bearer`. Off by default.
+    #[arg(long)]
+    test_clock: bool,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -56,15 +70,25 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     }
 
-    // The KMS, with its IAM users and its dev clock.
+    // The admin token first: the KMS's test clock, when asked for, obeys only it.
+    let up_path = args.data_dir.join("up.json");
+    let previous: Option<serde_json::Value> = std::fs::read_to_string(&up_path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let admin = match previous.as_ref().and_then(|v| v["admin_token"].as_str()) {
+        Some(token) => AdminToken::from_string(token.to_owned()).with_context(|| {
+            format!(
+                "{} holds a bad admin token; delete the file to make new tokens",
+                up_path.display()
+            )
+        })?,
+        None => AdminToken::generate()?,
+    };
+
+    // The KMS, with its IAM users; its root key from outside the data directory.
     let (identities, operator, customer) = load_or_create_identities(&kms_dir)?;
-    let root_key_path = kms_dir.join("dev-root.key");
-    let root_key = RootKey::load_or_create_dev(&root_key_path).with_context(|| {
-        format!(
-            "cannot create or read the KMS root key {}",
-            root_key_path.display()
-        )
-    })?;
+    let root_key =
+        crate::root_key_place::resolve(&args.data_dir, &kms_dir, args.root_key_file.as_deref())?;
     let engine = Engine::open(EngineConfig {
         data_dir: kms_dir.clone(),
         root_key,
@@ -82,9 +106,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         })?;
     let kms_endpoint = format!("http://{}", kms_listener.local_addr()?);
     let (stop_kms, kms_stopped) = tokio::sync::oneshot::channel::<()>();
-    let kms_task = tokio::spawn(keyward_kms_server::serve(
+    // No reset route, ever; the test clock only when asked for, and then to the admin token only.
+    let kms_options = keyward_kms_server::ServeOptions {
+        test_clock: args.test_clock,
+        reset: false,
+        admin_token: Some(keyward_kms_server::AdminToken::new(admin.expose())),
+    };
+    let kms_task = tokio::spawn(keyward_kms_server::serve_with(
         kms_listener,
         engine,
+        kms_options,
         async move {
             let _ = kms_stopped.await;
         },
@@ -103,20 +134,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await
         .context("cannot start the control plane")?;
 
-    // Tokens: the admin token and one organization's, made once and kept in up.json.
-    let up_path = args.data_dir.join("up.json");
-    let previous: Option<serde_json::Value> = std::fs::read_to_string(&up_path)
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok());
-    let admin = match previous.as_ref().and_then(|v| v["admin_token"].as_str()) {
-        Some(token) => AdminToken::from_string(token.to_owned()).with_context(|| {
-            format!(
-                "{} holds a bad admin token; delete the file to make new tokens",
-                up_path.display()
-            )
-        })?,
-        None => AdminToken::generate()?,
-    };
+    // One organization's token, made once and kept in up.json beside the admin token.
     let (organization, org_token) = match previous.as_ref().and_then(|v| {
         Some((
             keyward_control::Organization {

@@ -9,15 +9,17 @@
 //! query protocol (form-encoded `Action=`, XML answers), recognised by the SigV4 credential scope's
 //! service (`iam`, `sts`) when no `X-Amz-Target` is sent, so the aws CLI and the SDKs use one
 //! endpoint URL for all three. Temporary (STS) credentials must carry their session token and are
-//! refused once expired on the KMS clock (`ExpiredTokenException` / `ExpiredToken`). In dev mode
-//! it also serves `POST /_keyward/reset` and `POST /_keyward/clock`. [`serve`] runs the engine's due
-//! work (rotations, deletions) every second.
+//! refused once expired on the KMS clock (`ExpiredTokenException` / `ExpiredToken`). A dev engine
+//! may also serve `POST /_keyward/clock` and `POST /_keyward/reset`, each only when
+//! [`ServeOptions`] asks for it and only to an account root or the admin token ([`admin`]).
+//! [`serve`] runs the engine's due work (rotations, deletions) every second.
 //!
 //! What it does not do: parse or validate KMS request bodies, authorize, or keep any state — the
 //! engine does all of that and writes the trail. It knows nothing of clusters. No TLS: it listens
 //! on loopback by default; put a TLS terminator in front of it to expose it.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod error;
 mod query;
 pub mod sigv4;
@@ -31,6 +33,7 @@ use std::time::Duration;
 use axum::serve::ListenerExt;
 use keyward_kms::Engine;
 
+pub use admin::AdminToken;
 pub use error::{Error, Result};
 pub use wire::{router, MAX_BODY_BYTES};
 
@@ -39,15 +42,38 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 /// The account `DevServer` creates.
 pub const DEFAULT_DEV_ACCOUNT: &str = "111122223333";
 
-/// Serves `engine` on `listener` until `shutdown` completes, running the engine's due work every
-/// second. Connections are kept alive and `TCP_NODELAY` is set, so small JSON answers leave at once.
+/// What a listener serves beyond the AWS protocols. Everything is off by default, and the admin
+/// routes exist only on a dev engine whatever is asked here.
+#[derive(Default)]
+pub struct ServeOptions {
+    /// Serve `POST /_keyward/clock` (move the KMS clock forward).
+    pub test_clock: bool,
+    /// Serve `POST /_keyward/reset` (delete every key, alias, grant and trail record).
+    pub reset: bool,
+    /// A bearer token the admin routes accept besides a SigV4 signature of an account root.
+    pub admin_token: Option<AdminToken>,
+}
+
+/// Serves `engine` on `listener` until `shutdown` completes, with no admin route. See
+/// [`serve_with`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     engine: Engine,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    serve_with(listener, engine, ServeOptions::default(), shutdown).await
+}
+
+/// Serves `engine` on `listener` until `shutdown` completes, running the engine's due work every
+/// second. Connections are kept alive and `TCP_NODELAY` is set, so small JSON answers leave at once.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    engine: Engine,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let ticker = tokio::spawn(run_due_work_every_second(engine.clone()));
-    let app = router(engine);
+    let app = router(engine, options);
     let listener = listener.tap_io(|tcp| {
         // Without it a keep-alive client can wait on Nagle's algorithm for every answer.
         let _ = tcp.set_nodelay(true);
@@ -76,7 +102,8 @@ async fn run_due_work_every_second(engine: Engine) {
 /// A dev-mode engine and server on `127.0.0.1:0`, for other crates' tests.
 ///
 /// The root key lives in `<data_dir>/dev-root.key` (created 0600 on first use), the account is
-/// [`DEFAULT_DEV_ACCOUNT`] with one root access key. The server stops when the value is dropped.
+/// [`DEFAULT_DEV_ACCOUNT`] with one root access key. It serves the test clock and reset routes
+/// (to account roots only). The server stops when the value is dropped.
 pub struct DevServer {
     engine: Engine,
     endpoint: String,
@@ -139,7 +166,12 @@ impl DevServer {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            if let Err(error) = serve(listener, served, shutdown).await {
+            let options = ServeOptions {
+                test_clock: true,
+                reset: true,
+                admin_token: None,
+            };
+            if let Err(error) = serve_with(listener, served, options, shutdown).await {
                 tracing::error!(%error, "dev KMS server stopped");
             }
         });

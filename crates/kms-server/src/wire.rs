@@ -1,4 +1,5 @@
-//! The HTTP layer: one handler for every AWS JSON 1.1 request, and the dev-only admin routes.
+//! The HTTP layer: one handler for every AWS JSON 1.1 request, and the admin routes a dev engine
+//! serves when [`ServeOptions`] asks for them.
 //!
 //! A request goes: body read with a size limit → `X-Amz-Target` resolved to a service and action →
 //! SigV4 verified for that service → the engine runs the action (and writes its trail record) →
@@ -7,19 +8,20 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderValue, Method};
+use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
 use keyward_kms::{AccessKey, Caller, Engine};
 use time::OffsetDateTime;
 
+use crate::admin::{admin_clock, admin_reset, AdminToken, CLOCK_PATH, RESET_PATH};
 use crate::error::{http_status, Error};
 use crate::sigv4::{SigningSecret, Verifier};
+use crate::ServeOptions;
 
 /// The largest request body we read. AWS KMS documents no figure for the whole request; the largest
 /// legitimate KMS request is a 32 KiB key policy (PutKeyPolicy/CreateKey), so 1 MiB refuses nothing
@@ -34,23 +36,30 @@ const REQUEST_ID: &str = "x-amzn-requestid";
 pub(crate) struct Shared {
     pub(crate) engine: Engine,
     pub(crate) verifier: Verifier,
+    pub(crate) admin_token: Option<AdminToken>,
 }
 
 #[derive(Clone)]
-struct AppState(Arc<Shared>);
+pub(crate) struct AppState(pub(crate) Arc<Shared>);
 
-/// The whole HTTP application: AWS JSON 1.1 for KMS and CloudTrail on `POST /`, and (dev mode only)
-/// `POST /_keyward/reset` and `POST /_keyward/clock`.
-pub fn router(engine: Engine) -> Router {
+/// The whole HTTP application: AWS JSON 1.1 for KMS and CloudTrail on `POST /` (and IAM/STS in
+/// the query protocol), plus the admin routes `options` turns on for a dev engine. A route that is
+/// off is not served at all: its path falls through to the AWS handler like any unknown path.
+pub fn router(engine: Engine, options: ServeOptions) -> Router {
+    let dev = engine.is_dev();
     let state = AppState(Arc::new(Shared {
         engine,
         verifier: Verifier::new(),
+        admin_token: options.admin_token,
     }));
-    Router::new()
-        .route("/_keyward/reset", any(admin_reset))
-        .route("/_keyward/clock", any(admin_clock))
-        .fallback(handle_aws)
-        .with_state(state)
+    let mut router = Router::new();
+    if dev && options.reset {
+        router = router.route(RESET_PATH, any(admin_reset));
+    }
+    if dev && options.test_clock {
+        router = router.route(CLOCK_PATH, any(admin_clock));
+    }
+    router.fallback(handle_aws).with_state(state)
 }
 
 impl SigningSecret for AccessKey {
@@ -96,7 +105,7 @@ async fn handle_aws(State(state): State<AppState>, request: Request) -> Response
 }
 
 /// `{"__type": code, "message": message}` with the status AWS uses for `code`.
-fn error_response(error: &Error, request_id: HeaderValue) -> Response {
+pub(crate) fn error_response(error: &Error, request_id: HeaderValue) -> Response {
     let code = error.aws_code();
     let body = serde_json::to_vec(&serde_json::json!({
         "__type": code,
@@ -232,85 +241,5 @@ pub(crate) fn caller_of(
         source_ip,
         user_agent,
         request_id: request_id.to_owned(),
-    }
-}
-
-fn admin_json(status: StatusCode, value: serde_json::Value) -> Response {
-    let mut response = (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        value.to_string(),
-    )
-        .into_response();
-    // Every answer carries a request id, admin ones included.
-    let request_id = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-        .expect("a uuid is a valid header value");
-    response.headers_mut().insert(REQUEST_ID, request_id);
-    response
-}
-
-fn admin_guard(shared: &Shared, method: &Method) -> Option<Response> {
-    if !shared.engine.is_dev() {
-        return Some(admin_json(
-            StatusCode::NOT_FOUND,
-            serde_json::json!({"message": "admin routes exist only in --dev mode"}),
-        ));
-    }
-    if method != Method::POST {
-        return Some(admin_json(
-            StatusCode::METHOD_NOT_ALLOWED,
-            serde_json::json!({"message": "use POST"}),
-        ));
-    }
-    None
-}
-
-/// `POST /_keyward/reset`: clear every key, alias, grant and trail record (identities stay).
-async fn admin_reset(State(state): State<AppState>, method: Method) -> Response {
-    if let Some(refusal) = admin_guard(&state.0, &method) {
-        return refusal;
-    }
-    match state.0.engine.reset().await {
-        Ok(()) => admin_json(StatusCode::OK, serde_json::json!({})),
-        Err(error) => {
-            tracing::error!(%error, "reset failed");
-            admin_json(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                serde_json::json!({"message": "reset failed"}),
-            )
-        }
-    }
-}
-
-/// `POST /_keyward/clock {"advance_seconds": N}`: move the KMS clock forward and run what became due.
-async fn admin_clock(State(state): State<AppState>, method: Method, body: Bytes) -> Response {
-    if let Some(refusal) = admin_guard(&state.0, &method) {
-        return refusal;
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Clock {
-        advance_seconds: u64,
-    }
-    let clock: Clock = match serde_json::from_slice(&body) {
-        Ok(clock) => clock,
-        Err(error) => {
-            return admin_json(
-                StatusCode::BAD_REQUEST,
-                serde_json::json!({"message": format!("expected {{\"advance_seconds\": N}}: {error}")}),
-            )
-        }
-    };
-    match state
-        .0
-        .engine
-        .advance_clock(Duration::from_secs(clock.advance_seconds))
-        .await
-    {
-        Ok(()) => admin_json(StatusCode::OK, serde_json::json!({})),
-        Err(error) => admin_json(
-            StatusCode::BAD_REQUEST,
-            serde_json::json!({"message": error.to_string()}),
-        ),
     }
 }

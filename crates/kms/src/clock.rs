@@ -20,7 +20,7 @@ impl Clock {
 
     /// Milliseconds since the Unix epoch on the KMS clock.
     pub(crate) fn now_ms(&self) -> i64 {
-        wall_ms() + self.offset_ms.load(Ordering::Relaxed)
+        wall_ms().saturating_add(self.offset_ms.load(Ordering::Relaxed))
     }
 
     pub(crate) fn offset_ms(&self) -> i64 {

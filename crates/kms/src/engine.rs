@@ -12,6 +12,10 @@ use crate::grants::Grant;
 use crate::identity::{AccessKey, Caller, IdentityConfig};
 use crate::keys::{material_aad, KeyMeta, KeyRecord, KeyState, Material};
 use crate::ops::{self, Cx, Kind, Req};
+
+/// How far ahead of the wall clock a dev engine's clock may be moved, in all: 100 years.
+pub const MAX_CLOCK_OFFSET: std::time::Duration =
+    std::time::Duration::from_secs(100 * 365 * 86_400);
 use crate::root_key::RootKey;
 use crate::store::{durable, Op, Store};
 use crate::trail;
@@ -115,7 +119,9 @@ impl Engine {
             .get("clock_offset_ms")
             .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
             .map(i64::from_be_bytes)
-            .unwrap_or(0);
+            .unwrap_or(0)
+            // A store written before the bound existed may hold any offset; keep it in range.
+            .clamp(0, MAX_CLOCK_OFFSET.as_millis() as i64);
 
         let mut state = State::default();
         for doc in loaded.keys {
@@ -342,17 +348,25 @@ impl Engine {
     }
 
     /// Dev mode only: moves the KMS clock forward by `by`, then runs what became due.
+    ///
+    /// The clock may run at most [`MAX_CLOCK_OFFSET`] ahead of the wall clock in all: past that,
+    /// epoch arithmetic anywhere (dates in answers, the trail) could overflow, and nothing a test
+    /// watches (a 30-day deletion window, a 2,560-day rotation period) needs more. A move that would
+    /// go past it is refused with [`Error::ClockOutOfRange`] and changes nothing.
     pub async fn advance_clock(&self, by: std::time::Duration) -> Result<(), Error> {
         if !self.inner.dev {
             return Err(Error::NotDev);
         }
+        let limit_ms = MAX_CLOCK_OFFSET.as_millis() as i64;
         let rx = {
             let _st = self.inner.state.write().unwrap_or_else(|e| e.into_inner());
-            let offset = self
-                .inner
-                .clock
-                .offset_ms()
-                .saturating_add(by.as_millis().min(i64::MAX as u128) as i64);
+            let offset = i64::try_from(by.as_millis())
+                .ok()
+                .and_then(|by| self.inner.clock.offset_ms().checked_add(by))
+                .filter(|offset| *offset <= limit_ms)
+                .ok_or(Error::ClockOutOfRange {
+                    limit_days: MAX_CLOCK_OFFSET.as_secs() / 86_400,
+                })?;
             self.inner.clock.set_offset_ms(offset);
             self.inner.store.submit(vec![Op::SetMeta {
                 name: "clock_offset_ms",

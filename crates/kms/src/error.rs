@@ -38,6 +38,9 @@ pub enum Error {
     /// A dev-only operation was called on an engine not in dev mode.
     #[error("this operation is only available in dev mode")]
     NotDev,
+    /// A dev clock move that would take the clock past [`crate::MAX_CLOCK_OFFSET`].
+    #[error("the KMS clock may run at most {limit_days} days ahead of the wall clock; nothing was changed")]
+    ClockOutOfRange { limit_days: u64 },
     /// The writer thread stopped (after an earlier store failure).
     #[error("the KMS store writer has stopped")]
     WriterStopped,

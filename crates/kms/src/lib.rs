@@ -54,7 +54,7 @@ mod root_key;
 mod store;
 mod trail;
 
-pub use engine::{Engine, EngineConfig};
+pub use engine::{Engine, EngineConfig, MAX_CLOCK_OFFSET};
 pub use error::{ApiError, Error};
 pub use iam::{url_encode, Form};
 pub use identity::{AccessKey, Caller, Identity, IdentityConfig, IdentityKind};

@@ -421,14 +421,24 @@ fn the_guide_end_to_end_with_the_aws_cli_as_the_customer_and_keyward_as_the_plat
     // SDK credential cache goes by the wall clock, so the control plane must notice the refusal
     // (ExpiredToken) and assume the role afresh rather than read it as access denied.
     let since = now_ms();
-    advance_kms_clock(guide.up.kms_endpoint(), 8 * 24 * 3600);
+    advance_kms_clock(
+        guide.up.kms_endpoint(),
+        guide.up.info["admin_token"].as_str().unwrap(),
+        8 * 24 * 3600,
+    );
     guide.wait_health("key-deleted", None, since);
     guide.document_refused("reports/q1.txt", "key_deleted (410)");
 }
 
 /// `keyward up`'s flags: [`PROBE_INTERVAL`], and small disks.
-fn up_flags() -> [&'static str; 4] {
-    ["--probe-interval", PROBE_INTERVAL_FLAG, "--disk-size", "4M"]
+fn up_flags() -> [&'static str; 5] {
+    [
+        "--probe-interval",
+        PROBE_INTERVAL_FLAG,
+        "--disk-size",
+        "4M",
+        "--test-clock",
+    ]
 }
 
 /// The NBD URI of disk `index` once it is attached again.
@@ -446,11 +456,11 @@ fn wait_attached(guide: &Guide, index: usize) -> String {
     }
 }
 
-/// `POST <kms>/_keyward/clock`: the dev KMS's test clock.
-fn advance_kms_clock(endpoint: &str, seconds: u64) {
+/// `POST <kms>/_keyward/clock` with the admin token: the test clock `keyward up --test-clock` serves.
+fn advance_kms_clock(endpoint: &str, admin_token: &str, seconds: u64) {
     let python = require_tool("python3");
     let script = format!(
-        "import urllib.request; r = urllib.request.urlopen(urllib.request.Request('{endpoint}/_keyward/clock', data=b'{{\"advance_seconds\": {seconds}}}', method='POST')); print(r.status)"
+        "import urllib.request; r = urllib.request.urlopen(urllib.request.Request('{endpoint}/_keyward/clock', data=b'{{\"advance_seconds\": {seconds}}}', headers={{'Authorization': 'Bearer {admin_token}'}}, method='POST')); print(r.status)"
     );
     let mut command = Command::new(python);
     command.args(["-c", &script]);

@@ -22,22 +22,42 @@ pub struct Up {
     pub banner: String,
 }
 
+/// `keyward up` on OS-chosen loopback ports, with its root key in `config_dir`.
+pub fn up_command(data_dir: &Path, config_dir: &Path) -> Command {
+    let mut command = keyward();
+    command
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--kms-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .env("KEYWARD_CONFIG_DIR", config_dir)
+        .env_remove("KEYWARD_KMS_ROOT_KEY")
+        .env_remove("KEYWARD_ROOT_KEY_FILE")
+        .env("KEYWARD_LOG", "warn")
+        .env_remove("KEYWARD_API_URL")
+        .env_remove("KEYWARD_TOKEN");
+    command
+}
+
+/// Where a test's `keyward up` keeps its root key: beside the data directory, never inside it.
+pub fn config_dir_of(data_dir: &Path) -> PathBuf {
+    let name = data_dir.file_name().unwrap().to_string_lossy();
+    data_dir.with_file_name(format!("{name}-config"))
+}
+
 impl Up {
     pub fn start(data_dir: &Path, extra: &[&str]) -> Up {
-        let mut child = keyward()
-            .args([
-                "up",
-                "--listen",
-                "127.0.0.1:0",
-                "--kms-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(data_dir)
+        Up::start_with_config(data_dir, &config_dir_of(data_dir), extra)
+    }
+
+    pub fn start_with_config(data_dir: &Path, config_dir: &Path, extra: &[&str]) -> Up {
+        let mut child = up_command(data_dir, config_dir)
             .args(extra)
-            .env("KEYWARD_LOG", "warn")
-            .env_remove("KEYWARD_API_URL")
-            .env_remove("KEYWARD_TOKEN")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -283,4 +303,108 @@ fn up_on_a_fresh_directory_prints_and_keeps_what_a_newcomer_needs_and_restarts_t
     assert_eq!(shown["role_arn"], cluster["role_arn"]);
     let key_again = up.aws(&["kms", "describe-key", "--key-id", arn]);
     assert_eq!(key_again["KeyMetadata"]["Arn"], arn);
+}
+
+#[test]
+fn a_copied_data_directory_without_its_root_key_decrypts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("keyward-data");
+    let mut up = Up::start(&data, &[]);
+    let key = up.aws(&["kms", "create-key", "--description", "kept apart"]);
+    let arn = key["KeyMetadata"]["Arn"].as_str().unwrap().to_owned();
+    up.kill();
+
+    // The root key is in the config directory (0600), named by the store id; no file of the data
+    // directory holds its bytes, raw or in hex.
+    let store_id = std::fs::read_to_string(data.join("kms/store-id")).unwrap();
+    let key_file = config_dir_of(&data)
+        .join("root-keys")
+        .join(format!("{}.key", store_id.trim()));
+    let root_hex = std::fs::read_to_string(&key_file).expect("the root key file");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the root key must be readable by its owner only"
+        );
+    }
+    let root_raw = hex_decode(root_hex.trim());
+    assert_eq!(root_raw.len(), 32);
+    let mut files = 0;
+    for file in walk(&data) {
+        let bytes = std::fs::read(&file).unwrap();
+        files += 1;
+        assert!(
+            !contains(&bytes, root_hex.trim().as_bytes()) && !contains(&bytes, &root_raw),
+            "{} holds the root key",
+            file.display()
+        );
+    }
+    assert!(files > 3, "the data directory was read ({files} files)");
+
+    // A copy elsewhere, without the config directory: `keyward up` refuses, naming what is missing.
+    let copy = dir.path().join("copied-data");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(&data)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let empty_config = dir.path().join("another-user-config");
+    let mut command = up_command(&copy, &empty_config);
+    let (status, _, err) = run_with_deadline(&mut command, DEADLINE);
+    assert!(!status.success(), "keyward up started without its root key");
+    assert!(
+        err.contains("root key") && err.contains("missing") && err.contains("--root-key-file"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&*empty_config.to_string_lossy()),
+        "the error names where the key was expected: {err}"
+    );
+    assert!(
+        !empty_config.join("root-keys").exists() || walk(&empty_config).is_empty(),
+        "no new root key was made for an existing store"
+    );
+
+    // With the root key given, the copy opens and the customer's key is there.
+    let up = Up::start_with_config(
+        &copy,
+        &empty_config,
+        &["--root-key-file", key_file.to_str().unwrap()],
+    );
+    let described = up.aws(&["kms", "describe-key", "--key-id", &arn]);
+    assert_eq!(described["KeyMetadata"]["Arn"], arn.as_str());
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else if path.is_file() {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+fn hex_decode(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
 }

@@ -170,74 +170,7 @@ async fn malformed_unknown_oversize_and_mistyped_requests_change_nothing() {
     assert_eq!(described["KeyMetadata"]["KeyState"], "Enabled");
 }
 
-#[tokio::test]
-async fn admin_routes_answer_only_in_dev_mode() {
-    let h = start().await;
-    assert_eq!(h.kms_raw("CreateKey", "{}").await.status, 200);
-    let mut client = h.raw().await;
-    let reset = client
-        .send("POST", "/_keyward/reset", &[], b"")
-        .await
-        .unwrap();
-    assert_eq!(reset.status, 200);
-    assert!(reset.header("x-amzn-requestid").is_some());
-    assert_eq!(h.key_count().await, 0, "reset clears the keys");
-    let bad = client
-        .send("POST", "/_keyward/clock", &[], b"{\"advance_seconds\": -1}")
-        .await
-        .unwrap();
-    assert_eq!(bad.status, 400);
-    let get = client
-        .send("GET", "/_keyward/reset", &[], b"")
-        .await
-        .unwrap();
-    assert_eq!(get.status, 405);
-    // The credentials survive a reset.
-    assert_eq!(h.kms_raw("ListKeys", "{}").await.status, 200);
-}
-
 fn base64_of(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-#[tokio::test]
-async fn admin_routes_are_404_outside_dev_mode() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = keyward_kms::Engine::open(keyward_kms::EngineConfig {
-        data_dir: dir.path().join("kms"),
-        root_key: keyward_kms::RootKey::from_hex(&"ab".repeat(32)).unwrap(),
-        identities: keyward_kms::IdentityConfig::empty(),
-        dev: false,
-    })
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(keyward_kms_server::serve(listener, engine, async {
-        let _ = stopped.await;
-    }));
-    let mut client = crate::raw::RawClient::connect(&endpoint).await;
-    for path in ["/_keyward/reset", "/_keyward/clock"] {
-        let answer = client
-            .send("POST", path, &[], b"{\"advance_seconds\": 1}")
-            .await
-            .unwrap();
-        assert_eq!(answer.status, 404, "{path}");
-    }
-    let unsigned = client
-        .send(
-            "POST",
-            "/",
-            &[("x-amz-target".into(), "TrentService.ListKeys".into())],
-            b"{}",
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (unsigned.status, unsigned.error_type().as_str()),
-        (400, "MissingAuthenticationTokenException")
-    );
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
 }

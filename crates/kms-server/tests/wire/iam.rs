@@ -13,7 +13,7 @@ pub const OPERATOR_KEY: &str = "AKIAOPERATOR00000001";
 pub const OPERATOR_SECRET: &str = "operator-secret";
 const NOBODY_KEY: &str = "AKIANOBODY0000000001";
 const PLATFORM_ROOT_KEY: &str = "AKIAPLATFORMROOT0001";
-const CUSTOMER_ROOT_KEY: &str = "AKIACUSTOMERROOT0001";
+pub const CUSTOMER_ROOT_KEY: &str = "AKIACUSTOMERROOT0001";
 pub const CLUSTER: &str = "c-0123456789abcdef";
 pub const ROLE_NAME: &str = "keyward-cluster-c-0123456789abcdef";
 

@@ -4,6 +4,7 @@
 mod raw;
 mod support;
 
+mod admin;
 mod bad_input;
 mod concurrency;
 mod fuzz;

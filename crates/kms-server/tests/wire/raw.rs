@@ -158,12 +158,55 @@ pub struct Creds {
     pub region: String,
 }
 
+/// The headers of a signed `POST <path>` with a JSON body and no `X-Amz-Target` (the admin routes).
+pub fn signed_post_headers(
+    creds: &Creds,
+    host: &str,
+    path: &str,
+    body: &[u8],
+    when: time::OffsetDateTime,
+) -> Vec<(String, String)> {
+    signed_post(
+        creds,
+        host,
+        "kms",
+        path,
+        "application/json",
+        None,
+        body,
+        when,
+    )
+}
+
 /// The headers of a signed AWS JSON 1.1 request, as the SDKs send them.
 pub fn signed_headers(
     creds: &Creds,
     host: &str,
     service: &str,
     target: &str,
+    body: &[u8],
+    when: time::OffsetDateTime,
+) -> Vec<(String, String)> {
+    signed_post(
+        creds,
+        host,
+        service,
+        "/",
+        KMS_JSON,
+        Some(target),
+        body,
+        when,
+    )
+}
+
+#[allow(clippy::too_many_arguments)] // one signer behind the two shapes above
+fn signed_post(
+    creds: &Creds,
+    host: &str,
+    service: &str,
+    path: &str,
+    content_type: &str,
+    target: Option<&str>,
     body: &[u8],
     when: time::OffsetDateTime,
 ) -> Vec<(String, String)> {
@@ -174,23 +217,19 @@ pub fn signed_headers(
         region: &creds.region,
         service,
     };
-    let authorization = signer.authorization(
-        "POST",
-        "/",
-        "",
-        &[
-            ("content-type", KMS_JSON),
-            ("host", host),
-            ("x-amz-date", &date),
-            ("x-amz-target", target),
-        ],
-        body,
-    );
-    vec![
-        ("host".into(), host.into()),
-        ("content-type".into(), KMS_JSON.into()),
-        ("x-amz-date".into(), date),
-        ("x-amz-target".into(), target.into()),
-        ("authorization".into(), authorization),
-    ]
+    let mut headers = vec![
+        ("host".to_owned(), host.to_owned()),
+        ("content-type".to_owned(), content_type.to_owned()),
+        ("x-amz-date".to_owned(), date),
+    ];
+    if let Some(target) = target {
+        headers.push(("x-amz-target".to_owned(), target.to_owned()));
+    }
+    let signed: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let authorization = signer.authorization("POST", path, "", &signed, body);
+    headers.push(("authorization".to_owned(), authorization));
+    headers
 }

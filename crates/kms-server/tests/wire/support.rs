@@ -101,17 +101,19 @@ impl Harness {
         }
     }
 
-    /// `POST /_keyward/clock`.
+    /// `POST /_keyward/clock`, signed by the account root.
     pub async fn advance_days(&self, days: u64) {
         let mut client = self.raw().await;
         let body = serde_json::json!({"advance_seconds": days * 86_400}).to_string();
+        let headers = crate::raw::signed_post_headers(
+            &self.creds(),
+            client.host(),
+            "/_keyward/clock",
+            body.as_bytes(),
+            time::OffsetDateTime::now_utc(),
+        );
         let answer = client
-            .send(
-                "POST",
-                "/_keyward/clock",
-                &[("content-type".into(), "application/json".into())],
-                body.as_bytes(),
-            )
+            .send("POST", "/_keyward/clock", &headers, body.as_bytes())
             .await
             .expect("answer");
         assert_eq!(
