@@ -647,7 +647,7 @@ async fn decrypt_samples(
 
 /// object_store's staging files are `<name>#<digits>`: the same test as its
 /// local listing's `is_valid_file_path`.
-fn is_staged_upload(path: &Path) -> bool {
+pub(crate) fn is_staged_upload(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return false;
     };

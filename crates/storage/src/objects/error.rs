@@ -18,6 +18,21 @@ pub enum ObjectError {
     #[error("invalid object key {key:?}: {reason}")]
     InvalidKey { key: String, reason: &'static str },
 
+    /// A list prefix that could not name a place in the store (`../`, empty segments).
+    #[error("invalid prefix {prefix:?}: {reason}")]
+    InvalidPrefix {
+        prefix: String,
+        reason: &'static str,
+    },
+
+    /// The key is an existing object's prefix, or an existing object is its prefix (`a` beside
+    /// `a/b`): a key is an object or a folder of objects, never both.
+    #[error(
+        "object key {key:?} clashes with the existing object {existing:?}: a key cannot be both an \
+         object and the prefix of other objects; delete one or choose another name"
+    )]
+    Conflict { key: String, existing: String },
+
     /// The cluster or storage class name cannot be used in a path.
     #[error("invalid store name {name:?}: {reason}")]
     InvalidName { name: String, reason: &'static str },

@@ -74,6 +74,10 @@ pub const PARTS_IN_FLIGHT: usize = 4;
 const READ_BLOCK: usize = 1 << 20;
 /// Longest object key, in bytes (S3's limit).
 pub const MAX_KEY_LEN: usize = 1024;
+/// Longest `/`-separated segment of a key, in bytes. S3 has no such limit, but the local backend
+/// keeps each segment as a file name (255 bytes on Linux), and an upload in progress adds
+/// `#<digits>` to it; one rule for every backend keeps a key that works on one working on all.
+pub const MAX_SEGMENT_LEN: usize = 200;
 /// The ESDK provider id of KMS-wrapped data keys, whose provider info is the key ARN.
 const KMS_PROVIDER_ID: &str = "aws-kms";
 
@@ -133,6 +137,8 @@ pub struct ObjectEntry {
 /// keyring's KMS key. See the module doc.
 pub struct EncryptedStore<K = KmsKeyring> {
     store: Arc<dyn ObjectStore>,
+    /// The local backend's directory, where its uploads in progress are files of their own.
+    local_dir: Option<std::path::PathBuf>,
     root: String,
     cluster: String,
     class: ObjectClass,
@@ -190,9 +196,38 @@ pub(crate) fn check_key(key: &str) -> ObjectResult<()> {
     {
         return invalid("it has an empty, '.' or '..' segment");
     }
+    if key
+        .split('/')
+        .any(|segment| segment.len() > MAX_SEGMENT_LEN)
+    {
+        return invalid("a '/'-separated segment is longer than 200 bytes");
+    }
     match Path::parse(key) {
         Ok(path) if path.as_ref() == key => Ok(()),
         _ => invalid("it is not a valid object path"),
+    }
+}
+
+/// A list prefix is any string whose directory part (up to its last `/`) is a valid key, so a
+/// listing never walks outside the store (`../`) or through a path the backend cannot name.
+fn check_prefix(prefix: &str) -> ObjectResult<()> {
+    let invalid = |reason| {
+        Err(ObjectError::InvalidPrefix {
+            prefix: prefix.to_owned(),
+            reason,
+        })
+    };
+    if prefix.len() > MAX_KEY_LEN {
+        return invalid("it is longer than 1024 bytes");
+    }
+    if prefix.chars().any(char::is_control) || prefix.contains('#') {
+        return invalid("it contains control characters or '#'");
+    }
+    match prefix.rfind('/') {
+        Some(at) if check_key(&prefix[..at]).is_err() => {
+            invalid("the part before its last '/' is not a valid object key (no empty, '.' or '..' segment)")
+        }
+        _ => Ok(()),
     }
 }
 
@@ -229,6 +264,7 @@ impl<K: Keyring> EncryptedStore<K> {
         check_name(cluster)?;
         Ok(EncryptedStore {
             store,
+            local_dir: None,
             root: format!("{cluster}/{}", class.as_str()),
             cluster: cluster.to_owned(),
             class,
@@ -251,7 +287,9 @@ impl<K: Keyring> EncryptedStore<K> {
             })
         })?;
         let local = LocalFileSystem::new_with_prefix(dir)?.with_fsync(true);
-        EncryptedStore::new(Arc::new(local), cluster, class, client)
+        let mut store = EncryptedStore::new(Arc::new(local), cluster, class, client)?;
+        store.local_dir = Some(dir.to_path_buf());
+        Ok(store)
     }
 
     /// A store in an S3 bucket (Amazon S3 or any S3-compatible endpoint). The
@@ -313,16 +351,16 @@ impl<K: Keyring> EncryptedStore<K> {
     /// client has one) serves puts of known length.
     pub async fn put_bytes(&self, key: &str, plaintext: &[u8]) -> ObjectResult<u64> {
         let path = self.path_of(key)?;
+        self.refuse_clash(key).await?;
         let message = self
             .client
             .encrypt_to_vec(plaintext, &self.context_for(key))
             .await
             .map_err(|e| mapped(key, e))?;
         let size = message.len() as u64;
-        self.store
-            .put(&path, PutPayload::from(message))
-            .await
-            .map_err(ObjectError::Store)?;
+        if let Err(error) = self.store.put(&path, PutPayload::from(message)).await {
+            return Err(self.publish_error(key, error).await);
+        }
         Ok(size)
     }
 
@@ -335,6 +373,7 @@ impl<K: Keyring> EncryptedStore<K> {
         R: AsyncRead + Unpin + ?Sized,
     {
         let path = self.path_of(key)?;
+        self.refuse_clash(key).await?;
         let encryption = self
             .client
             .begin_encrypt(&self.context_for(key), &EncryptOptions::default())
@@ -352,13 +391,65 @@ impl<K: Keyring> EncryptedStore<K> {
             }
         };
         // Completing the upload is the publish step (rename or S3 complete).
-        writer.shutdown().await.map_err(|e| {
-            ObjectError::Store(object_store::Error::Generic {
+        if let Err(error) = writer.shutdown().await {
+            let error = object_store::Error::Generic {
                 store: "BufWriter",
-                source: Box::new(e),
-            })
-        })?;
+                source: Box::new(error),
+            };
+            return Err(self.publish_error(key, error).await);
+        }
         Ok(written)
+    }
+
+    /// A failed publish: two puts racing past `refuse_clash` (`a` and `a/b` at once) meet here on
+    /// the local backend, as a file where a directory must be or the reverse; say so.
+    async fn publish_error(&self, key: &str, error: object_store::Error) -> ObjectError {
+        match self.clash_of(key).await {
+            Some(existing) => ObjectError::Conflict {
+                key: key.to_owned(),
+                existing,
+            },
+            None => ObjectError::Store(error),
+        }
+    }
+
+    /// A key can be an object or the prefix of other objects (`a` or `a/b`), not both: S3 would
+    /// take both, the local backend neither (a file cannot also be a directory), so every backend
+    /// refuses alike, before any byte is written.
+    async fn refuse_clash(&self, key: &str) -> ObjectResult<()> {
+        match self.clash_of(key).await {
+            Some(existing) => Err(ObjectError::Conflict {
+                key: key.to_owned(),
+                existing,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The existing key that `key` would clash with, if any.
+    async fn clash_of(&self, key: &str) -> Option<String> {
+        // An object at one of the key's own prefixes (`a` when putting `a/b/c`).
+        let mut at = 0;
+        while let Some(slash) = key[at..].find('/') {
+            let ancestor = &key[..at + slash];
+            if let Ok(path) = self.path_of(ancestor) {
+                if self.store.head(&path).await.is_ok() {
+                    return Some(ancestor.to_owned());
+                }
+            }
+            at += slash + 1;
+        }
+        // Objects under the key as a prefix (`a/b` when putting `a`).
+        let path = self.path_of(key).ok()?;
+        let mut under = self.store.list(Some(&path));
+        while let Ok(Some(meta)) = under.try_next().await {
+            if meta.location != path {
+                let root = format!("{}/", self.root);
+                let found = meta.location.as_ref().strip_prefix(&root)?.to_owned();
+                return Some(found);
+            }
+        }
+        None
     }
 
     async fn open(
@@ -464,6 +555,7 @@ impl<K: Keyring> EncryptedStore<K> {
     /// The objects whose key starts with `prefix` (any string; `""` lists
     /// all), sorted by key.
     pub async fn list(&self, prefix: &str) -> ObjectResult<Vec<ObjectEntry>> {
+        check_prefix(prefix)?;
         // The backend lists by whole path segments: list the directory part of
         // the prefix and filter on the rest.
         let directory = match prefix.rfind('/') {
@@ -492,6 +584,54 @@ impl<K: Keyring> EncryptedStore<K> {
             .await?;
         entries.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(entries)
+    }
+
+    /// Removes the local backend's uploads in progress (`<name>#<digits>` files) last written
+    /// more than `older_than` ago, and returns how many. A put that was killed (or whose process
+    /// was) leaves its staging file behind: never visible as an object, but still bytes under the
+    /// key of its day, which a key change would not re-wrap. With `older_than` zero this is for
+    /// start-up, before any put runs; later, an age no live upload reaches between two writes.
+    /// S3 keeps unfinished multipart uploads out of sight; a bucket lifecycle rule ends them.
+    pub fn remove_stale_uploads(&self, older_than: std::time::Duration) -> ObjectResult<usize> {
+        let Some(dir) = &self.local_dir else {
+            return Ok(0);
+        };
+        let io = |source: std::io::Error| {
+            ObjectError::Store(object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(source),
+            })
+        };
+        let mut removed = 0;
+        let mut pending = vec![dir.join(&self.root)];
+        while let Some(dir) = pending.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(io(error)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(io)?;
+                let meta = entry.metadata().map_err(io)?;
+                if meta.is_dir() {
+                    pending.push(entry.path());
+                    continue;
+                }
+                let age = meta
+                    .modified()
+                    .ok()
+                    .and_then(|at| at.elapsed().ok())
+                    .unwrap_or_default();
+                if crate::verify::is_staged_upload(&entry.path()) && age >= older_than {
+                    match std::fs::remove_file(entry.path()) {
+                        Ok(()) => removed += 1,
+                        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(error) => return Err(io(error)),
+                    }
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Deletes the object. Deleting a missing object is not an error (as on S3).
@@ -528,6 +668,29 @@ mod tests {
         }
         for good in ["a", "reports/2026/q4.pdf", "name with spaces.txt", "ü-ß"] {
             check_key(good).unwrap();
+        }
+        check_key(&format!("dir/{}", "s".repeat(MAX_SEGMENT_LEN))).unwrap();
+        for long in [
+            "s".repeat(MAX_SEGMENT_LEN + 1),
+            format!("dir/{}", "s".repeat(254)),
+        ] {
+            assert!(
+                matches!(check_key(&long), Err(ObjectError::InvalidKey { .. })),
+                "{long}"
+            );
+        }
+    }
+
+    #[test]
+    fn prefixes_that_would_leave_the_store_are_refused() {
+        for bad in ["../", "../x", "a/../", "a//b", "./", "/", "a\nb/", "a#1/"] {
+            assert!(
+                matches!(check_prefix(bad), Err(ObjectError::InvalidPrefix { .. })),
+                "{bad:?}"
+            );
+        }
+        for good in ["", "a", "a/", "reports/20", "..x", "a/.b"] {
+            check_prefix(good).unwrap();
         }
     }
 

@@ -489,6 +489,70 @@ async fn a_writer_killed_in_a_large_put_leaves_no_visible_partial_object() {
     // The partial upload is still on disk, under its staging name only.
     assert!(staged[0].exists());
     assert!(!dir.join("big.bin").exists());
+
+    // It is removed once old enough (at start-up: at once), and nothing else is.
+    assert_eq!(
+        store
+            .remove_stale_uploads(Duration::from_secs(3600))
+            .unwrap(),
+        0,
+        "a recent upload may still be live"
+    );
+    assert_eq!(store.remove_stale_uploads(Duration::ZERO).unwrap(), 1);
+    assert!(!staged[0].exists());
+    assert!(staged_files(&env.root()).is_empty());
+    assert_eq!(
+        store.get_bytes("acked.txt").await.unwrap(),
+        b"acknowledged before the crash"
+    );
+}
+
+#[tokio::test]
+async fn clashing_keys_long_segments_and_escaping_prefixes_are_refused_and_change_nothing() {
+    let env = Env::start().await;
+    let store = env.store("c1", ObjectClass::Documents);
+    store.put_bytes("a", b"file a").await.unwrap();
+    store.put_bytes("x/y", b"file x/y").await.unwrap();
+
+    // `a/b` under the object `a`, `x` over the folder `x/`: refused before any byte is written.
+    for (key, existing) in [("a/b", "a"), ("a/b/c", "a"), ("x", "x/y")] {
+        match store.put_bytes(key, b"clash").await {
+            Err(ObjectError::Conflict {
+                key: k,
+                existing: e,
+            }) => {
+                assert_eq!((k.as_str(), e.as_str()), (key, existing));
+            }
+            other => panic!("{key}: expected a conflict, got {other:?}"),
+        }
+    }
+    for long in ["s".repeat(254), format!("dir/{}", "s".repeat(300))] {
+        assert!(
+            matches!(
+                store.put_bytes(&long, b"long").await,
+                Err(ObjectError::InvalidKey { .. })
+            ),
+            "{long}"
+        );
+    }
+    for prefix in ["../", "../../etc", "a/../", "x//"] {
+        assert!(
+            matches!(
+                store.list(prefix).await,
+                Err(ObjectError::InvalidPrefix { .. })
+            ),
+            "{prefix}"
+        );
+    }
+    // Nothing changed: the two objects, whole, and no staging file.
+    assert_eq!(keys(&store.list("").await.unwrap()), ["a", "x/y"]);
+    assert_eq!(store.get_bytes("a").await.unwrap(), b"file a");
+    assert_eq!(store.get_bytes("x/y").await.unwrap(), b"file x/y");
+    assert!(staged_files(&env.root()).is_empty());
+    // Deleting the one that stood in the way frees the name.
+    store.delete("a").await.unwrap();
+    store.put_bytes("a/b", b"now a folder").await.unwrap();
+    assert_eq!(keys(&store.list("a/").await.unwrap()), ["a/b"]);
 }
 
 /// The child of the crash test: does nothing unless started by it.
