@@ -178,14 +178,27 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
                     None,
                 )
                 .await?;
+            let all_encrypted = v["all_encrypted"].as_bool() == Some(true);
+            // Scripts rely on the exit status: non-zero unless every class is under the key.
+            let not_all = || {
+                anyhow::anyhow!(
+                    "not every storage class of {cluster_id} is encrypted under its key: see the \
+                     offenders above, then `keyward cluster show {cluster_id}` for the key's health"
+                )
+            };
             if as_json {
-                return print_json(&v);
+                print_json(&v)?;
+                return if all_encrypted {
+                    Ok(())
+                } else {
+                    Err(not_all())
+                };
             }
             println!(
                 "cluster {} under {}: {}",
                 s(&v["cluster_id"]),
                 s(&v["key_arn"]),
-                if v["all_encrypted"].as_bool() == Some(true) {
+                if all_encrypted {
                     "every storage class encrypted under this key"
                 } else {
                     "NOT every storage class is encrypted under this key"
@@ -206,6 +219,9 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 for offender in class["offenders"].as_array().into_iter().flatten() {
                     println!("      offender: {}", s(offender));
                 }
+            }
+            if !all_encrypted {
+                return Err(not_all());
             }
         }
         ClusterCommand::Health { cluster_id, now } => {

@@ -231,6 +231,28 @@ fn the_guide_end_to_end_with_the_aws_cli_as_the_customer_and_keyward_as_the_plat
     let verification = guide.up.keyward_json(&["cluster", "verify", &id]);
     assert_eq!(verification["all_encrypted"], true, "{verification:#}");
     assert_eq!(verification["key_arn"], key1.as_str());
+    // A plaintext file among the documents: verify names it and exits non-zero (scripts rely on
+    // the status), with --json too; gone again, verify passes.
+    let stray = guide
+        .up
+        .data_dir
+        .join("control/objects")
+        .join(&id)
+        .join("documents/stray.txt");
+    std::fs::write(&stray, b"left here in plaintext").unwrap();
+    let (ok, out, err) = guide.up.keyward(&["cluster", "verify", &id]);
+    assert!(!ok, "verify passed with a plaintext file: {out}");
+    assert!(out.contains("stray.txt"), "{out}");
+    assert!(err.contains("not every storage class"), "{err}");
+    let (ok, out, _) = guide.up.keyward(&["cluster", "verify", &id, "--json"]);
+    assert!(!ok, "verify --json passed with a plaintext file: {out}");
+    let failed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(failed["all_encrypted"], false, "{failed:#}");
+    std::fs::remove_file(&stray).unwrap();
+    assert_eq!(
+        guide.up.keyward_json(&["cluster", "verify", &id])["all_encrypted"],
+        true
+    );
     let classes: Vec<&str> = verification["classes"]
         .as_array()
         .unwrap()
