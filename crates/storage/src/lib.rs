@@ -47,7 +47,9 @@ pub mod verify;
 pub mod volume;
 
 pub use error::{Error, Result};
-pub use nbd::NbdServer;
+pub use nbd::{
+    ClientCredentials, ClusterCa, Limits, NbdConfig, NbdHandle, NbdServer, NbdTls, Transport,
+};
 pub use objects::{EncryptedStore, ObjectClass, ObjectError};
 pub use verify::{scan, ClassReport, Offender, Reason, ScanReport, ScanRequest, StorageClass};
 pub use volume::header::VolumeHeader;
