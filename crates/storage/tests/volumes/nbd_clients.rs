@@ -21,6 +21,11 @@ fn nbdinfo_sees_the_export_size_and_name_over_tls_and_unix_socket() {
         out.contains("\"can_flush\": true") && out.contains("\"can_fua\": true"),
         "{out}"
     );
+    // The unix socket, served without TLS, is its owner's only.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&served.socket).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
     let unix = format!("nbd+unix:///{EXPORT}?socket={}", served.socket.display());
     let size = run_ok("nbdinfo", &["--size", &unix]);
     assert_eq!(size.trim(), (64 * MIB).to_string());
