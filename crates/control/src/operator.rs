@@ -848,12 +848,13 @@ async fn serve_nbd(
         .local_addr()
         .map_err(|e| Error::Internal(format!("NBD listener: {e}")))?
         .port();
-    let server = NbdServer::new(exports);
+    // Plain TCP as before, until the control plane issues each cluster's CA and
+    // serves with `NbdConfig::tls` (issue 11).
+    let server = NbdServer::new(exports, keyward_storage::NbdConfig::plain_for_tests());
     let id = runtime.id.clone();
     let task = tokio::spawn(async move {
-        if let Err(error) = server.serve_tcp(listener).await {
-            tracing::warn!(cluster = %id, %error, "NBD server stopped");
-        }
+        server.serve_tcp(listener).await;
+        tracing::warn!(cluster = %id, "NBD server stopped");
     });
     if let Some((_, old)) = runtime.nbd.lock().unwrap().replace((port, task)) {
         old.abort();

@@ -6,11 +6,15 @@
 //! - `attach`: check that a node can open the volume, the EBS way (a grant to the
 //!   node, `Decrypt` under it, the header MAC verified), then detach and retire
 //!   the grant.
-//! - `serve`: attach and export the volume over NBD on loopback TCP and/or a unix
-//!   socket until interrupted; KMS is asked again every `--recheck-seconds`, and a
-//!   refusal detaches the volume at once (requests fail with EIO); once KMS allows
-//!   the key again the volume re-attaches by itself (a fresh grant if the old one
-//!   was revoked).
+//! - `serve`: attach and export the volume over NBD until interrupted: on TCP with
+//!   TLS required and a client certificate (`nbds://`), and/or on a 0600 unix
+//!   socket. The CA that issues the server and client certificates is kept in
+//!   `--tls-dir` (its key in a 0600 file), so a restart keeps the client credentials
+//!   working; the client's `ca-cert.pem`, `client-cert.pem` and `client-key.pem` are
+//!   written to `--tls-dir`/client. Plain TCP only with `--insecure-plain-tcp`
+//!   (tests). KMS is asked again every `--recheck-seconds`, and a refusal detaches
+//!   the volume at once (requests fail with EIO); once KMS allows the key again the
+//!   volume re-attaches by itself (a fresh grant if the old one was revoked).
 //!
 //! KMS is reached through `aws-sdk-kms` with the usual AWS configuration
 //! (environment, profiles), `--endpoint-url` pointing it at the embedded server.
@@ -22,7 +26,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use keyward_storage::{attach_volume, create_volume, AwsKms, NbdServer, NewVolume, VolumeFile};
+use keyward_storage::nbd::bind_unix;
+use keyward_storage::{
+    attach_volume, create_volume, AwsKms, ClusterCa, NbdConfig, NbdServer, NewVolume, VolumeFile,
+};
 
 #[derive(Subcommand)]
 pub enum VolumeCommand {
@@ -113,9 +120,20 @@ pub struct AttachArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     attach: AttachArgs,
-    /// TCP address of the NBD export; loopback only unless you add TLS in front.
+    /// TCP address of the NBD export (TLS required unless --insecure-plain-tcp).
     #[arg(long, default_value = "127.0.0.1:10809")]
     listen: Option<SocketAddr>,
+    /// Where the export's CA (ca-cert.pem, ca-key.pem) is kept and the client
+    /// credentials are written (DIR/client). Default: the volume path + ".nbd-tls".
+    #[arg(long, value_name = "DIR")]
+    tls_dir: Option<PathBuf>,
+    /// More names (host names or IP addresses) for the server certificate, besides
+    /// 127.0.0.1, ::1 and localhost.
+    #[arg(long = "tls-name", value_name = "NAME")]
+    tls_names: Vec<String>,
+    /// Serve TCP without TLS: any local process can then read the volume. Tests only.
+    #[arg(long)]
+    insecure_plain_tcp: bool,
     /// Also (or with --no-tcp, only) serve on this unix socket.
     #[arg(long, value_name = "PATH")]
     unix: Option<PathBuf>,
@@ -269,8 +287,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .export
         .clone()
         .unwrap_or_else(|| attachment.header().volume_id.clone());
-    let server = NbdServer::new([(name.clone(), attachment.volume().clone())]);
-    let mut tasks = tokio::task::JoinSet::new();
+    let volume_id = attachment.header().volume_id.clone();
+    let tls_dir = args.tls_dir.clone().unwrap_or_else(|| {
+        let mut dir = args.attach.path.clone().into_os_string();
+        dir.push(".nbd-tls");
+        PathBuf::from(dir)
+    });
+    let (config, client_dir) = if args.insecure_plain_tcp {
+        (NbdConfig::plain_for_tests(), None)
+    } else {
+        let (config, client_dir) = tls_config(&tls_dir, &volume_id, &args.tls_names)?;
+        (config, Some(client_dir))
+    };
+    let server = NbdServer::new([(name.clone(), attachment.volume().clone())], config);
+    let mut handles = Vec::new();
     if !args.no_tcp {
         if let Some(address) = args.listen {
             let listener = tokio::net::TcpListener::bind(address)
@@ -279,30 +309,47 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     format!("cannot listen on {address}; is another export using it?")
                 })?;
             let bound = listener.local_addr()?;
-            println!(
-                "keyward volume {} exported at nbd://{bound}/{name}",
-                attachment.header().volume_id
-            );
-            tasks.spawn(server.clone().serve_tcp(listener));
+            match &client_dir {
+                Some(client) => {
+                    println!(
+                        "keyward volume {volume_id} exported at nbds://{bound}/{name}?tls-certificates={}",
+                        client.display()
+                    );
+                    println!(
+                        "client credentials (ca-cert.pem, client-cert.pem, client-key.pem) in {}; \
+                         qemu: --object tls-creds-x509,id=tls0,endpoint=client,dir={}",
+                        client.display(),
+                        client.display()
+                    );
+                }
+                None => {
+                    println!("keyward volume {volume_id} exported at nbd://{bound}/{name}");
+                    eprintln!(
+                        "warning: plain TCP (--insecure-plain-tcp): any local process can read \
+                         and write this volume"
+                    );
+                }
+            }
+            handles.push(server.spawn_tcp(listener));
         }
     }
     if let Some(socket) = &args.unix {
-        let listener = tokio::net::UnixListener::bind(socket).with_context(|| {
+        let listener = bind_unix(socket).with_context(|| {
             format!(
                 "cannot listen on {}; remove a stale socket file",
                 socket.display()
             )
         })?;
         println!(
-            "keyward volume {} exported at nbd+unix:///{name}?socket={}",
-            attachment.header().volume_id,
+            "keyward volume {volume_id} exported at nbd+unix:///{name}?socket={}",
             socket.display()
         );
-        tasks.spawn(server.clone().serve_unix(listener));
+        handles.push(server.spawn_unix(listener));
     }
-    if tasks.is_empty() {
+    if handles.is_empty() {
         bail!("nothing to serve on: give --listen or --unix");
     }
+    let mut watch = tokio::time::interval(Duration::from_secs(1));
     let mut recheck = tokio::time::interval(Duration::from_secs(args.recheck_seconds.max(1)));
     recheck.tick().await;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -323,12 +370,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     eprintln!("KMS allows the volume's key again; volume re-attached");
                 }
             }
-            Some(result) = tasks.join_next() => {
-                result??;
+            _ = watch.tick() => {
+                if let Some(stopped) = handles.iter_mut().find(|h| !h.is_running()) {
+                    let why = stopped.stopped().await;
+                    bail!("the NBD listener on {} stopped ({why}); start `keyward volume serve` again", stopped.address());
+                }
             }
         }
     }
-    tasks.abort_all();
+    drop(handles);
     if let Some(socket) = &args.unix {
         let _ = std::fs::remove_file(socket);
     }
@@ -338,6 +388,56 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("the volume was detached but its grant could not be retired")?;
     eprintln!("volume detached, key wiped, grant retired");
     Ok(())
+}
+
+/// The export's CA, from `dir` (ca-cert.pem and the 0600 ca-key.pem) or made there,
+/// a fresh server certificate, and the client credentials written to `dir`/client.
+fn tls_config(
+    dir: &std::path::Path,
+    volume_id: &str,
+    names: &[String],
+) -> anyhow::Result<(NbdConfig, PathBuf)> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let hint = || {
+        format!(
+            "cannot prepare the export's TLS credentials in {}; give --tls-dir a directory you own",
+            dir.display()
+        )
+    };
+    let cert_path = dir.join("ca-cert.pem");
+    let key_path = dir.join("ca-key.pem");
+    let fresh = !cert_path.exists();
+    let ca = if !fresh {
+        let cert = std::fs::read_to_string(&cert_path).with_context(hint)?;
+        let key = zeroize::Zeroizing::new(std::fs::read_to_string(&key_path).with_context(hint)?);
+        ClusterCa::from_pem(volume_id, &cert, &key).with_context(|| {
+            format!(
+                "{} does not hold this volume's export CA; remove it to make a new one \
+                 (clients then need the new credentials)",
+                dir.display()
+            )
+        })?
+    } else {
+        std::fs::create_dir_all(dir).with_context(hint)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(hint)?;
+        let ca = ClusterCa::generate(volume_id)?;
+        let mut key = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_path)
+            .with_context(hint)?;
+        std::io::Write::write_all(&mut key, ca.key_pem().as_bytes()).with_context(hint)?;
+        std::fs::write(&cert_path, ca.cert_pem()).with_context(hint)?;
+        ca
+    };
+    let client_dir = dir.join("client");
+    if fresh || !client_dir.join("client-cert.pem").exists() {
+        ca.issue_client("keyward volume serve client")?
+            .write_dir(&client_dir)?;
+    }
+    let identity = ca.issue_server(names)?;
+    Ok((NbdConfig::tls(ca.server_tls(&identity)?), client_dir))
 }
 
 #[cfg(test)]

@@ -5,6 +5,10 @@
 //! 2. The NBD export under fio (`--ioengine=nbd`): sequential 1 MiB read/write and
 //!    random 4 KiB read/write at queue depth 32, against `qemu-nbd` serving a raw
 //!    file and `qemu-nbd` serving a LUKS1 aes-xts-plain64 image of the same size.
+//!    All three over TLS with client certificates from one CA (`nbds://`; fio's
+//!    libnbd finds the client credentials in its `$HOME/.pki/libnbd`, see
+//!    [`FioHome`]; qemu-nbd gets `--tls-creds`), so the comparison is authenticated
+//!    export against authenticated export.
 //!
 //! `cargo bench -p keyward-storage` runs everything; `-- xts` runs only part 1.
 //! Environment: `KEYWARD_BENCH_SIZE_MIB` (default 1024), `KEYWARD_BENCH_SECONDS` (default 4),
@@ -16,7 +20,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyward_storage::{DataKey, NbdServer, VolumeFile, VolumeHeader, XtsCipher};
+use keyward_storage::{
+    ClusterCa, DataKey, NbdConfig, NbdServer, VolumeFile, VolumeHeader, XtsCipher,
+};
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -124,9 +130,71 @@ const JOBS: [Job; 4] = [
     },
 ];
 
+/// fio's libnbd takes no `tls-certificates=` in a URI (a local file, refused) and
+/// reads its client certificates from `$HOME/.pki/libnbd`, or from /etc/pki/libnbd
+/// when run as root. So the credentials are copied into a home of fio's own, and as
+/// root fio runs as `nobody` (setpriv) to be pointed at it.
+struct FioHome {
+    home: tempfile::TempDir,
+    as_nobody: bool,
+}
+
+const NOBODY: u32 = 65534;
+
+impl FioHome {
+    fn new(creds: &std::path::Path) -> FioHome {
+        use std::os::unix::fs::PermissionsExt;
+        let home = tempfile::tempdir().unwrap();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let as_nobody = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            == Some("0");
+        let pki = home.path().join(".pki/libnbd");
+        std::fs::create_dir_all(&pki).unwrap();
+        for file in ["ca-cert.pem", "client-cert.pem", "client-key.pem"] {
+            std::fs::copy(creds.join(file), pki.join(file)).unwrap();
+        }
+        if as_nobody {
+            std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            for path in [
+                home.path().join(".pki"),
+                pki.clone(),
+                pki.join("ca-cert.pem"),
+                pki.join("client-cert.pem"),
+                pki.join("client-key.pem"),
+            ] {
+                std::os::unix::fs::chown(&path, Some(NOBODY), Some(NOBODY)).unwrap();
+            }
+        }
+        FioHome { home, as_nobody }
+    }
+
+    fn command(&self) -> Command {
+        let mut command = if self.as_nobody {
+            let mut c = Command::new("setpriv");
+            c.args([
+                &format!("--reuid={NOBODY}"),
+                &format!("--regid={NOBODY}"),
+                "--clear-groups",
+                "fio",
+            ]);
+            c
+        } else {
+            Command::new("fio")
+        };
+        command
+            .env("HOME", self.home.path())
+            .current_dir(self.home.path());
+        command
+    }
+}
+
 /// MiB/s of one fio job against `uri`.
-fn fio(uri: &str, job: &Job, seconds: u64) -> f64 {
-    let out = Command::new("fio")
+fn fio(home: &FioHome, uri: &str, job: &Job, seconds: u64) -> f64 {
+    let out = home
+        .command()
         .args([
             "--name=bench",
             "--ioengine=nbd",
@@ -153,8 +221,9 @@ fn fio(uri: &str, job: &Job, seconds: u64) -> f64 {
 }
 
 /// Writes the whole export once so reads see real data, not holes.
-fn fill(uri: &str) {
-    let status = Command::new("fio")
+fn fill(home: &FioHome, uri: &str) {
+    let status = home
+        .command()
         .args([
             "--name=fill",
             "--ioengine=nbd",
@@ -185,8 +254,13 @@ impl Drop for Reaped {
     }
 }
 
-fn qemu_nbd(port: u16, args: &[&str]) -> Reaped {
+fn qemu_nbd(port: u16, server_tls: &std::path::Path, args: &[&str]) -> Reaped {
     let child = Command::new("qemu-nbd")
+        .arg(format!(
+            "--object=tls-creds-x509,id=tls0,endpoint=server,verify-peer=on,dir={}",
+            server_tls.display()
+        ))
+        .args(["--tls-creds", "tls0"])
         .args([
             "-t",
             "-b",
@@ -212,14 +286,15 @@ fn qemu_nbd(port: u16, args: &[&str]) -> Reaped {
 }
 
 fn run_all(
+    home: &FioHome,
     label: &str,
     uri: &str,
     seconds: u64,
     results: &mut BTreeMap<(&'static str, String), f64>,
 ) {
-    fill(uri);
+    fill(home, uri);
     for job in &JOBS {
-        let mib = fio(uri, job, seconds);
+        let mib = fio(home, uri, job, seconds);
         println!("  {label:<16} {:<14} {mib:9.1} MiB/s", job.name);
         results.insert((job.name, label.to_owned()), mib);
     }
@@ -240,9 +315,17 @@ fn nbd() {
     )
     .unwrap();
     println!(
-        "\nNBD export, fio --ioengine=nbd, iodepth 32, {size_mib} MiB volume, {seconds} s per job:"
+        "\nNBD export over TLS (client certificates), fio --ioengine=nbd, iodepth 32, {size_mib} MiB volume, {seconds} s per job:"
     );
     let mut results = BTreeMap::new();
+    // One CA for the three servers: the same client credentials reach each.
+    let ca = ClusterCa::generate("c-bench").unwrap();
+    let creds = dir.path().join("client");
+    ca.issue_client("bench").unwrap().write_dir(&creds).unwrap();
+    let qemu_tls = dir.path().join("qemu-server");
+    ca.issue_server(&[]).unwrap().write_dir(&qemu_tls).unwrap();
+    let home = FioHome::new(&creds);
+    let uri = |port: u16| format!("nbds://127.0.0.1:{port}/bench");
 
     // keyward: a raw-key volume (KMS plays no part in the data path).
     {
@@ -261,15 +344,14 @@ fn nbd() {
         let port = runtime.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let port = listener.local_addr().unwrap().port();
-            tokio::spawn(NbdServer::new([("bench".to_string(), volume)]).serve_tcp(listener));
+            let identity = ca.issue_server(&[]).unwrap();
+            let config = NbdConfig::tls(ca.server_tls(&identity).unwrap());
+            tokio::spawn(
+                NbdServer::new([("bench".to_string(), volume)], config).serve_tcp(listener),
+            );
             port
         });
-        run_all(
-            "keyward xts",
-            &format!("nbd://127.0.0.1:{port}/bench"),
-            seconds,
-            &mut results,
-        );
+        run_all(&home, "keyward xts", &uri(port), seconds, &mut results);
         drop(runtime);
         std::fs::remove_file(&path).unwrap();
     }
@@ -279,13 +361,8 @@ fn nbd() {
         let path = dir.path().join("raw.img");
         std::fs::File::create(&path).unwrap().set_len(size).unwrap();
         let port = free_port();
-        let _server = qemu_nbd(port, &["-f", "raw", &path.display().to_string()]);
-        run_all(
-            "qemu-nbd raw",
-            &format!("nbd://127.0.0.1:{port}/bench"),
-            seconds,
-            &mut results,
-        );
+        let _server = qemu_nbd(port, &qemu_tls, &["-f", "raw", &path.display().to_string()]);
+        run_all(&home, "qemu-nbd raw", &uri(port), seconds, &mut results);
         drop(_server);
         std::fs::remove_file(&path).unwrap();
     }
@@ -314,13 +391,8 @@ fn nbd() {
             "driver=luks,key-secret=sec0,file.filename={}",
             path.display()
         );
-        let _server = qemu_nbd(port, &[secret, "--image-opts", &image]);
-        run_all(
-            "qemu-nbd luks",
-            &format!("nbd://127.0.0.1:{port}/bench"),
-            seconds,
-            &mut results,
-        );
+        let _server = qemu_nbd(port, &qemu_tls, &[secret, "--image-opts", &image]);
+        run_all(&home, "qemu-nbd luks", &uri(port), seconds, &mut results);
     }
 
     println!("\nRatios (keyward xts / peer):");

@@ -9,9 +9,11 @@
 //!   (`GenerateDataKeyWithoutPlaintext`, then a grant per attachment and
 //!   `Decrypt` under it), and lives in memory only while attached.
 //! - [`nbd`]: an NBD server (fixed-newstyle, several requests in flight) that
-//!   exports attached volumes on loopback TCP or a unix socket to user-space
-//!   clients (qemu, libnbd's tools, fio). A detached volume fails every request
-//!   with `EIO` and takes no new connections.
+//!   exports attached volumes to user-space clients (qemu, libnbd's tools, fio):
+//!   on TCP only after `NBD_OPT_STARTTLS` with a client certificate from the
+//!   cluster's CA ([`ClusterCa`]), or on a 0600 unix socket; every resource a
+//!   client can hold is bounded ([`Limits`]). A detached volume fails every
+//!   request with `EIO` and takes no new connections.
 //! - [`verify`]: the scan behind the console's encryption status: per storage
 //!   class, whether every volume and object is encrypted under the cluster's key
 //!   and bound to the cluster and class, the counts, and every offender by name.
@@ -47,7 +49,9 @@ pub mod verify;
 pub mod volume;
 
 pub use error::{Error, Result};
-pub use nbd::NbdServer;
+pub use nbd::{
+    ClientCredentials, ClusterCa, Limits, NbdConfig, NbdHandle, NbdServer, NbdTls, Transport,
+};
 pub use objects::{EncryptedStore, ObjectClass, ObjectError};
 pub use verify::{scan, ClassReport, Offender, Reason, ScanReport, ScanRequest, StorageClass};
 pub use volume::header::VolumeHeader;

@@ -141,10 +141,27 @@ fn create_info_attach_and_serve_a_volume_under_the_embedded_kms() {
         .expect("serve prints where it listens")
         .unwrap();
     let uri = banner.split_whitespace().last().unwrap().to_owned();
+    let (address, creds) = uri
+        .strip_prefix("nbds://")
+        .and_then(|rest| rest.split_once(&format!("/{volume_id}?tls-certificates=")))
+        .unwrap_or_else(|| panic!("an nbds:// URI with the credentials directory: {banner}"));
+    let port = address.strip_prefix("127.0.0.1:").expect("on loopback");
+    let creds = std::path::PathBuf::from(creds);
+    let where_creds = lines.next().unwrap().unwrap();
     assert!(
-        uri.starts_with("nbd://127.0.0.1:") && uri.ends_with(&volume_id),
-        "{banner}"
+        where_creds.contains("client-key.pem")
+            && where_creds.contains(&creds.display().to_string()),
+        "{where_creds}"
     );
+    for file in ["ca-cert.pem", "client-cert.pem", "client-key.pem"] {
+        assert!(creds.join(file).exists(), "{file} in {}", creds.display());
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let key_mode = std::fs::metadata(creds.join("client-key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(key_mode & 0o777, 0o600);
     assert_eq!(
         aws(
             &kms,
@@ -159,18 +176,37 @@ fn create_info_attach_and_serve_a_volume_under_the_embedded_kms() {
         ),
         "1"
     );
+    let qemu_target = [
+        "--object".to_owned(),
+        format!("tls-creds-x509,id=tls0,endpoint=client,dir={}", creds.display()),
+        "--image-opts".to_owned(),
+        format!(
+            "driver=nbd,server.type=inet,server.host=127.0.0.1,server.port={port},export={volume_id},tls-creds=tls0"
+        ),
+    ];
+    let mut io = Command::new(require_tool("qemu-io"));
+    io.args(&qemu_target)
+        .args(["-c", "write -P 0x99 5 70000", "-c", "read -P 0x99 5 70000"]);
+    let (status, out, err) = run_with_deadline(&mut io, DEADLINE);
+    assert!(status.success() && !out.contains("failed"), "{out}{err}");
+    // Plain TCP is refused: no listing, no read.
+    let mut info = Command::new(require_tool("nbdinfo"));
+    info.args(["--list", &format!("nbd://{address}/")]);
+    let (status, out, _) = run_with_deadline(&mut info, DEADLINE);
+    assert!(!status.success() && !out.contains(&volume_id), "{out}");
     let mut io = Command::new(require_tool("qemu-io"));
     io.args([
         "-f",
         "raw",
-        &uri,
+        &format!("nbd://{address}/{volume_id}"),
         "-c",
-        "write -P 0x99 5 70000",
-        "-c",
-        "read -P 0x99 5 70000",
+        "read 0 4k",
     ]);
-    let (status, out, err) = run_with_deadline(&mut io, DEADLINE);
-    assert!(status.success() && !out.contains("failed"), "{out}{err}");
+    let (status, out, _) = run_with_deadline(&mut io, DEADLINE);
+    assert!(
+        !status.success() && !out.contains("bytes at offset"),
+        "{out}"
+    );
 
     aws(&kms, &["kms", "disable-key", "--key-id", &key_arn]);
     let mut refused = false;
@@ -194,7 +230,7 @@ fn create_info_attach_and_serve_a_volume_under_the_embedded_kms() {
     for _ in 0..50 {
         std::thread::sleep(Duration::from_millis(200));
         let mut io = Command::new(require_tool("qemu-io"));
-        io.args(["-f", "raw", &uri, "-c", "read -P 0x99 5 70000"]);
+        io.args(&qemu_target).args(["-c", "read -P 0x99 5 70000"]);
         let (status, out, _) = run_with_deadline(&mut io, DEADLINE);
         if status.success() && !out.contains("failed") && !out.contains("error") {
             recovered = true;

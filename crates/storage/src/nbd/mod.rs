@@ -2,16 +2,33 @@
 //!
 //! What it speaks:
 //! - handshake: fixed newstyle only (`NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES`);
-//!   options `EXPORT_NAME`, `ABORT`, `LIST`, `INFO`, `GO`; every other option is
-//!   answered `NBD_REP_ERR_UNSUP` (so clients fall back to simple replies);
+//!   options `STARTTLS`, `EXPORT_NAME`, `ABORT`, `LIST`, `INFO`, `GO`; every other
+//!   option is answered `NBD_REP_ERR_UNSUP` (so clients fall back to simple replies);
 //! - transmission: `READ`, `WRITE`, `DISC`, `FLUSH`, `TRIM`, `WRITE_ZEROES`, the
 //!   `FUA` flag, simple replies only.
+//!
+//! Who may connect ([`Transport`]): on TCP, TLS is required, the spec's "forced TLS"
+//! mode: before `NBD_OPT_STARTTLS` every option but `ABORT` is answered
+//! `NBD_REP_ERR_TLS_REQD` (and `EXPORT_NAME`, which has no error reply, closes the
+//! connection), so a client without TLS learns nothing, not even the export names.
+//! The TLS handshake requires a client certificate issued by the cluster's CA
+//! ([`tls::ClusterCa`]); one server serves one cluster, so a client that completes it
+//! sees exactly that cluster's exports. On a unix socket (mode 0600, see
+//! [`bind_unix`]) TLS is offered but not required: the file mode is the lock. Plain
+//! TCP exists only as [`Transport::PlainForTests`].
 //!
 //! Requests are pipelined: the connection's reader keeps reading while earlier
 //! requests run on the blocking pool (positioned `pread`/`pwrite` plus XTS), and
 //! each reply is written whole, by one writer task, as soon as its request is
 //! done — so replies may come out of order, which the protocol allows (they are
-//! matched by cookie). A byte budget bounds the memory held by requests in flight.
+//! matched by cookie).
+//!
+//! Bounds ([`Limits`]): connections per server; a handshake timeout; an idle
+//! timeout; a stall timeout for a client that stops reading its replies; and byte
+//! budgets per connection and per server, each request holding its share until its
+//! reply has been written to the socket (not merely queued). An accept() error
+//! (out of file descriptors...) is logged and retried with backoff; [`NbdHandle`]
+//! tells the owner if the accept loop ever ends.
 //!
 //! Fail closed: once a volume is detached, new connections are closed before the
 //! handshake, `GO`/`EXPORT_NAME` for it are refused, and every request — including
@@ -31,15 +48,21 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::Error;
 use crate::volume::Volume;
+
+pub mod tls;
+
+pub use tls::{ClientCredentials, ClusterCa, NbdTls, ServerIdentity, TlsError};
 
 const NBDMAGIC: &[u8; 8] = b"NBDMAGIC";
 const IHAVEOPT: u64 = 0x4948_4156_454F_5054;
@@ -54,6 +77,7 @@ const CLIENT_FLAGS_KNOWN: u32 = 1 | 2;
 const OPT_EXPORT_NAME: u32 = 1;
 const OPT_ABORT: u32 = 2;
 const OPT_LIST: u32 = 3;
+const OPT_STARTTLS: u32 = 5;
 const OPT_INFO: u32 = 6;
 const OPT_GO: u32 = 7;
 
@@ -62,6 +86,7 @@ const REP_SERVER: u32 = 2;
 const REP_INFO: u32 = 3;
 const REP_ERR_UNSUP: u32 = (1 << 31) | 1;
 const REP_ERR_INVALID: u32 = (1 << 31) | 3;
+const REP_ERR_TLS_REQD: u32 = (1 << 31) | 5;
 const REP_ERR_UNKNOWN: u32 = (1 << 31) | 6;
 const REP_ERR_TOO_BIG: u32 = (1 << 31) | 9;
 
@@ -102,23 +127,213 @@ const ENOSPC: u32 = 28;
 const MAX_OPTION_LEN: u32 = 64 * 1024;
 /// Largest READ or WRITE payload (advertised as the maximum block size).
 pub const MAX_REQUEST_LEN: u32 = 32 * 1024 * 1024;
-/// In-flight budget per connection, in units of 64 KiB: 64 MiB of payload. A
-/// request costs at least 16 units, so at most 64 requests are in flight.
-const BUDGET_UNITS: u32 = 1024;
+/// Budgets count bytes in units of 64 KiB. A request costs at least 16 units (1 MiB),
+/// so a connection's default 64 MiB budget admits at most 64 requests at once.
+const UNIT: u32 = 64 * 1024;
 const MIN_REQUEST_UNITS: u32 = 16;
+/// Pauses after a failed accept(), doubling from the first to the last.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// The exports one server offers, by name.
-#[derive(Clone, Default)]
+/// How clients reach a server's exports.
+#[derive(Clone)]
+pub enum Transport {
+    /// TCP requires `NBD_OPT_STARTTLS` and a client certificate issued by the
+    /// cluster's CA; a unix socket (whose 0600 mode is its lock) also accepts clients
+    /// that do not start TLS.
+    Tls(NbdTls),
+    /// No TLS anywhere: any process that reaches the port reads the disks. For tests
+    /// only, and only when a flag asks for it.
+    PlainForTests,
+}
+
+/// What one server lets its clients hold. Every field bounds something a client can
+/// consume; the defaults suit one cluster's disks on one host.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Connections open at once (TCP and unix together); one more is closed at once.
+    pub max_connections: usize,
+    /// Time from accept to the end of option haggling (TLS handshake included).
+    pub handshake_timeout: Duration,
+    /// Time a connection may wait for its next request before it is closed.
+    pub idle_timeout: Duration,
+    /// Time the socket may refuse a reply's bytes (a client that does not read)
+    /// before the connection is closed and its memory released.
+    pub stall_timeout: Duration,
+    /// Bytes of requests in flight or replies not yet written, per connection.
+    pub connection_budget: usize,
+    /// The same, for all the server's connections together.
+    pub server_budget: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 64,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(15 * 60),
+            stall_timeout: Duration::from_secs(60),
+            connection_budget: 64 << 20,
+            server_budget: 256 << 20,
+        }
+    }
+}
+
+/// A server's configuration: its transport and its limits.
+#[derive(Clone)]
+pub struct NbdConfig {
+    pub transport: Transport,
+    pub limits: Limits,
+}
+
+impl NbdConfig {
+    /// Mutual TLS with the default limits.
+    pub fn tls(tls: NbdTls) -> NbdConfig {
+        NbdConfig {
+            transport: Transport::Tls(tls),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Plain TCP with the default limits: tests only.
+    pub fn plain_for_tests() -> NbdConfig {
+        NbdConfig {
+            transport: Transport::PlainForTests,
+            limits: Limits::default(),
+        }
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> NbdConfig {
+        self.limits = limits;
+        self
+    }
+}
+
+/// The exports one server offers, by name: the disks of one cluster, reachable only
+/// with that cluster's credentials.
+#[derive(Clone)]
 pub struct NbdServer {
     exports: Arc<BTreeMap<String, Arc<Volume>>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    transport: Transport,
+    limits: Limits,
+    connections: Arc<Semaphore>,
+    /// Server-wide budget in [`UNIT`]s.
+    budget: Arc<Semaphore>,
+    connection_units: u32,
+}
+
+/// A running accept loop. Dropping the handle (or [`NbdHandle::stop`]) stops
+/// accepting; connections already open run on until they end.
+pub struct NbdHandle {
+    address: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl NbdHandle {
+    /// What the loop listens on (`127.0.0.1:10809`, or the socket path).
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// False once the loop has ended. It retries accept errors and never ends by
+    /// itself, so false means a panic or [`NbdHandle::stop`]: restart the server.
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
+    /// Resolves when the loop ends, with why.
+    pub async fn stopped(&mut self) -> String {
+        match (&mut self.task).await {
+            Ok(()) => "the accept loop returned".into(),
+            Err(e) if e.is_cancelled() => "stopped".into(),
+            Err(e) => format!("the accept loop panicked: {e}"),
+        }
+    }
+
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for NbdHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Binds a unix socket readable and writable by its owner only (0600). Put it in a
+/// directory only the owner can enter as well: the mode is set just after the bind.
+pub fn bind_unix(path: &std::path::Path) -> io::Result<UnixListener> {
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// One accepted connection, before the handshake.
+enum Accepted {
+    Tcp(TcpStream, String),
+    Unix(UnixStream),
+}
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    async fn accept(&self) -> io::Result<Accepted> {
+        match self {
+            Listener::Tcp(l) => {
+                let (stream, peer) = l.accept().await?;
+                // Replies are written whole; Nagle would only delay their tails.
+                let _ = stream.set_nodelay(true);
+                Ok(Accepted::Tcp(stream, peer.to_string()))
+            }
+            Listener::Unix(l) => Ok(Accepted::Unix(l.accept().await?.0)),
+        }
+    }
+}
+
+/// A negotiated connection, ready for transmission.
+enum Session<S> {
+    Plain(S, Arc<Volume>),
+    Tls(Box<tokio_rustls::server::TlsStream<S>>, Arc<Volume>),
+}
+
+/// Where option haggling ended.
+enum Outcome {
+    Go(Arc<Volume>),
+    StartTls,
+    Done,
 }
 
 impl NbdServer {
     /// A server offering each `(name, volume)`. An empty name in `NBD_OPT_GO`
     /// selects the export when there is exactly one.
-    pub fn new(exports: impl IntoIterator<Item = (String, Arc<Volume>)>) -> NbdServer {
+    pub fn new(
+        exports: impl IntoIterator<Item = (String, Arc<Volume>)>,
+        config: NbdConfig,
+    ) -> NbdServer {
+        let to_units = |bytes: usize| {
+            u32::try_from(bytes.div_ceil(UNIT as usize))
+                .unwrap_or(u32::MAX >> 3)
+                .max(MIN_REQUEST_UNITS)
+        };
+        let budget_units = to_units(config.limits.server_budget);
+        let connection_units = to_units(config.limits.connection_budget).min(budget_units);
         NbdServer {
             exports: Arc::new(exports.into_iter().collect()),
+            shared: Arc::new(Shared {
+                connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+                budget: Arc::new(Semaphore::new(budget_units as usize)),
+                connection_units,
+                transport: config.transport,
+                limits: config.limits,
+            }),
         }
     }
 
@@ -126,64 +341,116 @@ impl NbdServer {
         self.exports.values().all(|v| !v.is_attached())
     }
 
-    /// Accepts connections on `listener` until the task is dropped.
-    pub async fn serve_tcp(self, listener: TcpListener) -> io::Result<()> {
-        loop {
-            let (stream, peer) = listener.accept().await?;
-            if self.all_detached() {
-                tracing::info!(%peer, "refusing an NBD connection: the volume is detached");
-                continue;
-            }
-            stream.set_nodelay(true)?;
-            let server = self.clone();
-            tokio::spawn(async move {
-                if let Err(error) = server.handle(stream).await {
-                    tracing::debug!(%peer, %error, "NBD connection ended");
-                }
-            });
+    /// Starts accepting on `listener` (on the current tokio runtime).
+    pub fn spawn_tcp(&self, listener: TcpListener) -> NbdHandle {
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        NbdHandle {
+            address,
+            task: tokio::spawn(self.clone().accept_loop(Listener::Tcp(listener))),
         }
     }
 
-    /// Accepts connections on a unix socket until the task is dropped.
-    pub async fn serve_unix(self, listener: UnixListener) -> io::Result<()> {
+    /// Starts accepting on a unix socket (see [`bind_unix`]).
+    pub fn spawn_unix(&self, listener: UnixListener) -> NbdHandle {
+        let address = listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+            .unwrap_or_default();
+        NbdHandle {
+            address,
+            task: tokio::spawn(self.clone().accept_loop(Listener::Unix(listener))),
+        }
+    }
+
+    /// Accepts on `listener` until the future is dropped.
+    pub async fn serve_tcp(self, listener: TcpListener) {
+        self.accept_loop(Listener::Tcp(listener)).await
+    }
+
+    /// Accepts on a unix socket until the future is dropped.
+    pub async fn serve_unix(self, listener: UnixListener) {
+        self.accept_loop(Listener::Unix(listener)).await
+    }
+
+    /// Never ends by itself: an accept error (out of file descriptors, a connection
+    /// reset before it was accepted) is logged and retried after a growing pause.
+    async fn accept_loop(self, listener: Listener) {
+        let mut backoff = ACCEPT_BACKOFF_MIN;
         loop {
-            let (stream, _) = listener.accept().await?;
+            let accepted = match listener.accept().await {
+                Ok(accepted) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    accepted
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff, "NBD accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    continue;
+                }
+            };
             if self.all_detached() {
                 tracing::info!("refusing an NBD connection: the volume is detached");
                 continue;
             }
+            let Ok(permit) = self.shared.connections.clone().try_acquire_owned() else {
+                tracing::debug!(
+                    max = self.shared.limits.max_connections,
+                    "refusing an NBD connection: too many open"
+                );
+                continue;
+            };
             let server = self.clone();
-            tokio::spawn(async move {
-                if let Err(error) = server.handle(stream).await {
-                    tracing::debug!(%error, "NBD connection ended");
+            match accepted {
+                Accepted::Tcp(stream, peer) => {
+                    tokio::spawn(async move {
+                        if let Err(error) = server.connection(stream, true).await {
+                            tracing::debug!(%peer, %error, "NBD connection ended");
+                        }
+                        drop(permit);
+                    });
                 }
-            });
+                Accepted::Unix(stream) => {
+                    tokio::spawn(async move {
+                        if let Err(error) = server.connection(stream, false).await {
+                            tracing::debug!(%error, "NBD connection ended");
+                        }
+                        drop(permit);
+                    });
+                }
+            }
         }
     }
 
-    /// Serves one client connection: handshake, then transmission until `DISC`
-    /// or the client goes away.
-    pub async fn handle<S>(&self, mut stream: S) -> io::Result<()>
+    /// One client: the handshake under its timeout, then transmission.
+    async fn connection<S>(&self, stream: S, tls_required: bool) -> io::Result<()>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        match self.negotiate(&mut stream).await? {
-            Some(volume) => transmission(stream, volume).await,
+        let session = tokio::time::timeout(
+            self.shared.limits.handshake_timeout,
+            self.handshake(stream, tls_required),
+        )
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"))??;
+        match session {
+            Some(Session::Plain(stream, volume)) => self.transmission(stream, volume).await,
+            Some(Session::Tls(stream, volume)) => self.transmission(stream, volume).await,
             None => Ok(()),
         }
     }
 
-    fn lookup(&self, name: &str) -> Option<(&String, &Arc<Volume>)> {
-        if name.is_empty() && self.exports.len() == 1 {
-            return self.exports.iter().next();
-        }
-        self.exports.get_key_value(name)
-    }
-
-    /// The fixed-newstyle handshake. `Ok(None)` when the client aborted or was refused.
-    async fn negotiate<S>(&self, stream: &mut S) -> io::Result<Option<Arc<Volume>>>
+    async fn handshake<S>(
+        &self,
+        mut stream: S,
+        tls_required: bool,
+    ) -> io::Result<Option<Session<S>>>
     where
-        S: AsyncRead + AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         let mut greeting = Vec::with_capacity(18);
         greeting.extend_from_slice(NBDMAGIC);
@@ -196,6 +463,41 @@ impl NbdServer {
             return Err(protocol(format!("unknown client flags {client_flags:#x}")));
         }
         let no_zeroes = client_flags & u32::from(FLAG_NO_ZEROES) != 0;
+        let tls = match &self.shared.transport {
+            Transport::Tls(tls) => Some(tls),
+            Transport::PlainForTests => None,
+        };
+        let phase = match tls {
+            Some(_) if tls_required => Phase::TlsRequired,
+            Some(_) => Phase::TlsOffered,
+            None => Phase::Plain,
+        };
+        match self.options(&mut stream, phase, no_zeroes).await? {
+            Outcome::Go(volume) => Ok(Some(Session::Plain(stream, volume))),
+            Outcome::Done => Ok(None),
+            Outcome::StartTls => {
+                let tls = tls.expect("STARTTLS is accepted only with TLS configured");
+                let mut stream = tls.acceptor().accept(stream).await?;
+                match self.options(&mut stream, Phase::InTls, no_zeroes).await? {
+                    Outcome::Go(volume) => Ok(Some(Session::Tls(Box::new(stream), volume))),
+                    _ => Ok(None),
+                }
+            }
+        }
+    }
+
+    fn lookup(&self, name: &str) -> Option<(&String, &Arc<Volume>)> {
+        if name.is_empty() && self.exports.len() == 1 {
+            return self.exports.iter().next();
+        }
+        self.exports.get_key_value(name)
+    }
+
+    /// The fixed-newstyle option haggling, in one phase of TLS.
+    async fn options<S>(&self, stream: &mut S, phase: Phase, no_zeroes: bool) -> io::Result<Outcome>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         loop {
             if stream.read_u64().await? != IHAVEOPT {
                 return Err(protocol("option without IHAVEOPT magic".into()));
@@ -213,13 +515,41 @@ impl NbdServer {
             }
             let mut data = vec![0u8; len as usize];
             stream.read_exact(&mut data).await?;
-            match option {
-                OPT_EXPORT_NAME => {
+            match (option, phase) {
+                (OPT_ABORT, _) => {
+                    option_reply(stream, option, REP_ACK, &[]).await?;
+                    return Ok(Outcome::Done);
+                }
+                (OPT_STARTTLS, Phase::Plain) => {
+                    option_reply(stream, option, REP_ERR_UNSUP, b"this server has no TLS").await?;
+                }
+                (OPT_STARTTLS, Phase::InTls) => {
+                    option_reply(stream, option, REP_ERR_INVALID, b"TLS is already on").await?;
+                }
+                (OPT_STARTTLS, _) if !data.is_empty() => {
+                    option_reply(stream, option, REP_ERR_INVALID, b"STARTTLS takes no data")
+                        .await?;
+                }
+                (OPT_STARTTLS, _) => {
+                    option_reply(stream, option, REP_ACK, &[]).await?;
+                    return Ok(Outcome::StartTls);
+                }
+                // No error reply exists for EXPORT_NAME: the spec says disconnect.
+                (OPT_EXPORT_NAME, Phase::TlsRequired) => return Ok(Outcome::Done),
+                (_, Phase::TlsRequired) => {
+                    option_reply(
+                        stream,
+                        option,
+                        REP_ERR_TLS_REQD,
+                        b"TLS is required: use nbds:// with this cluster's client certificate",
+                    )
+                    .await?;
+                }
+                (OPT_EXPORT_NAME, _) => {
                     let name = String::from_utf8_lossy(&data);
                     let Some((_, volume)) = self.lookup(&name).filter(|(_, v)| v.is_attached())
                     else {
-                        // No error reply exists for EXPORT_NAME: the spec says close.
-                        return Ok(None);
+                        return Ok(Outcome::Done);
                     };
                     let mut reply = Vec::with_capacity(134);
                     reply.extend_from_slice(&volume.size().to_be_bytes());
@@ -229,13 +559,9 @@ impl NbdServer {
                     }
                     stream.write_all(&reply).await?;
                     stream.flush().await?;
-                    return Ok(Some(volume.clone()));
+                    return Ok(Outcome::Go(volume.clone()));
                 }
-                OPT_ABORT => {
-                    option_reply(stream, option, REP_ACK, &[]).await?;
-                    return Ok(None);
-                }
-                OPT_LIST => {
+                (OPT_LIST, _) => {
                     if !data.is_empty() {
                         option_reply(stream, option, REP_ERR_INVALID, b"LIST takes no data")
                             .await?;
@@ -249,54 +575,9 @@ impl NbdServer {
                     }
                     option_reply(stream, option, REP_ACK, &[]).await?;
                 }
-                OPT_INFO | OPT_GO => {
-                    let Some((name, requests)) = parse_info_request(&data) else {
-                        option_reply(
-                            stream,
-                            option,
-                            REP_ERR_INVALID,
-                            b"malformed INFO/GO request",
-                        )
-                        .await?;
-                        continue;
-                    };
-                    let Some((export_name, volume)) = self.lookup(&name) else {
-                        let message = format!("no export named {name:?}");
-                        option_reply(stream, option, REP_ERR_UNKNOWN, message.as_bytes()).await?;
-                        continue;
-                    };
-                    if !volume.is_attached() {
-                        let message = format!(
-                            "volume {} is detached: its key is no longer available",
-                            volume.id()
-                        );
-                        option_reply(stream, option, REP_ERR_UNKNOWN, message.as_bytes()).await?;
-                        continue;
-                    }
-                    let mut export = Vec::with_capacity(12);
-                    export.extend_from_slice(&INFO_EXPORT.to_be_bytes());
-                    export.extend_from_slice(&volume.size().to_be_bytes());
-                    export.extend_from_slice(&TRANSMISSION_FLAGS.to_be_bytes());
-                    option_reply(stream, option, REP_INFO, &export).await?;
-                    for request in requests {
-                        let mut info = request.to_be_bytes().to_vec();
-                        match request {
-                            INFO_NAME => info.extend_from_slice(export_name.as_bytes()),
-                            INFO_DESCRIPTION => info.extend_from_slice(
-                                format!("keyward volume {}", volume.id()).as_bytes(),
-                            ),
-                            INFO_BLOCK_SIZE => {
-                                info.extend_from_slice(&1u32.to_be_bytes());
-                                info.extend_from_slice(&4096u32.to_be_bytes());
-                                info.extend_from_slice(&MAX_REQUEST_LEN.to_be_bytes());
-                            }
-                            _ => continue,
-                        }
-                        option_reply(stream, option, REP_INFO, &info).await?;
-                    }
-                    option_reply(stream, option, REP_ACK, &[]).await?;
-                    if option == OPT_GO {
-                        return Ok(Some(volume.clone()));
+                (OPT_INFO | OPT_GO, _) => {
+                    if let Some(volume) = self.info_or_go(stream, option, &data).await? {
+                        return Ok(Outcome::Go(volume));
                     }
                 }
                 _ => {
@@ -305,6 +586,77 @@ impl NbdServer {
             }
         }
     }
+
+    /// Answers `INFO` or `GO`; `Some` when a `GO` succeeded.
+    async fn info_or_go<S>(
+        &self,
+        stream: &mut S,
+        option: u32,
+        data: &[u8],
+    ) -> io::Result<Option<Arc<Volume>>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Some((name, requests)) = parse_info_request(data) else {
+            option_reply(
+                stream,
+                option,
+                REP_ERR_INVALID,
+                b"malformed INFO/GO request",
+            )
+            .await?;
+            return Ok(None);
+        };
+        let Some((export_name, volume)) = self.lookup(&name) else {
+            let message = format!("no export named {name:?}");
+            option_reply(stream, option, REP_ERR_UNKNOWN, message.as_bytes()).await?;
+            return Ok(None);
+        };
+        if !volume.is_attached() {
+            let message = format!(
+                "volume {} is detached: its key is no longer available",
+                volume.id()
+            );
+            option_reply(stream, option, REP_ERR_UNKNOWN, message.as_bytes()).await?;
+            return Ok(None);
+        }
+        let mut export = Vec::with_capacity(12);
+        export.extend_from_slice(&INFO_EXPORT.to_be_bytes());
+        export.extend_from_slice(&volume.size().to_be_bytes());
+        export.extend_from_slice(&TRANSMISSION_FLAGS.to_be_bytes());
+        option_reply(stream, option, REP_INFO, &export).await?;
+        for request in requests {
+            let mut info = request.to_be_bytes().to_vec();
+            match request {
+                INFO_NAME => info.extend_from_slice(export_name.as_bytes()),
+                INFO_DESCRIPTION => {
+                    info.extend_from_slice(format!("keyward volume {}", volume.id()).as_bytes())
+                }
+                INFO_BLOCK_SIZE => {
+                    info.extend_from_slice(&1u32.to_be_bytes());
+                    info.extend_from_slice(&4096u32.to_be_bytes());
+                    info.extend_from_slice(&MAX_REQUEST_LEN.to_be_bytes());
+                }
+                _ => continue,
+            }
+            option_reply(stream, option, REP_INFO, &info).await?;
+        }
+        option_reply(stream, option, REP_ACK, &[]).await?;
+        Ok((option == OPT_GO).then(|| volume.clone()))
+    }
+}
+
+/// Where a connection stands with TLS while options are haggled.
+#[derive(Clone, Copy)]
+enum Phase {
+    /// The server has no TLS (tests).
+    Plain,
+    /// TCP before `STARTTLS`: every option but `STARTTLS` and `ABORT` is refused.
+    TlsRequired,
+    /// A unix socket before `STARTTLS`: TLS is offered, not required.
+    TlsOffered,
+    /// After `STARTTLS`.
+    InTls,
 }
 
 /// `u32 name length | name | u16 count | count × u16 info type`.
@@ -347,21 +699,30 @@ fn protocol(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
+/// The budget one request holds from the moment it is read until its reply has been
+/// written to the socket: its connection's share and the server's.
+struct Budget {
+    _connection: OwnedSemaphorePermit,
+    _server: OwnedSemaphorePermit,
+}
+
 /// One finished request, on its way to the writer.
 struct Reply {
     cookie: u64,
     error: u32,
     /// A read's payload: the first `len` bytes of a pooled buffer.
     data: Option<(Vec<u8>, usize)>,
+    budget: Budget,
 }
 
 /// Payload buffers reused across the requests of one connection, so a busy
 /// connection neither allocates nor zero-fills a buffer per request. They held
-/// plaintext, so they are wiped when the connection ends.
+/// plaintext, so they are wiped when the connection ends. The pool keeps at most
+/// [`POOL_MAX_BYTES`]: idle buffers are not counted in any budget.
 #[derive(Clone, Default)]
 struct BufferPool(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
 
-const POOL_MAX_BUFFERS: usize = 64;
+const POOL_MAX_BYTES: usize = 16 << 20;
 const POOL_MAX_BUFFER_LEN: usize = 4 << 20;
 
 impl BufferPool {
@@ -379,13 +740,16 @@ impl BufferPool {
         buf
     }
 
-    fn give(&self, buf: Vec<u8>) {
+    fn give(&self, mut buf: Vec<u8>) {
         if buf.len() <= POOL_MAX_BUFFER_LEN {
             let mut pool = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            if pool.len() < POOL_MAX_BUFFERS {
+            let held: usize = pool.iter().map(Vec::len).sum();
+            if held + buf.len() <= POOL_MAX_BYTES {
                 pool.push(buf);
+                return;
             }
         }
+        zeroize::Zeroize::zeroize(&mut buf);
     }
 
     fn wipe(&self) {
@@ -405,155 +769,253 @@ fn errno(error: &Error, write: bool) -> u32 {
     }
 }
 
-async fn transmission<S>(stream: S, volume: Arc<Volume>) -> io::Result<()>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut reader, writer) = tokio::io::split(stream);
-    let (replies, mut queue) = mpsc::unbounded_channel::<Reply>();
-    let pool = BufferPool::default();
-    let writer_volume = volume.clone();
-    let writer_pool = pool.clone();
-    let writer = tokio::spawn(async move {
-        let mut out = BufWriter::with_capacity(256 * 1024, writer);
-        while let Some(first) = queue.recv().await {
-            let mut next = Some(first);
-            while let Some(reply) = next {
-                write_reply(&mut out, reply, &writer_volume, &writer_pool).await?;
-                next = queue.try_recv().ok();
-            }
-            out.flush().await?;
-        }
-        out.shutdown().await
-    });
-    let budget = Arc::new(Semaphore::new(BUDGET_UNITS as usize));
-    let mut header = [0u8; 28];
-    let result = loop {
-        if let Err(error) = reader.read_exact(&mut header).await {
-            break if error.kind() == io::ErrorKind::UnexpectedEof {
-                Ok(())
-            } else {
-                Err(error)
+impl NbdServer {
+    /// Requests until `DISC`, the client goes away, it stays idle past the idle
+    /// timeout, or it stops reading replies past the stall timeout.
+    ///
+    /// Memory: every request holds its budget ([`Budget`]) from the moment it is read
+    /// until its reply's last byte is handed to the socket, so requests in flight
+    /// plus replies waiting to be written never exceed the connection's budget; the
+    /// reader waits for budget before reading the next request, which stops a client
+    /// that sends faster than it reads. The reply queue holds at most one entry per
+    /// unit of budget.
+    async fn transmission<S>(&self, stream: S, volume: Arc<Volume>) -> io::Result<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let limits = &self.shared.limits;
+        let connection_units = self.shared.connection_units;
+        let (mut reader, writer) = tokio::io::split(stream);
+        let queue_len = (connection_units / MIN_REQUEST_UNITS).max(1) as usize;
+        let (replies, queue) = mpsc::channel::<Reply>(queue_len);
+        let pool = BufferPool::default();
+        let writer = tokio::spawn(write_replies(
+            writer,
+            queue,
+            volume.clone(),
+            pool.clone(),
+            limits.stall_timeout,
+        ));
+        let connection_budget = Arc::new(Semaphore::new(connection_units as usize));
+        let mut header = [0u8; 28];
+        let result = loop {
+            let read = tokio::select! {
+                read = tokio::time::timeout(limits.idle_timeout, reader.read_exact(&mut header)) => read,
+                // The writer gave up (the client stopped reading): stop reading too.
+                () = replies.closed() => break Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading replies")),
             };
-        }
-        let magic = u32::from_be_bytes(header[0..4].try_into().expect("4 bytes"));
-        if magic != REQUEST_MAGIC {
-            break Err(protocol(format!("bad request magic {magic:#x}")));
-        }
-        let flags = u16::from_be_bytes([header[4], header[5]]);
-        let kind = u16::from_be_bytes([header[6], header[7]]);
-        let cookie = u64::from_be_bytes(header[8..16].try_into().expect("8 bytes"));
-        let offset = u64::from_be_bytes(header[16..24].try_into().expect("8 bytes"));
-        let len = u32::from_be_bytes(header[24..28].try_into().expect("4 bytes"));
-        let fua = flags & CMD_FLAG_FUA != 0;
-        let reply = move |error| Reply {
-            cookie,
-            error,
-            data: None,
-        };
-        if kind == CMD_DISC {
-            break Ok(());
-        }
-        if kind == CMD_WRITE && len > MAX_REQUEST_LEN {
-            // The payload cannot be skipped safely without reading it all: hang up.
-            break Err(protocol(format!(
-                "write of {len} bytes exceeds the {MAX_REQUEST_LEN}-byte maximum"
-            )));
-        }
-        let units = len
-            .div_ceil(64 * 1024)
-            .clamp(MIN_REQUEST_UNITS, BUDGET_UNITS);
-        let permit = budget
-            .clone()
-            .acquire_many_owned(units)
-            .await
-            .expect("the budget is never closed");
-        let volume = volume.clone();
-        let replies = replies.clone();
-        match kind {
-            CMD_READ => {
-                if len > MAX_REQUEST_LEN {
-                    let _ = replies.send(reply(EINVAL));
-                    continue;
+            match read {
+                Err(_) => {
+                    break Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no request within the idle timeout",
+                    ))
                 }
-                let pool = pool.clone();
-                // The blocking thread sends the reply itself: no async task per request.
-                tokio::task::spawn_blocking(move || {
-                    let len = len as usize;
-                    let mut buf = pool.take(len);
-                    let answer = match catch_unwind(AssertUnwindSafe(|| {
-                        volume.read_at(offset, &mut buf[..len])
-                    })) {
-                        Ok(Ok(())) => Reply {
-                            cookie,
-                            error: 0,
-                            data: Some((buf, len)),
-                        },
-                        Ok(Err(error)) => {
-                            pool.give(buf);
-                            reply(errno(&error, false))
+                Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => break Ok(()),
+                Ok(Err(error)) => break Err(error),
+                Ok(Ok(_)) => {}
+            }
+            let magic = u32::from_be_bytes(header[0..4].try_into().expect("4 bytes"));
+            if magic != REQUEST_MAGIC {
+                break Err(protocol(format!("bad request magic {magic:#x}")));
+            }
+            let flags = u16::from_be_bytes([header[4], header[5]]);
+            let kind = u16::from_be_bytes([header[6], header[7]]);
+            let cookie = u64::from_be_bytes(header[8..16].try_into().expect("8 bytes"));
+            let offset = u64::from_be_bytes(header[16..24].try_into().expect("8 bytes"));
+            let len = u32::from_be_bytes(header[24..28].try_into().expect("4 bytes"));
+            let fua = flags & CMD_FLAG_FUA != 0;
+            if kind == CMD_DISC {
+                break Ok(());
+            }
+            if kind == CMD_WRITE && len > MAX_REQUEST_LEN {
+                // The payload cannot be skipped safely without reading it all: hang up.
+                break Err(protocol(format!(
+                    "write of {len} bytes exceeds the {MAX_REQUEST_LEN}-byte maximum"
+                )));
+            }
+            let payload = if kind == CMD_READ || kind == CMD_WRITE {
+                len.min(MAX_REQUEST_LEN)
+            } else {
+                0
+            };
+            let units = payload
+                .div_ceil(UNIT)
+                .clamp(MIN_REQUEST_UNITS, connection_units);
+            let budget = Budget {
+                _connection: connection_budget
+                    .clone()
+                    .acquire_many_owned(units)
+                    .await
+                    .expect("the budget is never closed"),
+                _server: self
+                    .shared
+                    .budget
+                    .clone()
+                    .acquire_many_owned(units)
+                    .await
+                    .expect("the budget is never closed"),
+            };
+            let reply = move |error, budget| Reply {
+                cookie,
+                error,
+                data: None,
+                budget,
+            };
+            let volume = volume.clone();
+            let replies = replies.clone();
+            match kind {
+                CMD_READ => {
+                    if len > MAX_REQUEST_LEN {
+                        let _ = replies.send(reply(EINVAL, budget)).await;
+                        continue;
+                    }
+                    let pool = pool.clone();
+                    // The blocking thread sends the reply itself: no async task per
+                    // request. The queue has room for every budget holder, so the
+                    // send does not wait.
+                    tokio::task::spawn_blocking(move || {
+                        let len = len as usize;
+                        let mut buf = pool.take(len);
+                        let answer = match catch_unwind(AssertUnwindSafe(|| {
+                            volume.read_at(offset, &mut buf[..len])
+                        })) {
+                            Ok(Ok(())) => Reply {
+                                cookie,
+                                error: 0,
+                                data: Some((buf, len)),
+                                budget,
+                            },
+                            Ok(Err(error)) => {
+                                pool.give(buf);
+                                reply(errno(&error, false), budget)
+                            }
+                            Err(_) => reply(EIO, budget),
+                        };
+                        if let Err(unsent) = replies.blocking_send(answer) {
+                            // The writer is gone: the plaintext must not linger.
+                            if let Some((buf, _)) = unsent.0.data {
+                                pool.give(buf);
+                            }
                         }
-                        Err(_) => reply(EIO),
-                    };
-                    let _ = replies.send(answer);
-                    drop(permit);
-                });
-            }
-            CMD_WRITE => {
-                let len = len as usize;
-                let mut data = pool.take(len);
-                if let Err(error) = reader.read_exact(&mut data[..len]).await {
-                    break Err(error);
+                    });
                 }
-                let pool = pool.clone();
-                spawn_io(replies, permit, cookie, true, move || {
-                    let result = volume.write_at_in_place(offset, &mut data[..len], fua);
-                    pool.give(data);
-                    result
-                });
-            }
-            CMD_WRITE_ZEROES => {
-                spawn_io(replies, permit, cookie, true, move || {
-                    volume.write_zeroes(offset, u64::from(len), fua)
-                });
-            }
-            CMD_FLUSH => spawn_io(replies, permit, cookie, false, move || volume.flush()),
-            CMD_TRIM => {
-                // Accepted and ignored, like dm-crypt without allow_discards: holes in
-                // the file would reveal which sectors are in use. The spec lets a
-                // server leave trimmed data as it was.
-                spawn_io(replies, permit, cookie, false, move || {
-                    if !volume.is_attached() {
-                        return Err(Error::Detached {
-                            volume_id: volume.id().to_owned(),
-                        });
+                CMD_WRITE => {
+                    let len = len as usize;
+                    let mut data = pool.take(len);
+                    let read = tokio::time::timeout(
+                        limits.idle_timeout,
+                        reader.read_exact(&mut data[..len]),
+                    )
+                    .await;
+                    match read {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(error)) => break Err(error),
+                        Err(_) => {
+                            break Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "a write's payload did not arrive within the idle timeout",
+                            ))
+                        }
                     }
-                    match offset.checked_add(u64::from(len)) {
-                        Some(end) if end <= volume.size() => {}
-                        _ => return Err(Error::InvalidParameter("trim outside the volume".into())),
-                    }
-                    if fua {
-                        volume.flush()?;
-                    }
-                    Ok(())
-                });
+                    let pool = pool.clone();
+                    spawn_io(replies, budget, cookie, true, move || {
+                        let result = volume.write_at_in_place(offset, &mut data[..len], fua);
+                        pool.give(data);
+                        result
+                    });
+                }
+                CMD_WRITE_ZEROES => {
+                    spawn_io(replies, budget, cookie, true, move || {
+                        volume.write_zeroes(offset, u64::from(len), fua)
+                    });
+                }
+                CMD_FLUSH => spawn_io(replies, budget, cookie, false, move || volume.flush()),
+                CMD_TRIM => {
+                    // Accepted and ignored, like dm-crypt without allow_discards: holes in
+                    // the file would reveal which sectors are in use. The spec lets a
+                    // server leave trimmed data as it was.
+                    spawn_io(replies, budget, cookie, false, move || {
+                        if !volume.is_attached() {
+                            return Err(Error::Detached {
+                                volume_id: volume.id().to_owned(),
+                            });
+                        }
+                        match offset.checked_add(u64::from(len)) {
+                            Some(end) if end <= volume.size() => {}
+                            _ => {
+                                return Err(Error::InvalidParameter(
+                                    "trim outside the volume".into(),
+                                ))
+                            }
+                        }
+                        if fua {
+                            volume.flush()?;
+                        }
+                        Ok(())
+                    });
+                }
+                _ => {
+                    let _ = replies.send(reply(EINVAL, budget)).await;
+                }
             }
-            _ => {
-                let _ = replies.send(reply(EINVAL));
-            }
-        }
+        };
+        // DISC, EOF or an error: let requests in flight finish and their replies go
+        // out (the writer gives up after the stall timeout), then close.
+        drop(replies);
+        let written = writer.await.map_err(|e| io::Error::other(e.to_string()))?;
+        let _ = connection_budget.acquire_many(connection_units).await;
+        pool.wipe();
+        result.and(written)
+    }
+}
+
+/// The one writer of a connection: each reply whole, in the order they finish, then
+/// the budget of the replies written released once they are flushed to the socket.
+async fn write_replies<W: AsyncWrite + Unpin>(
+    writer: W,
+    mut queue: mpsc::Receiver<Reply>,
+    volume: Arc<Volume>,
+    pool: BufferPool,
+    stall_timeout: Duration,
+) -> io::Result<()> {
+    let stalled = || {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client stopped reading replies",
+        )
     };
-    // DISC or EOF: let requests in flight finish and their replies go out, then close.
-    let _ = budget.acquire_many(BUDGET_UNITS).await;
-    drop(replies);
-    let written = writer.await.map_err(|e| io::Error::other(e.to_string()))?;
-    pool.wipe();
-    result.and(written)
+    let mut out = BufWriter::with_capacity(256 * 1024, writer);
+    let mut written = Vec::new();
+    while let Some(first) = queue.recv().await {
+        let mut next = Some(first);
+        while let Some(reply) = next {
+            let Reply {
+                cookie,
+                error,
+                data,
+                budget,
+            } = reply;
+            tokio::time::timeout(
+                stall_timeout,
+                write_reply(&mut out, cookie, error, data, &volume, &pool),
+            )
+            .await
+            .map_err(|_| stalled())??;
+            written.push(budget);
+            next = queue.try_recv().ok();
+        }
+        tokio::time::timeout(stall_timeout, out.flush())
+            .await
+            .map_err(|_| stalled())??;
+        written.clear();
+    }
+    out.shutdown().await
 }
 
 fn spawn_io(
-    replies: mpsc::UnboundedSender<Reply>,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    replies: mpsc::Sender<Reply>,
+    budget: Budget,
     cookie: u64,
     write: bool,
     work: impl FnOnce() -> crate::Result<()> + Send + 'static,
@@ -565,37 +1027,40 @@ fn spawn_io(
             Ok(Err(error)) => errno(&error, write),
             Err(_) => EIO,
         };
-        let _ = replies.send(Reply {
+        let _ = replies.blocking_send(Reply {
             cookie,
             error,
             data: None,
+            budget,
         });
-        drop(permit);
     });
 }
 
 async fn write_reply<W: AsyncWrite + Unpin>(
     out: &mut W,
-    reply: Reply,
+    cookie: u64,
+    error: u32,
+    data: Option<(Vec<u8>, usize)>,
     volume: &Volume,
     pool: &BufferPool,
 ) -> io::Result<()> {
-    let (error, data) = match reply.data {
+    let (error, data) = match data {
         // Plaintext decrypted before a detach must not leave after it.
         Some((mut buf, _)) if !volume.is_attached() => {
             zeroize::Zeroize::zeroize(&mut buf);
             (EIO, None)
         }
-        data => (reply.error, data),
+        data => (error, data),
     };
     let mut head = [0u8; 16];
     head[0..4].copy_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
     head[4..8].copy_from_slice(&error.to_be_bytes());
-    head[8..16].copy_from_slice(&reply.cookie.to_be_bytes());
+    head[8..16].copy_from_slice(&cookie.to_be_bytes());
     out.write_all(&head).await?;
     if let Some((buf, len)) = data {
-        out.write_all(&buf[..len]).await?;
+        let result = out.write_all(&buf[..len]).await;
         pool.give(buf);
+        result?;
     }
     Ok(())
 }

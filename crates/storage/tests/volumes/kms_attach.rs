@@ -13,7 +13,7 @@ use keyward_storage::{
     attach_volume, create_volume, AwsKms, Error, KeyService, NbdServer, NewVolume,
 };
 
-use crate::common::{run, run_ok};
+use crate::common::{nbds_uri, qemu_io_ok, qemu_tls_args, run, TlsCluster};
 
 const ACCOUNT: &str = "111122223333";
 /// The node is in the platform's node account, not the key's: a cross-account
@@ -220,26 +220,21 @@ async fn attach_is_a_grant_to_the_node_and_detach_retires_it() {
 
     // The attached volume serves real clients.
     let volume = attachment.volume().clone();
-    let server = NbdServer::new([(header.volume_id.clone(), volume.clone())]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let uri = format!(
-        "nbd://127.0.0.1:{}/{}",
-        listener.local_addr().unwrap().port(),
-        header.volume_id
+    let tls_dir = tempfile::tempdir().unwrap();
+    let cluster = TlsCluster::new(tls_dir.path(), "c-kms");
+    let server = NbdServer::new(
+        [(header.volume_id.clone(), volume.clone())],
+        cluster.config(),
     );
-    tokio::spawn(server.serve_tcp(listener));
-    let u = uri.clone();
-    blocking(move || {
-        run_ok(
-            "qemu-io",
-            &["-f", "raw", &u, "-c", "write -P 0x3c 777 9000"],
-        )
-    })
-    .await;
-    let u = uri.clone();
-    let out =
-        blocking(move || run_ok("qemu-io", &["-f", "raw", &u, "-c", "read -P 0x3c 777 9000"]))
-            .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let uri = nbds_uri(port, &header.volume_id, &cluster.creds);
+    let target = qemu_tls_args(port, &header.volume_id, &cluster.creds);
+    let _handle = server.spawn_tcp(listener);
+    let t = target.clone();
+    blocking(move || qemu_io_ok(&t, &["write -P 0x3c 777 9000"])).await;
+    let t = target.clone();
+    let out = blocking(move || qemu_io_ok(&t, &["read -P 0x3c 777 9000"])).await;
     assert!(!out.contains("verification failed"), "{out}");
 
     // Key disabled: the periodic re-check fails closed and the export stops.
@@ -269,10 +264,8 @@ async fn attach_is_a_grant_to_the_node_and_detach_retires_it() {
     // Access back: the same grant opens the key again and the export serves again.
     attachment.reopen(&operator, &node).await.unwrap();
     assert!(volume.is_attached());
-    let u = uri.clone();
-    let out =
-        blocking(move || run_ok("qemu-io", &["-f", "raw", &u, "-c", "read -P 0x3c 777 9000"]))
-            .await;
+    let t = target.clone();
+    let out = blocking(move || qemu_io_ok(&t, &["read -P 0x3c 777 9000"])).await;
     assert!(!out.contains("verification failed"), "{out}");
 
     // The grant revoked by the customer: the re-check fails closed; reopening

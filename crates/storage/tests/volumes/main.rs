@@ -11,6 +11,7 @@ mod headers;
 mod kms_attach;
 mod nbd_clients;
 mod nbd_protocol;
+mod nbd_tls;
 mod objects;
 mod s3;
 mod verify;

@@ -1,11 +1,12 @@
-//! The export as real NBD clients see it.
+//! The export as real NBD clients see it, over TLS with the cluster's credentials
+//! (and over the 0600 unix socket without TLS).
 
 use crate::common::*;
 
 const MIB: u64 = 1 << 20;
 
 #[test]
-fn nbdinfo_sees_the_export_size_and_name_over_tcp_and_unix_socket() {
+fn nbdinfo_sees_the_export_size_and_name_over_tls_and_unix_socket() {
     let served = serve_raw_volume(64 * MIB);
     let out = run_ok("nbdinfo", &["--json", &served.uri()]);
     assert!(
@@ -20,6 +21,11 @@ fn nbdinfo_sees_the_export_size_and_name_over_tcp_and_unix_socket() {
         out.contains("\"can_flush\": true") && out.contains("\"can_fua\": true"),
         "{out}"
     );
+    // The unix socket, served without TLS, is its owner's only.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&served.socket).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
     let unix = format!("nbd+unix:///{EXPORT}?socket={}", served.socket.display());
     let size = run_ok("nbdinfo", &["--size", &unix]);
     assert_eq!(size.trim(), (64 * MIB).to_string());
@@ -28,7 +34,11 @@ fn nbdinfo_sees_the_export_size_and_name_over_tcp_and_unix_socket() {
         &[
             "--list",
             "--json",
-            &format!("nbd://127.0.0.1:{}", served.port),
+            &format!(
+                "nbds://127.0.0.1:{}/?tls-certificates={}",
+                served.port,
+                served.creds.display()
+            ),
         ],
     );
     assert!(
@@ -40,59 +50,35 @@ fn nbdinfo_sees_the_export_size_and_name_over_tcp_and_unix_socket() {
 #[test]
 fn qemu_io_writes_and_reads_patterns_at_unaligned_offsets() {
     let served = serve_raw_volume(16 * MIB);
-    let uri = served.uri();
-    run_ok(
-        "qemu-io",
+    let target = served.qemu_args();
+    qemu_io_ok(
+        &target,
         &[
-            "-f",
-            "raw",
-            &uri,
-            "-c",
             "write -z 0 64k",
-            "-c",
             "write -P 0xab 1000 5000",
-            "-c",
             "write -P 0xcd 6000 100",
-            "-c",
             "write -P 0x11 8191 2",
-            "-c",
             "write -P 0x5a 12345 40000",
-            "-c",
             "write -f -P 0x77 100000 3000",
-            "-c",
             "discard 1M 64k",
-            "-c",
             "flush",
         ],
     );
     // Fresh connection: nothing cached on the client side.
-    let out = run_ok(
-        "qemu-io",
+    let out = qemu_io_ok(
+        &target,
         &[
-            "-f",
-            "raw",
-            &uri,
-            "-c",
             "read -P 0 0 1000",
-            "-c",
             "read -P 0xab 1000 5000",
-            "-c",
             "read -P 0xcd 6000 100",
-            "-c",
             "read -P 0 6100 2091",
-            "-c",
             "read -P 0x11 8191 2",
-            "-c",
             "read -P 0x5a 12345 40000",
-            "-c",
             "read -P 0x77 100000 3000",
         ],
     );
     assert!(!out.contains("Pattern verification failed"), "{out}");
-    let bad = run(
-        "qemu-io",
-        &["-f", "raw", &uri, "-c", "read -P 0xab 1000 5001"],
-    );
+    let bad = qemu_io(&target, &["read -P 0xab 1000 5001"]);
     let text = String::from_utf8_lossy(&bad.stdout);
     assert!(
         text.contains("Pattern verification failed"),
@@ -104,17 +90,9 @@ fn qemu_io_writes_and_reads_patterns_at_unaligned_offsets() {
 fn nbdcopy_of_the_export_equals_an_independent_python_xts_decryption() {
     let served = serve_raw_volume(8 * MIB);
     let uri = served.uri();
-    run_ok(
-        "qemu-io",
-        &[
-            "-f",
-            "raw",
-            &uri,
-            "-c",
-            "write -P 0x42 4096 1M",
-            "-c",
-            "write -P 0x17 3M 77777",
-        ],
+    qemu_io_ok(
+        &served.qemu_args(),
+        &["write -P 0x42 4096 1M", "write -P 0x17 3M 77777"],
     );
     let copy = served.dir.path().join("copy.raw");
     run_ok("nbdcopy", &[&uri, &copy.display().to_string()]);
@@ -139,7 +117,10 @@ fn nbdcopy_of_the_export_equals_an_independent_python_xts_decryption() {
 #[test]
 fn fio_with_crc32c_verification_passes() {
     let served = serve_raw_volume(64 * MIB);
-    let uri = served.uri();
+    // fio's libnbd refuses `tls-certificates=` in a URI (a local file) and, run as
+    // root, reads certificates only from /etc/pki/libnbd: fio goes through the
+    // cluster's 0600 unix socket, the same server without TLS.
+    let uri = format!("nbd+unix:///{EXPORT}?socket={}", served.socket.display());
     let out = run_ok(
         "fio",
         &[
@@ -167,12 +148,14 @@ fn fio_with_crc32c_verification_passes() {
 fn detach_fails_requests_on_open_connections_and_refuses_new_ones() {
     let served = serve_raw_volume(4 * MIB);
     let uri = served.uri();
-    run_ok("qemu-io", &["-f", "raw", &uri, "-c", "write -P 0x66 0 64k"]);
+    let target = served.qemu_args();
+    qemu_io_ok(&target, &["write -P 0x66 0 64k"]);
     // A client connected before the detach: first read works, the one after fails.
     // `stdbuf -oL` makes qemu-io print each result as it happens, so the detach
     // comes right after the first read (no guessing at timings).
     let mut child = std::process::Command::new("stdbuf")
-        .args(["-oL", "qemu-io", "-f", "raw", &uri])
+        .args(["-oL", "qemu-io"])
+        .args(&target)
         .args([
             "-c",
             "read -P 0x66 0 64k",
@@ -206,7 +189,7 @@ fn detach_fails_requests_on_open_connections_and_refuses_new_ones() {
     // New connections are refused.
     let refused = run("nbdinfo", &[&uri]);
     assert!(!refused.status.success());
-    let refused = run("qemu-io", &["-f", "raw", &uri, "-c", "read 0 4k"]);
+    let refused = qemu_io(&target, &["read 0 4k"]);
     assert!(
         !refused.status.success() || String::from_utf8_lossy(&refused.stdout).contains("error")
     );

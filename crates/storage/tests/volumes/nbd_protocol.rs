@@ -96,7 +96,7 @@ impl Client {
 
 #[test]
 fn unknown_options_get_err_unsup_and_bad_go_requests_a_clear_error() {
-    let served = serve_raw_volume(1 << 20);
+    let served = serve_raw_volume_plain(1 << 20);
     let mut c = Client::connect(served.port);
     c.option(8, &[]); // STRUCTURED_REPLY: not offered
     assert_eq!(c.option_reply().1, (1 << 31) | 1);
@@ -113,7 +113,7 @@ fn unknown_options_get_err_unsup_and_bad_go_requests_a_clear_error() {
 
 #[test]
 fn pipelined_requests_all_get_well_formed_replies() {
-    let served = serve_raw_volume(4 << 20);
+    let served = serve_raw_volume_plain(4 << 20);
     let mut c = Client::connect(served.port);
     assert_eq!(c.go(EXPORT), 1);
     // 32 writes of distinct patterns sent back to back, then 32 reads, then the replies.
