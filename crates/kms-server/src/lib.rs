@@ -32,7 +32,7 @@ use axum::serve::ListenerExt;
 use keyward_kms::Engine;
 
 pub use error::{Error, Result};
-pub use wire::{router, MAX_BODY_BYTES};
+pub use wire::{router, Transport, MAX_BODY_BYTES};
 
 /// The region `DevServer` clients sign for.
 pub const DEFAULT_REGION: &str = "us-east-1";

@@ -201,7 +201,7 @@ async fn handle_inner(
             "The action or operation requested is invalid. Verify that the action is typed correctly.",
         ));
     }
-    let caller = caller_of(&parts, verified, request_id);
+    let caller = caller_of(&parts, verified, request_id, shared.transport);
     let form = Form(&params);
     let answer = match service {
         QueryService::Iam => shared.engine.call_iam(&caller, &action, &form).await,

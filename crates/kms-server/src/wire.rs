@@ -34,6 +34,23 @@ const REQUEST_ID: &str = "x-amzn-requestid";
 pub(crate) struct Shared {
     pub(crate) engine: Engine,
     pub(crate) verifier: Verifier,
+    /// What the listener carries requests over; the engine sees it as `aws:SecureTransport`.
+    pub(crate) transport: Transport,
+}
+
+/// How requests reach a listener. AWS sets `aws:SecureTransport` true only for requests over
+/// TLS; this server listens in plain HTTP, so its requests are `PlainHttp` and a key policy's
+/// `"Bool": {"aws:SecureTransport": "false"}` deny statement applies to them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    PlainHttp,
+    Tls,
+}
+
+impl Transport {
+    pub fn is_secure(self) -> bool {
+        self == Transport::Tls
+    }
 }
 
 #[derive(Clone)]
@@ -45,6 +62,7 @@ pub fn router(engine: Engine) -> Router {
     let state = AppState(Arc::new(Shared {
         engine,
         verifier: Verifier::new(),
+        transport: Transport::PlainHttp,
     }));
     Router::new()
         .route("/_keyward/reset", any(admin_reset))
@@ -148,7 +166,7 @@ async fn handle_aws_inner(
         return Err(Error::UnknownOperation(String::new()));
     }
 
-    let caller = caller_of(&parts, verified, request_id);
+    let caller = caller_of(&parts, verified, request_id, shared.transport);
     let answer = match service {
         Service::Kms(action) => shared.engine.call_kms(&caller, action, &body).await,
         Service::CloudTrail(action) => shared.engine.call_cloudtrail(&caller, action, &body).await,
@@ -213,6 +231,7 @@ pub(crate) fn caller_of(
     parts: &axum::http::request::Parts,
     verified: crate::sigv4::Verified<AccessKey>,
     request_id: &str,
+    transport: Transport,
 ) -> Caller {
     let source_ip = parts
         .extensions
@@ -230,6 +249,7 @@ pub(crate) fn caller_of(
         access_key_id: verified.access_key_id,
         region: verified.region,
         source_ip,
+        secure_transport: transport.is_secure(),
         user_agent,
         request_id: request_id.to_owned(),
     }

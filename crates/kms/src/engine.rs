@@ -307,7 +307,8 @@ impl Engine {
         self.inner.store.submit(cx.ops)
     }
 
-    /// CloudTrail's `LookupEvents` over the caller's account and region. Not itself written to the trail.
+    /// CloudTrail's `LookupEvents` over the caller's account and region, for a caller whose IAM
+    /// policies allow `cloudtrail:LookupEvents` (root always). Not itself written to the trail.
     pub async fn call_cloudtrail(
         &self,
         caller: &Caller,
@@ -318,6 +319,8 @@ impl Engine {
             return Err(ApiError::new("UnknownOperationException", String::new()));
         }
         let req = Req::parse(body)?;
+        let cx = Cx::new(caller, &self.inner, self.inner.clock.now_ms());
+        crate::authz::authorize_lookup_events(&cx)?;
         trail::lookup_events(&self.inner.store, caller, &req)
     }
 

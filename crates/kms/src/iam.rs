@@ -16,7 +16,9 @@
 //! Sessions: `AssumeRole` issues an `ASIA…` access key, a 40-character secret and an opaque random
 //! session token; SigV4 must present the token ([`AccessKey::session_token`]) and the key expires
 //! on the KMS clock ([`Engine::is_expired`]), so a dev-mode test expires it by moving the clock.
-//! Deleting a role revokes its sessions at once (their key is no longer recognised).
+//! Deleting a role does not revoke its sessions' credentials (as on AWS they authenticate until
+//! they expire), but the deleted role's unique id matches nothing any more, so every call they
+//! make is denied by the key policy (`AccessDeniedException`).
 //! Roles and sessions are persisted in the engine's SQLite store (a session's secret wrapped by
 //! the root key), so both survive a restart.
 //!
@@ -148,6 +150,7 @@ impl Session {
             kind: IdentityKind::AssumedRole,
             user_name: None,
             session_issuer_arn: Some(d.role_arn.clone()),
+            issuer_deleted: false,
         }
     }
 

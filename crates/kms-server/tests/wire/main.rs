@@ -4,6 +4,7 @@
 mod raw;
 mod support;
 
+mod authz;
 mod bad_input;
 mod concurrency;
 mod fuzz;

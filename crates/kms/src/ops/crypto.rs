@@ -230,7 +230,7 @@ pub(crate) fn generate_random(cx: &mut Cx<'_>, _st: &State, req: &Req) -> Result
             "CustomKeyStoreId and Recipient are not supported.",
         ));
     }
-    crate::authz::authorize_account(cx, "GenerateRandom")?;
+    crate::authz::authorize_account(cx, "GenerateRandom", "*")?;
     let mut bytes = Zeroizing::new(vec![0u8; n as usize]);
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| ApiError::internal())?;
     Ok(json!({ "Plaintext": b64(&bytes) }))
