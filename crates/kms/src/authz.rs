@@ -152,10 +152,10 @@ fn denial(decision: Decision, ctx: &RequestContext<'_>) -> ApiError {
 /// docs for this difference from AWS).
 pub(crate) fn authorize_account(cx: &Cx<'_>, action: &str, resource: &str) -> Result<(), ApiError> {
     let caller = cx.caller;
-    if caller.identity.kind == IdentityKind::IamUser {
-        if identities(cx).policies_for(&caller.identity).is_empty() {
-            return Ok(());
-        }
+    if caller.identity.kind == IdentityKind::IamUser
+        && identities(cx).policies_for(&caller.identity).is_empty()
+    {
+        return Ok(());
     }
     authorize_identity(cx, action, resource)
 }

@@ -414,10 +414,10 @@ impl IdentityConfig {
         // authorization matches the old role's id to nothing, and its calls are denied.
         self.sessions.get(access_key_id).map(|s| {
             let mut key = s.access_key();
-            key.identity.issuer_deleted = !self
+            key.identity.issuer_deleted = self
                 .roles
                 .get(&s.doc.role_arn)
-                .is_some_and(|r| r.doc.id == s.doc.role_id);
+                .is_none_or(|r| r.doc.id != s.doc.role_id);
             key
         })
     }

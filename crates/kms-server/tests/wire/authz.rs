@@ -449,7 +449,7 @@ async fn list_retirable_grants_stays_in_the_callers_account_and_pages() {
         .await
         .expect("page 1");
     assert_eq!(first.grants().len(), 2);
-    assert_eq!(first.truncated(), true);
+    assert!(first.truncated());
     let marker = first.next_marker().expect("NextMarker").to_string();
     let second = env
         .kms("root")
@@ -461,7 +461,7 @@ async fn list_retirable_grants_stays_in_the_callers_account_and_pages() {
         .await
         .expect("page 2");
     assert_eq!(second.grants().len(), 1);
-    assert_eq!(second.truncated(), false);
+    assert!(!second.truncated());
     assert_eq!(second.next_marker(), None);
     let mut seen: Vec<String> = first
         .grants()

@@ -97,7 +97,7 @@ fn authorize_grant_admin(
 
 /// The account of an IAM/STS principal ARN (None for a service principal).
 fn principal_account(p: &str) -> Option<&str> {
-    p.strip_prefix("arn:")?.splitn(5, ':').nth(3)
+    p.strip_prefix("arn:")?.split(':').nth(3)
 }
 
 pub(crate) fn create_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result<Value, ApiError> {
