@@ -101,7 +101,7 @@ fn from_wire(error: Error) -> QueryError {
         Error::InvalidSignature(_) => "SignatureDoesNotMatch",
         Error::UnknownOperation(_) => "InvalidAction",
         Error::RequestTooLarge { .. } => "RequestEntityTooLarge",
-        Error::Api { code, .. } => code,
+        Error::Api { code, .. } => code.as_str(),
         Error::Io(_) | Error::Engine(_) => "InternalFailure",
     };
     QueryError::new(code, message)
@@ -209,7 +209,7 @@ async fn handle_inner(
     };
     answer
         .map(|xml| (action, xml))
-        .map_err(|e| QueryError::new(e.code, e.message))
+        .map_err(|e| QueryError::new(e.code.as_str(), e.message))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //!
 //! A request goes: body read with a size limit → `X-Amz-Target` resolved to a service and action →
 //! SigV4 verified for that service → the engine runs the action (and writes its trail record) →
-//! the answer, or `{"__type": ..., "message": ...}` with the status from [`crate::error::http_status`].
+//! the answer, or `{"__type": ..., "message": ...}` with the status from [`crate::error::status_of`].
 //! Every answer carries `x-amzn-RequestId`, the id the engine writes in the trail.
 
 use std::net::SocketAddr;
@@ -18,7 +18,7 @@ use axum::Router;
 use keyward_kms::{AccessKey, Caller, Engine};
 use time::OffsetDateTime;
 
-use crate::error::{http_status, Error};
+use crate::error::{status_of, Error};
 use crate::sigv4::{SigningSecret, Verifier};
 
 /// The largest request body we read. AWS KMS documents no figure for the whole request; the largest
@@ -122,7 +122,7 @@ fn error_response(error: &Error, request_id: HeaderValue) -> Response {
     }))
     .expect("a JSON object of two strings serializes");
     let mut response = Response::new(Body::from(body));
-    *response.status_mut() = http_status(code);
+    *response.status_mut() = status_of(error);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_1_1));
     headers.insert(REQUEST_ID, request_id);

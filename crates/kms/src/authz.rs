@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use crate::engine::State;
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::grants::{principal_named, ChildGrant, Grant, Named};
 use crate::identity::{Caller, Identity, IdentityKind};
 use crate::keys::KeyRecord;
@@ -137,7 +137,7 @@ fn identity_allows(ctx: &RequestContext<'_>, policies: &[crate::policy::Policy])
 
 fn denial(decision: Decision, ctx: &RequestContext<'_>) -> ApiError {
     ApiError::new(
-        "AccessDeniedException",
+        Code::AccessDeniedException,
         decision
             .denial_message(ctx)
             .expect("a denial has a message"),
@@ -194,7 +194,7 @@ pub(crate) fn authorize_lookup_events(cx: &Cx<'_>) -> Result<(), ApiError> {
         }
     };
     Err(ApiError::new(
-        "AccessDeniedException",
+        Code::AccessDeniedException,
         format!(
             "User: {} is not authorized to perform: cloudtrail:LookupEvents {why}",
             caller.identity.arn
@@ -241,7 +241,7 @@ pub(crate) fn authorize_retire(
 /// [`authorize`], e.g. who may retire a grant).
 pub(crate) fn denied(caller: &Caller, action: &str, resource_arn: &str) -> ApiError {
     ApiError::new(
-        "AccessDeniedException",
+        Code::AccessDeniedException,
         format!(
             "User: {} is not authorized to perform: kms:{action} on resource: {resource_arn} because no \
              resource-based policy allows the kms:{action} action",

@@ -68,7 +68,7 @@ mod store;
 mod trail;
 
 pub use engine::{Engine, EngineConfig};
-pub use error::{ApiError, Error};
+pub use error::{ApiError, Code, Error};
 pub use iam::{url_encode, Form};
 pub use identity::{AccessKey, Caller, Identity, IdentityConfig, IdentityKind};
 pub use root_key::RootKey;

@@ -6,7 +6,7 @@ use super::{alias_arn, page, paged, require_not_pending, resolve, Cx, Req};
 use crate::authz::{authorize, authorize_identity};
 use crate::clock::epoch_seconds;
 use crate::engine::{Alias, State};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::store::Op;
 
 /// AWS's rules, in AWS's order: 1–256 characters; the `alias/` prefix (else ValidationException
@@ -16,11 +16,14 @@ use crate::store::Op;
 fn alias_name<'r>(req: &'r Req, name: &str) -> Result<&'r str, ApiError> {
     let alias = req.str_len_req(name, 1, 256)?;
     let Some(rest) = alias.strip_prefix("alias/") else {
-        return Err(ApiError::new("ValidationException", "Invalid identifier"));
+        return Err(ApiError::new(
+            Code::ValidationException,
+            "Invalid identifier",
+        ));
     };
     if rest.contains(':') {
         return Err(ApiError::new(
-            "ValidationException",
+            Code::ValidationException,
             format!("{alias} contains invalid characters for an alias"),
         ));
     }
@@ -36,13 +39,13 @@ fn alias_name<'r>(req: &'r Req, name: &str) -> Result<&'r str, ApiError> {
     }
     if rest.is_empty() {
         return Err(ApiError::new(
-            "InvalidAliasNameException",
+            Code::InvalidAliasNameException,
             format!("Invalid alias name: {alias}"),
         ));
     }
     if alias.starts_with("alias/aws/") {
         return Err(ApiError::new(
-            "InvalidAliasNameException",
+            Code::InvalidAliasNameException,
             "Alias names that begin with alias/aws/ are reserved for AWS managed keys.",
         ));
     }
@@ -66,7 +69,7 @@ fn target(cx: &mut Cx<'_>, st: &State, req: &Req, action: &str) -> Result<String
     let target = req.key_id("TargetKeyId")?;
     if names_alias(target) {
         return Err(ApiError::new(
-            "ValidationException",
+            Code::ValidationException,
             "Aliases must refer to keys. Not aliases",
         ));
     }
@@ -95,7 +98,7 @@ pub(crate) fn create_alias(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
     let id = target(cx, st, req, "CreateAlias")?;
     if st.aliases.contains_key(&slot) {
         return Err(ApiError::new(
-            "AlreadyExistsException",
+            Code::AlreadyExistsException,
             format!(
                 "An alias with the name {} already exists",
                 alias_arn(&slot.1, &slot.0, name)

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::{dry_run, page, paged, require_not_pending, resolve, Cx, Req};
 use crate::authz::{authorize_retire, authorize_with, denied};
 use crate::engine::State;
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::grants::{ChildGrant, Constraints, Grant, ALL_GRANT_OPERATIONS, GRANT_OPERATIONS};
 use crate::policy::GrantContext;
 use crate::store::Op;
@@ -76,7 +76,7 @@ fn principal_member<'r>(
         }
         if !valid_principal(p) {
             return Err(ApiError::new(
-                "InvalidArnException",
+                Code::InvalidArnException,
                 format!("{name} {p} is not a valid principal."),
             ));
         }
@@ -129,7 +129,7 @@ pub(crate) fn create_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
         }
         if !GRANT_OPERATIONS.contains(&op.as_str()) {
             return Err(ApiError::new(
-                "ValidationException",
+                Code::ValidationException,
                 format!(
                     "Grant operation {op} is not valid for a key with KeyUsage ENCRYPT_DECRYPT."
                 ),
@@ -149,7 +149,7 @@ pub(crate) fn create_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
             };
             if c.subset.is_some() && c.equals.is_some() {
                 return Err(ApiError::new(
-                    "ValidationException",
+                    Code::ValidationException,
                     "A grant constraint can have EncryptionContextSubset or EncryptionContextEquals, not both.",
                 ));
             }
@@ -216,7 +216,7 @@ pub(crate) fn create_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
     }
     if st.grants_of(&id).count() >= MAX_GRANTS_PER_KEY {
         return Err(ApiError::new(
-            "LimitExceededException",
+            Code::LimitExceededException,
             format!("Too many grants for key {}.", key.meta.arn),
         ));
     }
@@ -301,7 +301,7 @@ pub(crate) fn retire_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
         (Some(t), _, _) => {
             if !token_is_well_formed(t) {
                 return Err(ApiError::new(
-                    "InvalidGrantTokenException",
+                    Code::InvalidGrantTokenException,
                     "The grant token is not valid.",
                 ));
             }
@@ -321,7 +321,7 @@ pub(crate) fn retire_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
         }
         _ => {
             return Err(ApiError::new(
-                "ValidationException",
+                Code::ValidationException,
                 "Either GrantToken, or both KeyId and GrantId, must be specified.",
             ))
         }

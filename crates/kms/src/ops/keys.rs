@@ -6,7 +6,7 @@ use super::{key_arn, page, paged, require_not_pending, resolve, Cx, Req};
 use crate::authz::authorize;
 use crate::clock::{epoch_seconds, DAY_MS};
 use crate::engine::State;
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::keys::{default_policy, material_aad, new_material, KeyMeta, KeyRecord, KeyState};
 use crate::policy::Policy;
 use crate::store::Op;
@@ -16,7 +16,7 @@ pub(crate) const MAX_POLICY_BYTES: usize = 32768;
 
 fn unsupported(what: &str) -> ApiError {
     ApiError::new(
-        "UnsupportedOperationException",
+        Code::UnsupportedOperationException,
         format!("{what} is not supported: this KMS creates symmetric encryption keys (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT) with KMS-generated material only."),
     )
 }
@@ -26,7 +26,7 @@ fn unsupported(what: &str) -> ApiError {
 pub(crate) fn validate_policy(policy: &str) -> Result<(), ApiError> {
     crate::policy::Policy::parse(policy)
         .map(|_| ())
-        .map_err(|e| ApiError::new(e.aws_code(), e.to_string()))
+        .map_err(|e| ApiError::new(Code::MalformedPolicyDocumentException, e.to_string()))
 }
 
 /// Compiles a key policy being saved and binds the IAM users it names to their unique ids now,
@@ -36,7 +36,9 @@ pub(crate) fn compile_policy(
     cx: &Cx<'_>,
     text: &str,
 ) -> Result<(Policy, Vec<(String, String)>), ApiError> {
-    let malformed = |e: crate::policy::PolicyError| ApiError::new(e.aws_code(), e.to_string());
+    let malformed = |e: crate::policy::PolicyError| {
+        ApiError::new(Code::MalformedPolicyDocumentException, e.to_string())
+    };
     let mut policy = Policy::parse(text).map_err(malformed)?;
     {
         let ids = cx
@@ -72,7 +74,7 @@ fn check_lockout(
     let caller = crate::authz::principal(&cx.caller.identity);
     if would_lock_out(parsed, &caller, key_arn, key_account) {
         return Err(ApiError::new(
-            "MalformedPolicyDocumentException",
+            Code::MalformedPolicyDocumentException,
             LOCKOUT_MESSAGE,
         ));
     }
@@ -119,13 +121,13 @@ fn tags_member(req: &Req) -> Result<Option<Vec<(String, String)>>, ApiError> {
         }
         if k.starts_with("aws:") {
             return Err(ApiError::new(
-                "TagException",
+                Code::TagException,
                 "Tags beginning with aws: are reserved.",
             ));
         }
         if out.iter().any(|(ek, _): &(String, String)| ek == k) {
             return Err(ApiError::new(
-                "TagException",
+                Code::TagException,
                 "Duplicate tag keys are not allowed.",
             ));
         }
@@ -195,7 +197,7 @@ pub(crate) fn create_key(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result<V
     crate::authz::authorize_account(cx, "CreateKey", "*")?;
     if tags.len() > MAX_TAGS {
         return Err(ApiError::new(
-            "TagException",
+            Code::TagException,
             format!("A key can have at most {MAX_TAGS} tags."),
         ));
     }
@@ -458,7 +460,7 @@ pub(crate) fn tag_resource(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
     }
     if merged.len() > MAX_TAGS {
         return Err(ApiError::new(
-            "TagException",
+            Code::TagException,
             format!("A key can have at most {MAX_TAGS} tags."),
         ));
     }
