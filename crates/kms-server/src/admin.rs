@@ -72,7 +72,7 @@ fn authenticate(
     let verified = verify(shared, parts, body, "kms")?;
     if verified.key.identity.kind != IdentityKind::Root {
         return Err(Error::Api {
-            code: "AccessDeniedException",
+            code: keyward_kms::Code::AccessDeniedException,
             message: format!(
                 "User: {} is not authorized to perform: keyward:{action}: only an account's root \
                  user (or the admin token) may use the test routes",
@@ -122,7 +122,7 @@ fn ok() -> Response {
 fn validation(message: String) -> Response {
     error_response(
         &Error::Api {
-            code: "ValidationException",
+            code: keyward_kms::Code::ValidationException,
             message,
         },
         new_request_id(),

@@ -32,7 +32,10 @@ pub enum Error {
     RequestTooLarge { limit: usize },
     /// The engine's answer: AWS's exception name and message.
     #[error("{message}")]
-    Api { code: &'static str, message: String },
+    Api {
+        code: keyward_kms::Code,
+        message: String,
+    },
     /// Binding, accepting or serving connections failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -54,7 +57,7 @@ impl Error {
             Error::InvalidSignature(_) => "InvalidSignatureException",
             Error::UnknownOperation(_) => "UnknownOperationException",
             Error::RequestTooLarge { .. } => "RequestEntityTooLargeException",
-            Error::Api { code, .. } => code,
+            Error::Api { code, .. } => code.as_str(),
             Error::Io(_) | Error::Engine(_) => "InternalFailure",
         }
     }
@@ -68,6 +71,16 @@ impl Error {
             }
             other => other.to_string(),
         }
+    }
+}
+
+/// The HTTP status of an answer: the engine's own mapping ([`keyward_kms::Code::http_status`])
+/// for the engine's refusals, [`http_status`] for the wire's.
+pub fn status_of(error: &Error) -> StatusCode {
+    match error {
+        Error::Api { code, .. } => StatusCode::from_u16(code.http_status())
+            .expect("the engine's statuses are valid HTTP statuses"),
+        other => http_status(other.aws_code()),
     }
 }
 

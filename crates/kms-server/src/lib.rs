@@ -35,7 +35,7 @@ use keyward_kms::Engine;
 
 pub use admin::AdminToken;
 pub use error::{Error, Result};
-pub use wire::{router, MAX_BODY_BYTES};
+pub use wire::{router, Transport, MAX_BODY_BYTES};
 
 /// The region `DevServer` clients sign for.
 pub const DEFAULT_REGION: &str = "us-east-1";

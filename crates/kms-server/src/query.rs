@@ -101,7 +101,7 @@ fn from_wire(error: Error) -> QueryError {
         Error::InvalidSignature(_) => "SignatureDoesNotMatch",
         Error::UnknownOperation(_) => "InvalidAction",
         Error::RequestTooLarge { .. } => "RequestEntityTooLarge",
-        Error::Api { code, .. } => code,
+        Error::Api { code, .. } => code.as_str(),
         Error::Io(_) | Error::Engine(_) => "InternalFailure",
     };
     QueryError::new(code, message)
@@ -201,7 +201,7 @@ async fn handle_inner(
             "The action or operation requested is invalid. Verify that the action is typed correctly.",
         ));
     }
-    let caller = caller_of(&parts, verified, request_id);
+    let caller = caller_of(&parts, verified, request_id, shared.transport);
     let form = Form(&params);
     let answer = match service {
         QueryService::Iam => shared.engine.call_iam(&caller, &action, &form).await,
@@ -209,7 +209,7 @@ async fn handle_inner(
     };
     answer
         .map(|xml| (action, xml))
-        .map_err(|e| QueryError::new(e.code, e.message))
+        .map_err(|e| QueryError::new(e.code.as_str(), e.message))
 }
 
 #[cfg(test)]

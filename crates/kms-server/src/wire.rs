@@ -3,7 +3,7 @@
 //!
 //! A request goes: body read with a size limit → `X-Amz-Target` resolved to a service and action →
 //! SigV4 verified for that service → the engine runs the action (and writes its trail record) →
-//! the answer, or `{"__type": ..., "message": ...}` with the status from [`crate::error::http_status`].
+//! the answer, or `{"__type": ..., "message": ...}` with the status from [`crate::error::status_of`].
 //! Every answer carries `x-amzn-RequestId`, the id the engine writes in the trail.
 
 use std::net::SocketAddr;
@@ -19,7 +19,7 @@ use keyward_kms::{AccessKey, Caller, Engine};
 use time::OffsetDateTime;
 
 use crate::admin::{admin_clock, admin_reset, AdminToken, CLOCK_PATH, RESET_PATH};
-use crate::error::{http_status, Error};
+use crate::error::{status_of, Error};
 use crate::sigv4::{SigningSecret, Verifier};
 use crate::ServeOptions;
 
@@ -37,6 +37,23 @@ pub(crate) struct Shared {
     pub(crate) engine: Engine,
     pub(crate) verifier: Verifier,
     pub(crate) admin_token: Option<AdminToken>,
+    /// What the listener carries requests over; the engine sees it as `aws:SecureTransport`.
+    pub(crate) transport: Transport,
+}
+
+/// How requests reach a listener. AWS sets `aws:SecureTransport` true only for requests over
+/// TLS; this server listens in plain HTTP, so its requests are `PlainHttp` and a key policy's
+/// `"Bool": {"aws:SecureTransport": "false"}` deny statement applies to them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    PlainHttp,
+    Tls,
+}
+
+impl Transport {
+    pub fn is_secure(self) -> bool {
+        self == Transport::Tls
+    }
 }
 
 #[derive(Clone)]
@@ -51,6 +68,7 @@ pub fn router(engine: Engine, options: ServeOptions) -> Router {
         engine,
         verifier: Verifier::new(),
         admin_token: options.admin_token,
+        transport: Transport::PlainHttp,
     }));
     let mut router = Router::new();
     if dev && options.reset {
@@ -113,7 +131,7 @@ pub(crate) fn error_response(error: &Error, request_id: HeaderValue) -> Response
     }))
     .expect("a JSON object of two strings serializes");
     let mut response = Response::new(Body::from(body));
-    *response.status_mut() = http_status(code);
+    *response.status_mut() = status_of(error);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_1_1));
     headers.insert(REQUEST_ID, request_id);
@@ -157,7 +175,7 @@ async fn handle_aws_inner(
         return Err(Error::UnknownOperation(String::new()));
     }
 
-    let caller = caller_of(&parts, verified, request_id);
+    let caller = caller_of(&parts, verified, request_id, shared.transport);
     let answer = match service {
         Service::Kms(action) => shared.engine.call_kms(&caller, action, &body).await,
         Service::CloudTrail(action) => shared.engine.call_cloudtrail(&caller, action, &body).await,
@@ -222,6 +240,7 @@ pub(crate) fn caller_of(
     parts: &axum::http::request::Parts,
     verified: crate::sigv4::Verified<AccessKey>,
     request_id: &str,
+    transport: Transport,
 ) -> Caller {
     let source_ip = parts
         .extensions
@@ -239,6 +258,7 @@ pub(crate) fn caller_of(
         access_key_id: verified.access_key_id,
         region: verified.region,
         source_ip,
+        secure_transport: transport.is_secure(),
         user_agent,
         request_id: request_id.to_owned(),
     }

@@ -8,6 +8,9 @@
 //! the caller's statement last) against the same under the default key policy, alternating the
 //! two in one run, to show that authorization stays off the hot path.
 //!
+//! Then `Decrypt` by a grantee (101 grants on the key, its own among them, constrained) against
+//! `Decrypt` by the key's owner, alternating, to show the cost of the grant checks.
+//!
 //! Run: `cargo bench -p keyward-kms --bench engine` (KEYWARD_BENCH_SECS sets seconds per case).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +27,7 @@ fn caller() -> Caller {
         access_key_id: "AKIABENCHBENCHBENCH1".into(),
         region: "us-east-1".into(),
         source_ip: "127.0.0.1".into(),
+        secure_transport: false,
         user_agent: "keyward-bench".into(),
         request_id: "00000000-0000-4000-8000-000000000000".into(),
     }
@@ -58,13 +62,24 @@ async fn run(
     clients: usize,
     secs: f64,
 ) -> f64 {
+    run_as(engine, caller(), action, body, clients, secs).await
+}
+
+async fn run_as(
+    engine: &Engine,
+    caller: Caller,
+    action: &'static str,
+    body: String,
+    clients: usize,
+    secs: f64,
+) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..clients {
         let (engine, body, stop, done) = (engine.clone(), body.clone(), stop.clone(), done.clone());
+        let caller = caller.clone();
         tasks.push(tokio::spawn(async move {
-            let caller = caller();
             while !stop.load(Ordering::Relaxed) {
                 engine
                     .call_kms(&caller, action, body.as_bytes())
@@ -174,6 +189,34 @@ fn main() {
                 d / 2.0,
                 p / 2.0,
                 p / d
+            );
+        }
+        // Decrypt by a grantee the key policy does not name, so every request falls through to
+        // the key's grants (100 for other principals and its own under a context constraint),
+        // against Decrypt by the key's owner, alternating in one run.
+        let grantee = Caller {
+            identity: Identity::iam_user("444455556666", "host"),
+            ..caller()
+        };
+        for i in 0..100 {
+            let g = json!({"KeyId": key_id, "Operations": ["Decrypt"],
+                "GranteePrincipal": format!("arn:aws:iam::444455556666:user/other-{i}")});
+            engine.call_kms(&c, "CreateGrant", g.to_string().as_bytes()).await.unwrap();
+        }
+        let g = json!({"KeyId": key_id, "Operations": ["Decrypt"], "GranteePrincipal": grantee.identity.arn,
+            "Constraints": {"EncryptionContextSubset": {"cluster": "c-0123456789"}}});
+        engine.call_kms(&c, "CreateGrant", g.to_string().as_bytes()).await.unwrap();
+        for clients in [1usize, 64] {
+            let (mut owner, mut granted) = (0.0, 0.0);
+            for _ in 0..2 {
+                owner += run(&engine, "Decrypt", dec_default.clone(), clients, secs / 2.0).await;
+                granted += run_as(&engine, grantee.clone(), "Decrypt", dec_default.clone(), clients, secs / 2.0).await;
+            }
+            println!(
+                "Decrypt, clients={clients}: key owner (policy) {:.0} req/s, grantee (101 grants) {:.0} req/s, ratio {:.3}",
+                owner / 2.0,
+                granted / 2.0,
+                granted / owner
             );
         }
         let mut trail = Vec::new();

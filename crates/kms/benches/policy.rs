@@ -119,6 +119,7 @@ fn main() {
         account: A,
         principal_id: "AROACLUSTERSEVEN0001:node-1",
         role_arn: Some(ROLE),
+        issuer_deleted: false,
     };
     let ec: BTreeMap<String, String> = [
         ("cluster".to_string(), "c-7".to_string()),

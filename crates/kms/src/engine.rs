@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use serde_json::Value;
 
 use crate::clock::{Clock, DAY_MS};
-use crate::error::{ApiError, Error};
+use crate::error::{ApiError, Code, Error};
 use crate::grants::Grant;
 use crate::identity::{AccessKey, Caller, IdentityConfig};
 use crate::keys::{material_aad, KeyMeta, KeyRecord, KeyState, Material};
@@ -264,7 +264,7 @@ impl Engine {
         let inner = &*self.inner;
         let mut cx = Cx::new(caller, inner, now);
         let Some(kind) = ops::kind(action) else {
-            let err = ApiError::new("UnknownOperationException", String::new());
+            let err = ApiError::new(Code::UnknownOperationException, String::new());
             let rx = self.finish(cx, action, Value::Null, &Err(err.clone()));
             return (Err(err), rx);
         };
@@ -313,7 +313,8 @@ impl Engine {
         self.inner.store.submit(cx.ops)
     }
 
-    /// CloudTrail's `LookupEvents` over the caller's account and region. Not itself written to the trail.
+    /// CloudTrail's `LookupEvents` over the caller's account and region, for a caller whose IAM
+    /// policies allow `cloudtrail:LookupEvents` (root always). Not itself written to the trail.
     pub async fn call_cloudtrail(
         &self,
         caller: &Caller,
@@ -321,9 +322,14 @@ impl Engine {
         body: &[u8],
     ) -> Result<Value, ApiError> {
         if action != "LookupEvents" {
-            return Err(ApiError::new("UnknownOperationException", String::new()));
+            return Err(ApiError::new(
+                Code::UnknownOperationException,
+                String::new(),
+            ));
         }
         let req = Req::parse(body)?;
+        let cx = Cx::new(caller, &self.inner, self.inner.clock.now_ms());
+        crate::authz::authorize_lookup_events(&cx)?;
         trail::lookup_events(&self.inner.store, caller, &req)
     }
 

@@ -16,7 +16,9 @@
 //! Sessions: `AssumeRole` issues an `ASIA…` access key, a 40-character secret and an opaque random
 //! session token; SigV4 must present the token ([`AccessKey::session_token`]) and the key expires
 //! on the KMS clock ([`Engine::is_expired`]), so a dev-mode test expires it by moving the clock.
-//! Deleting a role revokes its sessions at once (their key is no longer recognised).
+//! Deleting a role does not revoke its sessions' credentials (as on AWS they authenticate until
+//! they expire), but the deleted role's unique id matches nothing any more, so every call they
+//! make is denied by the key policy (`AccessDeniedException`).
 //! Roles and sessions are persisted in the engine's SQLite store (a session's secret wrapped by
 //! the root key), so both survive a restart.
 //!
@@ -38,7 +40,7 @@ use zeroize::Zeroizing;
 use crate::authz::principal;
 use crate::clock::iso8601;
 use crate::engine::Engine;
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::identity::{random_chars, AccessKey, Caller, Identity, IdentityConfig, IdentityKind};
 use crate::policy::{evaluate, evaluate_identity, Decision, Policy, PolicyError, RequestContext};
 use crate::root_key::RootKey;
@@ -148,6 +150,7 @@ impl Session {
             kind: IdentityKind::AssumedRole,
             user_name: None,
             session_issuer_arn: Some(d.role_arn.clone()),
+            issuer_deleted: false,
         }
     }
 
@@ -172,7 +175,7 @@ impl Form<'_> {
     fn required(&self, name: &str, member: &str) -> Result<&str, ApiError> {
         self.get(name).ok_or_else(|| {
             ApiError::new(
-                "ValidationError",
+                Code::ValidationError,
                 format!(
                     "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
                 ),
@@ -183,7 +186,7 @@ impl Form<'_> {
 
 fn validation(value: &str, member: &str, constraint: &str) -> ApiError {
     ApiError::new(
-        "ValidationError",
+        Code::ValidationError,
         format!(
             "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: {constraint}"
         ),
@@ -267,7 +270,7 @@ fn malformed(e: PolicyError) -> ApiError {
         PolicyError::InvalidPrincipal(p) => format!("Invalid principal in policy: \"AWS\":\"{p}\""),
         other => other.to_string(),
     };
-    ApiError::new(e.iam_code(), message)
+    ApiError::new(Code::MalformedPolicyDocument, message)
 }
 
 /// Policy size as IAM counts it: characters other than whitespace.
@@ -277,7 +280,7 @@ fn policy_chars(doc: &str) -> usize {
 
 fn no_such_role(name: &str) -> ApiError {
     ApiError::new(
-        "NoSuchEntity",
+        Code::NoSuchEntity,
         format!("The role with name {name} cannot be found."),
     )
 }
@@ -305,7 +308,7 @@ fn authorize_iam(
     match evaluate_identity(&ctx, ids.policies_for(id)) {
         Decision::Allow => Ok(()),
         d => Err(ApiError::new(
-            "AccessDenied",
+            Code::AccessDenied,
             d.denial_message(&ctx).expect("a denial has a message"),
         )),
     }
@@ -422,7 +425,7 @@ impl Engine {
             }
             _ => {
                 return Err(ApiError::new(
-                    "InvalidAction",
+                    Code::InvalidAction,
                     format!("Could not find operation {action} for version 2010-05-08"),
                 ))
             }
@@ -520,7 +523,7 @@ impl Engine {
             }
             _ => {
                 return Err(ApiError::new(
-                    "InvalidAction",
+                    Code::InvalidAction,
                     format!("Could not find operation {action} for version 2011-06-15"),
                 ))
             }
@@ -543,7 +546,7 @@ impl Engine {
         durable(rx).await.map_err(|e| {
             tracing::error!(error = %e, action, "could not make an IAM/STS change durable");
             ApiError::new(
-                "ServiceFailure",
+                Code::ServiceFailure,
                 "The request processing has failed because of an unknown error, exception or failure.",
             )
         })
@@ -632,7 +635,7 @@ fn iam_read(
 
 fn no_such_policy(name: &str) -> ApiError {
     ApiError::new(
-        "NoSuchEntity",
+        Code::NoSuchEntity,
         format!("The role policy with name {name} cannot be found."),
     )
 }
@@ -690,13 +693,13 @@ fn iam_write(
             authorize_iam(ids, caller, action, &arn, now)?;
             if let Some(r) = find_role(ids, &account, name) {
                 return Err(ApiError::new(
-                    "EntityAlreadyExists",
+                    Code::EntityAlreadyExists,
                     format!("Role with name {} already exists.", r.doc.name),
                 ));
             }
             if policy_chars(trust) > MAX_TRUST_POLICY_CHARS {
                 return Err(ApiError::new(
-                    "LimitExceeded",
+                    Code::LimitExceeded,
                     format!("Cannot exceed quota for ACLSizePerRole: {MAX_TRUST_POLICY_CHARS}"),
                 ));
             }
@@ -743,7 +746,7 @@ fn iam_write(
             let role = role.ok_or_else(|| no_such_role(name))?;
             if !role.doc.policies.is_empty() {
                 return Err(ApiError::new(
-                    "DeleteConflict",
+                    Code::DeleteConflict,
                     "Cannot delete entity, must delete policies first.",
                 ));
             }
@@ -770,7 +773,7 @@ fn iam_write(
                     let total: usize = docs.values().map(|d| policy_chars(d)).sum();
                     if total > MAX_ROLE_POLICIES_CHARS {
                         return Err(ApiError::new(
-                            "LimitExceeded",
+                            Code::LimitExceeded,
                             format!(
                                 "Maximum policy size of {MAX_ROLE_POLICIES_CHARS} bytes exceeded for role {}",
                                 role.doc.name
@@ -847,20 +850,20 @@ fn assume_role(
         });
     if iam_arn.is_none() {
         return Err(ApiError::new(
-            "ValidationError",
+            Code::ValidationError,
             format!("{arn} is invalid"),
         ));
     }
     let id = &caller.identity;
     if id.kind == IdentityKind::Root {
         return Err(ApiError::new(
-            "AccessDenied",
+            Code::AccessDenied,
             "Roles may not be assumed by root accounts.",
         ));
     }
     let denied = || {
         ApiError::new(
-            "AccessDenied",
+            Code::AccessDenied,
             format!(
                 "User: {} is not authorized to perform: sts:AssumeRole on resource: {arn}",
                 id.arn
@@ -883,13 +886,13 @@ fn assume_role(
     let duration = duration.unwrap_or(DEFAULT_SESSION_SECS);
     if id.kind == IdentityKind::AssumedRole && duration > 3600 {
         return Err(ApiError::new(
-            "ValidationError",
+            Code::ValidationError,
             "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.",
         ));
     }
     if duration > role.doc.max_session_secs {
         return Err(ApiError::new(
-            "ValidationError",
+            Code::ValidationError,
             "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
         ));
     }

@@ -36,7 +36,20 @@
 //! Differences from AWS: an IAM user with no identity policy in the config may still
 //! call the actions on no key (`CreateKey`, `ListKeys`, `ListAliases`, `GenerateRandom`,
 //! `ListRetirableGrants`), for identity files written before identity policies; accounts named in a
-//! policy are not checked for existence; `kms:ViaService` and `aws:SecureTransport` are never set.
+//! policy are not checked for existence; `kms:ViaService` is never set (no AWS service calls this
+//! KMS on a principal's behalf) and `kms:GrantIsForAWSResource` is always false for the same
+//! reason. `aws:SecureTransport` is what the listener says ([`Caller::secure_transport`]).
+//!
+//! Grants follow "Grants in AWS KMS": a grant allows its grantee (an account grantee delegates
+//! to the account's IAM policies) the operations it lists under its encryption-context
+//! constraint; a grant that includes `CreateGrant` lets its grantee create only grants no broader
+//! than itself (operations a subset, constraints at least as strict); a grant is retired by its
+//! retiring principal, by its grantee when it includes `RetireGrant`, or by the key's account
+//! (its root, or principals its IAM policies delegate `kms:RetireGrant` to), and revoked by whoever
+//! the policies give `kms:RevokeGrant`. `ListRetirableGrants` lists only for a retiring principal
+//! of the caller's account. `LookupEvents` needs `cloudtrail:LookupEvents` in the caller's IAM
+//! policies (root always) and shows only the caller's account. A session whose role has been
+//! deleted keeps authenticating but matches no principal that named the role.
 #![forbid(unsafe_code)]
 
 mod authz;
@@ -55,7 +68,7 @@ mod store;
 mod trail;
 
 pub use engine::{Engine, EngineConfig, MAX_CLOCK_OFFSET};
-pub use error::{ApiError, Error};
+pub use error::{ApiError, Code, Error};
 pub use iam::{url_encode, Form};
 pub use identity::{AccessKey, Caller, Identity, IdentityConfig, IdentityKind};
 pub use root_key::RootKey;

@@ -11,7 +11,7 @@ use rusqlite::params_from_iter;
 use serde_json::{json, Map, Value};
 
 use crate::clock::{epoch_seconds, iso8601};
-use crate::error::{ApiError, Error};
+use crate::error::{ApiError, Code, Error};
 use crate::identity::{Caller, IdentityKind};
 use crate::keys::KeyMeta;
 use crate::ops::{member, read_only, Cx, Req};
@@ -130,7 +130,7 @@ pub(crate) fn api_records(
                 "eventCategory": "Management",
             });
             if let Err(e) = result {
-                record["errorCode"] = json!(e.code);
+                record["errorCode"] = json!(e.code.as_str());
                 record["errorMessage"] = json!(e.message);
             }
             TrailRow {
@@ -202,7 +202,7 @@ pub(crate) fn query_records(
                 "eventCategory": "Management",
             });
             if let Some(e) = error {
-                record["errorCode"] = json!(e.code);
+                record["errorCode"] = json!(e.code.as_str());
                 record["errorMessage"] = json!(e.message);
             }
             TrailRow {
@@ -259,7 +259,7 @@ pub(crate) fn service_record(event_name: &str, key: &KeyMeta, now: i64) -> Trail
     }
 }
 
-fn ct_error(code: &'static str, message: impl Into<String>) -> ApiError {
+fn ct_error(code: Code, message: impl Into<String>) -> ApiError {
     ApiError::new(code, message)
 }
 
@@ -286,14 +286,14 @@ pub(crate) fn lookup_events(store: &Store, caller: &Caller, req: &Req) -> Result
     let end = time_ms(req, "EndTime")?.unwrap_or(i64::MAX);
     if start > end {
         return Err(ct_error(
-            "InvalidTimeRangeException",
+            Code::InvalidTimeRangeException,
             "Start time must be before end time.",
         ));
     }
     let max = req.int_opt("MaxResults")?.unwrap_or(50);
     if !(1..=50).contains(&max) {
         return Err(ct_error(
-            "InvalidMaxResultsException",
+            Code::InvalidMaxResultsException,
             "MaxResults must be between 1 and 50.",
         ));
     }
@@ -310,7 +310,7 @@ pub(crate) fn lookup_events(store: &Store, caller: &Caller, req: &Req) -> Result
     let attributes = req.list("LookupAttributes")?.cloned().unwrap_or_default();
     if attributes.len() > 1 {
         return Err(ct_error(
-            "InvalidLookupAttributesException",
+            Code::InvalidLookupAttributesException,
             "You cannot specify more than one lookup attribute.",
         ));
     }
@@ -322,7 +322,7 @@ pub(crate) fn lookup_events(store: &Store, caller: &Caller, req: &Req) -> Result
         let value = attr.get("AttributeValue").and_then(Value::as_str);
         let Some(value) = value.filter(|v| !v.is_empty() && v.len() <= 2000) else {
             return Err(ct_error(
-                "InvalidLookupAttributesException",
+                Code::InvalidLookupAttributesException,
                 "AttributeValue must be 1 to 2000 characters.",
             ));
         };
@@ -336,7 +336,7 @@ pub(crate) fn lookup_events(store: &Store, caller: &Caller, req: &Req) -> Result
                     "false" => 0,
                     _ => {
                         return Err(ct_error(
-                            "InvalidLookupAttributesException",
+                            Code::InvalidLookupAttributesException,
                             "ReadOnly must be true or false.",
                         ))
                     }
@@ -354,7 +354,7 @@ pub(crate) fn lookup_events(store: &Store, caller: &Caller, req: &Req) -> Result
             "AccessKeyId" => sql.push_str(&format!(" AND access_key_id = ?{n}")),
             other => {
                 return Err(ct_error(
-                    "InvalidLookupAttributesException",
+                    Code::InvalidLookupAttributesException,
                     format!("Unsupported lookup attribute key: {other}"),
                 ))
             }
@@ -367,7 +367,7 @@ pub(crate) fn lookup_events(store: &Store, caller: &Caller, req: &Req) -> Result
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|s| s.strip_prefix("seq:").and_then(|n| n.parse::<i64>().ok()))
-            .ok_or_else(|| ct_error("InvalidNextTokenException", "Invalid NextToken."))?;
+            .ok_or_else(|| ct_error(Code::InvalidNextTokenException, "Invalid NextToken."))?;
         sql.push_str(&format!(" AND seq <= ?{}", args.len() + 1));
         args.push(seq.into());
     }
@@ -406,7 +406,7 @@ pub(crate) fn lookup_events(store: &Store, caller: &Caller, req: &Req) -> Result
         .map_err(|e| {
             tracing::error!(error = %e, "LookupEvents query failed");
             ApiError::new(
-                "InternalFailure",
+                Code::InternalFailure,
                 "We encountered an internal error. Please try again.",
             )
         })?;

@@ -646,13 +646,57 @@ async fn a_deleted_and_recreated_role_has_no_access_until_the_key_policy_is_save
         .expect("DeleteRole");
     let (code, message, status) = refusal(env.iam.get_role().role_name(ROLE_NAME).send().await);
     assert_eq!((code.as_str(), status), ("NoSuchEntity", 404));
-    // Deleting the role revoked its sessions.
-    let (code, _, _) = refusal(old_session.describe_key().key_id(&key).send().await);
-    assert_eq!(code, "UnrecognizedClientException");
     assert_eq!(
         message,
         format!("The role with name {ROLE_NAME} cannot be found.")
     );
+    // As on AWS, the deleted role's session still authenticates, and the key policy, bound to
+    // the role's unique id, denies it: AccessDeniedException, not UnrecognizedClientException.
+    let session_arn = format!("arn:aws:sts::{PLATFORM}:assumed-role/{ROLE_NAME}/keyward-operator");
+    let ciphertext = env
+        .customer_kms
+        .encrypt()
+        .key_id(&key)
+        .plaintext(aws_sdk_kms::primitives::Blob::new(b"data".to_vec()))
+        .send()
+        .await
+        .expect("Encrypt by the key's owner")
+        .ciphertext_blob()
+        .expect("CiphertextBlob")
+        .clone()
+        .into_inner();
+    for action in ["DescribeKey", "GenerateDataKey", "Decrypt"] {
+        let result = match action {
+            "DescribeKey" => refusal(old_session.describe_key().key_id(&key).send().await),
+            "GenerateDataKey" => refusal(
+                old_session
+                    .generate_data_key()
+                    .key_id(&key)
+                    .key_spec(DataKeySpec::Aes256)
+                    .send()
+                    .await,
+            ),
+            _ => refusal(
+                old_session
+                    .decrypt()
+                    .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(ciphertext.clone()))
+                    .send()
+                    .await,
+            ),
+        };
+        let (code, message, status) = result;
+        assert_eq!(
+            (code.as_str(), status),
+            ("AccessDeniedException", 400),
+            "{action}: {message}"
+        );
+        assert!(
+            message.starts_with(&format!(
+                "User: {session_arn} is not authorized to perform: kms:{action} on resource: {key}"
+            )),
+            "{action}: {message}"
+        );
+    }
     // The key policy now shows the deleted role by its unique id, as AWS does.
     let shown = env
         .customer_kms
@@ -700,6 +744,9 @@ async fn a_deleted_and_recreated_role_has_no_access_until_the_key_policy_is_save
         .await
         .unwrap();
     assert_eq!(shown.policy(), Some(policy.as_str()));
+    // The old role's session stays denied: the policy and the grants now name the new role.
+    let (code, _, _) = refusal(old_session.describe_key().key_id(&key).send().await);
+    assert_eq!(code, "AccessDeniedException");
 }
 
 #[tokio::test]

@@ -427,7 +427,8 @@ async fn aliases_tags_descriptions_and_policies() {
             .target_key_id(first.key_id())
             .send()
             .await,
-        "InvalidAliasNameException",
+        // AWS: "Invalid identifier".
+        "ValidationException",
     );
     // Alias name and alias ARN work wherever a key id does.
     let alias_arn = format!("arn:aws:kms:us-east-1:{account}:alias/docs");

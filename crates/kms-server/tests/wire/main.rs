@@ -5,6 +5,7 @@ mod raw;
 mod support;
 
 mod admin;
+mod authz;
 mod bad_input;
 mod concurrency;
 mod fuzz;

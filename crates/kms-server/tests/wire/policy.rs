@@ -9,9 +9,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_kms::error::ProvideErrorMetadata;
 use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::GrantConstraints;
 use aws_sdk_kms::types::{DataKeySpec, GrantOperation};
 use keyward_kms::{Engine, EngineConfig, Identity, RootKey};
-use policy_cases::{identities, key_policy, who, Case, Want, ACCOUNT, CASES, KEYS, OTHER_ACCOUNT};
+use policy_cases::{
+    base_action, grant_request, identities, key_policy, setup_grants, who, Case, Want, CASES, KEYS,
+};
 
 const NAMES: &[&str] = &[
     "root",
@@ -59,6 +62,48 @@ where
             e.message().unwrap_or_default().to_string(),
         )),
     }
+}
+
+/// A CreateGrant through the SDK.
+#[allow(clippy::too_many_arguments)] // one argument per field of the request, as the SDK builder has them
+async fn create_grant(
+    kms: &aws_sdk_kms::Client,
+    key: &str,
+    grantee: &str,
+    operations: &[impl AsRef<str>],
+    app: Option<&str>,
+    equals: bool,
+    retiring: Option<&str>,
+    dry: Option<bool>,
+) -> Result<(), (String, String)> {
+    let constraints = app.map(|app| {
+        let pair: HashMap<String, String> = [("app".to_string(), app.to_string())].into();
+        if equals {
+            GrantConstraints::builder()
+                .set_encryption_context_equals(Some(pair))
+                .build()
+        } else {
+            GrantConstraints::builder()
+                .set_encryption_context_subset(Some(pair))
+                .build()
+        }
+    });
+    outcome(
+        kms.create_grant()
+            .key_id(key)
+            .grantee_principal(grantee)
+            .set_operations(Some(
+                operations
+                    .iter()
+                    .map(|o| GrantOperation::from(o.as_ref()))
+                    .collect(),
+            ))
+            .set_constraints(constraints)
+            .set_retiring_principal(retiring.map(str::to_string))
+            .set_dry_run(dry)
+            .send()
+            .await,
+    )
 }
 
 async fn run_case(
@@ -116,15 +161,24 @@ async fn run_case(
                 .send()
                 .await,
         ),
-        "CreateGrant" => outcome(
-            kms.create_grant()
-                .key_id(key)
-                .grantee_principal(format!("arn:aws:iam::{ACCOUNT}:user/not-in-this-table"))
-                .operations(GrantOperation::Decrypt)
-                .set_dry_run(dry)
-                .send()
-                .await,
-        ),
+        a if a.starts_with("CreateGrant") => {
+            let caller_arn = match who(case.who) {
+                (account, None) => Identity::root(account).arn,
+                (account, Some(user)) => Identity::iam_user(account, user).arn,
+            };
+            let g = grant_request(a, &caller_arn).expect("a CreateGrant case");
+            create_grant(
+                kms,
+                key,
+                &g.grantee,
+                &g.operations,
+                g.app,
+                g.equals,
+                g.retiring.as_deref(),
+                dry,
+            )
+            .await
+        }
         other => panic!("the table has no SDK call for {other}"),
     }
 }
@@ -179,14 +233,19 @@ async fn allow_deny_table_through_the_sdk() {
             .unwrap();
         arns.insert(format!("{k:?}"), v.key_metadata.unwrap().arn.unwrap());
     }
-    for k in [KEYS[0], KEYS[2]] {
-        root.create_grant()
-            .key_id(&arns[&format!("{k:?}")])
-            .grantee_principal(format!("arn:aws:iam::{OTHER_ACCOUNT}:user/grantee"))
-            .operations(GrantOperation::Decrypt)
-            .send()
-            .await
-            .unwrap();
+    for g in setup_grants() {
+        create_grant(
+            root,
+            &arns[&format!("{:?}", g.key)],
+            &g.grantee,
+            g.operations,
+            g.app,
+            false,
+            None,
+            None,
+        )
+        .await
+        .unwrap();
     }
 
     let mut failures = Vec::new();
@@ -213,7 +272,7 @@ async fn allow_deny_table_through_the_sdk() {
             (account, None) => Identity::root(account).arn,
             (account, Some(user)) => Identity::iam_user(account, user).arn,
         };
-        let action = case.action.trim_start_matches("DryRun");
+        let action = base_action(case.action);
         let got = match run_case(&clients[case.who], case, key, blob).await {
             Ok(()) => Want::Allow,
             Err((code, _)) if code == "DryRunOperationException" => Want::Allow,

@@ -10,7 +10,7 @@ use super::{dry_run, require_usable, resolve, Cx, Req};
 use crate::authz::authorize;
 use crate::ciphertext;
 use crate::engine::State;
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::keys::KeyRecord;
 
 fn b64(bytes: &[u8]) -> String {
@@ -30,7 +30,7 @@ fn algorithm(req: &Req, name: &str, key: Option<&KeyRecord>) -> Result<(), ApiEr
         if a != "SYMMETRIC_DEFAULT" {
             let arn = key.map(|k| k.meta.arn.as_str()).unwrap_or("the key");
             return Err(ApiError::new(
-                "InvalidKeyUsageException",
+                Code::InvalidKeyUsageException,
                 format!("{arn} key usage is ENCRYPT_DECRYPT which is not valid for {a}."),
             ));
         }
@@ -59,7 +59,7 @@ fn open_blob(
         let named = resolve(cx, st, k, true)?;
         if named != blob_key {
             return Err(ApiError::new(
-                "IncorrectKeyException",
+                Code::IncorrectKeyException,
                 "The key ID in the request does not identify a CMK that can perform this operation.",
             ));
         }
@@ -117,7 +117,7 @@ pub(crate) fn decrypt(cx: &mut Cx<'_>, st: &State, req: &Req) -> Result<Value, A
     algorithm(req, "EncryptionAlgorithm", None)?;
     if req.map().contains_key("Recipient") {
         return Err(ApiError::new(
-            "UnsupportedOperationException",
+            Code::UnsupportedOperationException,
             "Recipient is not supported.",
         ));
     }
@@ -186,7 +186,7 @@ pub(crate) fn generate_data_key(
     let len = match (spec, count) {
         (Some(_), Some(_)) | (None, None) => {
             return Err(ApiError::new(
-                "ValidationException",
+                Code::ValidationException,
                 "Please specify either number of bytes or key spec.",
             ))
         }
@@ -196,7 +196,7 @@ pub(crate) fn generate_data_key(
     };
     if with_plaintext && req.map().contains_key("Recipient") {
         return Err(ApiError::new(
-            "UnsupportedOperationException",
+            Code::UnsupportedOperationException,
             "Recipient is not supported.",
         ));
     }
@@ -221,16 +221,16 @@ pub(crate) fn generate_data_key(
 }
 
 pub(crate) fn generate_random(cx: &mut Cx<'_>, _st: &State, req: &Req) -> Result<Value, ApiError> {
-    let n = req
-        .int_range("NumberOfBytes", 1, 1024)?
-        .ok_or_else(|| ApiError::new("ValidationException", "Please specify number of bytes."))?;
+    let n = req.int_range("NumberOfBytes", 1, 1024)?.ok_or_else(|| {
+        ApiError::new(Code::ValidationException, "Please specify number of bytes.")
+    })?;
     if req.str_opt("CustomKeyStoreId")?.is_some() || req.map().contains_key("Recipient") {
         return Err(ApiError::new(
-            "UnsupportedOperationException",
+            Code::UnsupportedOperationException,
             "CustomKeyStoreId and Recipient are not supported.",
         ));
     }
-    crate::authz::authorize_account(cx, "GenerateRandom")?;
+    crate::authz::authorize_account(cx, "GenerateRandom", "*")?;
     let mut bytes = Zeroizing::new(vec![0u8; n as usize]);
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| ApiError::internal())?;
     Ok(json!({ "Plaintext": b64(&bytes) }))

@@ -4,12 +4,11 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use super::{dry_run, page, paged, require_not_pending, resolve, Cx, Req};
-use crate::authz::{authorize, authorize_with, denied};
+use crate::authz::{authorize_retire, authorize_with, denied};
 use crate::engine::State;
-use crate::error::ApiError;
-use crate::grants::{
-    principal_matches, Constraints, Grant, ALL_GRANT_OPERATIONS, GRANT_OPERATIONS,
-};
+use crate::error::{ApiError, Code};
+use crate::grants::{ChildGrant, Constraints, Grant, ALL_GRANT_OPERATIONS, GRANT_OPERATIONS};
+use crate::policy::GrantContext;
 use crate::store::Op;
 
 /// Grants per key, as AWS.
@@ -77,12 +76,28 @@ fn principal_member<'r>(
         }
         if !valid_principal(p) {
             return Err(ApiError::new(
-                "InvalidArnException",
+                Code::InvalidArnException,
                 format!("{name} {p} is not a valid principal."),
             ));
         }
     }
     Ok(p)
+}
+
+/// ListGrants and RevokeGrant: the policies decide, with `kms:GrantIsForAWSResource` known.
+fn authorize_grant_admin(
+    cx: &Cx<'_>,
+    st: &State,
+    action: &str,
+    key: &crate::keys::KeyRecord,
+) -> Result<(), ApiError> {
+    let grant = Some(GrantContext::default());
+    authorize_with(cx, st, action, key, None, &[], grant, None)
+}
+
+/// The account of an IAM/STS principal ARN (None for a service principal).
+fn principal_account(p: &str) -> Option<&str> {
+    p.strip_prefix("arn:")?.split(':').nth(3)
 }
 
 pub(crate) fn create_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result<Value, ApiError> {
@@ -114,7 +129,7 @@ pub(crate) fn create_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
         }
         if !GRANT_OPERATIONS.contains(&op.as_str()) {
             return Err(ApiError::new(
-                "ValidationException",
+                Code::ValidationException,
                 format!(
                     "Grant operation {op} is not valid for a key with KeyUsage ENCRYPT_DECRYPT."
                 ),
@@ -134,7 +149,7 @@ pub(crate) fn create_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
             };
             if c.subset.is_some() && c.equals.is_some() {
                 return Err(ApiError::new(
-                    "ValidationException",
+                    Code::ValidationException,
                     "A grant constraint can have EncryptionContextSubset or EncryptionContextEquals, not both.",
                 ));
             }
@@ -159,13 +174,30 @@ pub(crate) fn create_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
     req.bool_opt("DryRun")?;
     let id = resolve(cx, st, key_id, false)?;
     let key = &st.keys[&id];
-    let grant_ctx = crate::policy::GrantContext {
+    let grant_ctx = GrantContext {
+        // No AWS service creates grants here.
         is_for_aws_resource: false,
         operations: &operations_sorted,
         grantee_principal: Some(&grantee),
         retiring_principal: retiring.as_deref(),
     };
-    authorize_with(cx, st, "CreateGrant", key, None, &tokens, Some(grant_ctx))?;
+    let child = ChildGrant {
+        operations: &operations_sorted,
+        constraints: constraints.as_ref(),
+    };
+    // In a CreateGrant request the kms:EncryptionContext* condition keys see the grant's
+    // constraint.
+    let context = constraints.as_ref().and_then(Constraints::pairs);
+    authorize_with(
+        cx,
+        st,
+        "CreateGrant",
+        key,
+        context,
+        &tokens,
+        Some(grant_ctx),
+        Some(&child),
+    )?;
     require_not_pending(key)?;
     dry_run(req)?;
     // Name idempotency: the same name and parameters return the existing grant.
@@ -184,7 +216,7 @@ pub(crate) fn create_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
     }
     if st.grants_of(&id).count() >= MAX_GRANTS_PER_KEY {
         return Err(ApiError::new(
-            "LimitExceededException",
+            Code::LimitExceededException,
             format!("Too many grants for key {}.", key.meta.arn),
         ));
     }
@@ -220,7 +252,7 @@ pub(crate) fn list_grants(cx: &mut Cx<'_>, st: &State, req: &Req) -> Result<Valu
     let grantee = req.str_len("GranteePrincipal", 1, 256)?;
     let key_id = req.key_id("KeyId")?;
     let id = resolve(cx, st, key_id, false)?;
-    authorize(cx, st, "ListGrants", &st.keys[&id], None, &[])?;
+    authorize_grant_admin(cx, st, "ListGrants", &st.keys[&id])?;
     let items = st
         .grants_of(&id)
         .filter(|g| grant_id.is_none_or(|x| x == g.id) && grantee.is_none_or(|x| x == g.grantee))
@@ -240,11 +272,18 @@ pub(crate) fn list_retirable_grants(
     let limit = req.int_range("Limit", 1, 100)?.unwrap_or(50) as usize;
     let marker = req.str_len("Marker", 1, 1024)?;
     let retiring = principal_member(req, "RetiringPrincipal", true)?.expect("required");
-    crate::authz::authorize_account(cx, "ListRetirableGrants")?;
+    // The authorized resource is the retiring principal, which must be in the caller's account:
+    // a principal of another account is a resource no policy of the caller's can reach.
+    if principal_account(retiring) != Some(cx.caller.identity.account_id.as_str()) {
+        return Err(denied(cx.caller, "ListRetirableGrants", retiring));
+    }
+    crate::authz::authorize_account(cx, "ListRetirableGrants", retiring)?;
+    // Grants on keys of any account, in the caller's region.
+    let region = format!(":{}:", cx.caller.region);
     let items = st
         .grants
         .values()
-        .filter(|g| g.retiring.as_deref() == Some(retiring))
+        .filter(|g| g.retiring.as_deref() == Some(retiring) && g.key_arn.contains(&region))
         .map(|g| (format!("{:020}{}", g.created_ms, g.id), g.entry()))
         .collect::<std::collections::BTreeMap<_, _>>()
         .into_iter()
@@ -262,7 +301,7 @@ pub(crate) fn retire_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
         (Some(t), _, _) => {
             if !token_is_well_formed(t) {
                 return Err(ApiError::new(
-                    "InvalidGrantTokenException",
+                    Code::InvalidGrantTokenException,
                     "The grant token is not valid.",
                 ));
             }
@@ -282,7 +321,7 @@ pub(crate) fn retire_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
         }
         _ => {
             return Err(ApiError::new(
-                "ValidationException",
+                Code::ValidationException,
                 "Either GrantToken, or both KeyId and GrantId, must be specified.",
             ))
         }
@@ -290,17 +329,7 @@ pub(crate) fn retire_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
     let grant = &st.grants[&slot];
     let key = &st.keys[&grant.key_id];
     cx.touch(key);
-    let me = &cx.caller.identity;
-    let allowed = grant
-        .retiring
-        .as_deref()
-        .is_some_and(|r| principal_matches(r, me))
-        || (grant.operations.iter().any(|o| o == "RetireGrant")
-            && principal_matches(&grant.grantee, me))
-        || me.account_id == grant.key_account;
-    if !allowed {
-        return Err(denied(cx.caller, "RetireGrant", &key.meta.arn));
-    }
+    authorize_retire(cx, grant, key)?;
     dry_run(req)?;
     st.grants.remove(&slot);
     cx.ops.push(Op::DeleteGrant { id: slot.1 });
@@ -312,7 +341,7 @@ pub(crate) fn revoke_grant(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
     let grant_id = req.str_len_req("GrantId", 1, 128)?;
     req.bool_opt("DryRun")?;
     let id = resolve(cx, st, key_id, false)?;
-    authorize(cx, st, "RevokeGrant", &st.keys[&id], None, &[])?;
+    authorize_grant_admin(cx, st, "RevokeGrant", &st.keys[&id])?;
     let slot = (id, grant_id.to_string());
     if !st.grants.contains_key(&slot) {
         return Err(ApiError::not_found(format!(

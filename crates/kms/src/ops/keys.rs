@@ -6,7 +6,7 @@ use super::{key_arn, page, paged, require_not_pending, resolve, Cx, Req};
 use crate::authz::authorize;
 use crate::clock::{epoch_seconds, DAY_MS};
 use crate::engine::State;
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::keys::{default_policy, material_aad, new_material, KeyMeta, KeyRecord, KeyState};
 use crate::policy::Policy;
 use crate::store::Op;
@@ -16,7 +16,7 @@ pub(crate) const MAX_POLICY_BYTES: usize = 32768;
 
 fn unsupported(what: &str) -> ApiError {
     ApiError::new(
-        "UnsupportedOperationException",
+        Code::UnsupportedOperationException,
         format!("{what} is not supported: this KMS creates symmetric encryption keys (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT) with KMS-generated material only."),
     )
 }
@@ -26,7 +26,7 @@ fn unsupported(what: &str) -> ApiError {
 pub(crate) fn validate_policy(policy: &str) -> Result<(), ApiError> {
     crate::policy::Policy::parse(policy)
         .map(|_| ())
-        .map_err(|e| ApiError::new(e.aws_code(), e.to_string()))
+        .map_err(|e| ApiError::new(Code::MalformedPolicyDocumentException, e.to_string()))
 }
 
 /// Compiles a key policy being saved and binds the IAM users it names to their unique ids now,
@@ -36,7 +36,9 @@ pub(crate) fn compile_policy(
     cx: &Cx<'_>,
     text: &str,
 ) -> Result<(Policy, Vec<(String, String)>), ApiError> {
-    let malformed = |e: crate::policy::PolicyError| ApiError::new(e.aws_code(), e.to_string());
+    let malformed = |e: crate::policy::PolicyError| {
+        ApiError::new(Code::MalformedPolicyDocumentException, e.to_string())
+    };
     let mut policy = Policy::parse(text).map_err(malformed)?;
     {
         let ids = cx
@@ -72,24 +74,23 @@ fn check_lockout(
     let caller = crate::authz::principal(&cx.caller.identity);
     if would_lock_out(parsed, &caller, key_arn, key_account) {
         return Err(ApiError::new(
-            "MalformedPolicyDocumentException",
+            Code::MalformedPolicyDocumentException,
             LOCKOUT_MESSAGE,
         ));
     }
     Ok(())
 }
 
-fn policy_member(req: &Req, required: bool) -> Result<Option<&str>, ApiError> {
+/// The `Policy` member checked for presence and length only (the model's validation).
+fn policy_text(req: &Req, required: bool) -> Result<Option<&str>, ApiError> {
     let p = req.str_len("Policy", 1, MAX_POLICY_BYTES)?;
-    if let Some(p) = p {
-        if p.len() > MAX_POLICY_BYTES {
-            return Err(ApiError::too_long(p, "policy", MAX_POLICY_BYTES));
+    match p {
+        Some(p) if p.len() > MAX_POLICY_BYTES => {
+            Err(ApiError::too_long(p, "policy", MAX_POLICY_BYTES))
         }
-        validate_policy(p)?;
-    } else if required {
-        return Err(ApiError::null("policy"));
+        None if required => Err(ApiError::null("policy")),
+        p => Ok(p),
     }
-    Ok(p)
 }
 
 /// Parses and checks a `Tags` list.
@@ -120,18 +121,23 @@ fn tags_member(req: &Req) -> Result<Option<Vec<(String, String)>>, ApiError> {
         }
         if k.starts_with("aws:") {
             return Err(ApiError::new(
-                "TagException",
+                Code::TagException,
                 "Tags beginning with aws: are reserved.",
             ));
         }
-        out.retain(|(ek, _): &(String, String)| ek != k);
+        if out.iter().any(|(ek, _): &(String, String)| ek == k) {
+            return Err(ApiError::new(
+                Code::TagException,
+                "Duplicate tag keys are not allowed.",
+            ));
+        }
         out.push((k.clone(), v.clone()));
     }
     Ok(Some(out))
 }
 
 pub(crate) fn create_key(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result<Value, ApiError> {
-    let policy = policy_member(req, false)?;
+    let policy = policy_text(req, false)?;
     let description = req.str_len("Description", 0, 8192)?.unwrap_or("");
     req.enum_opt(
         "KeyUsage",
@@ -176,6 +182,10 @@ pub(crate) fn create_key(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result<V
     {
         return Err(unsupported(&format!("Origin {o}")));
     }
+    // AWS checks the key's usage and spec before it parses the policy.
+    if let Some(p) = policy {
+        validate_policy(p)?;
+    }
     if req.bool_opt("MultiRegion")? == Some(true) {
         return Err(unsupported("MultiRegion"));
     }
@@ -184,10 +194,10 @@ pub(crate) fn create_key(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result<V
     }
     let bypass = req.bool_opt("BypassPolicyLockoutSafetyCheck")? == Some(true);
     let tags = tags_member(req)?.unwrap_or_default();
-    crate::authz::authorize_account(cx, "CreateKey")?;
+    crate::authz::authorize_account(cx, "CreateKey", "*")?;
     if tags.len() > MAX_TAGS {
         return Err(ApiError::new(
-            "TagException",
+            Code::TagException,
             format!("A key can have at most {MAX_TAGS} tags."),
         ));
     }
@@ -259,7 +269,7 @@ pub(crate) fn describe_key(cx: &mut Cx<'_>, st: &State, req: &Req) -> Result<Val
 pub(crate) fn list_keys(cx: &mut Cx<'_>, st: &State, req: &Req) -> Result<Value, ApiError> {
     let limit = req.int_range("Limit", 1, 1000)?.unwrap_or(100) as usize;
     let marker = req.str_len("Marker", 1, 1024)?;
-    crate::authz::authorize_account(cx, "ListKeys")?;
+    crate::authz::authorize_account(cx, "ListKeys", "*")?;
     let mut items: Vec<(String, Value)> = st
         .keys
         .values()
@@ -389,9 +399,11 @@ pub(crate) fn put_key_policy(
     req: &Req,
 ) -> Result<Value, ApiError> {
     policy_name(req)?;
-    let policy = policy_member(req, true)?.expect("required");
+    let policy = policy_text(req, true)?.expect("required");
     let bypass = req.bool_opt("BypassPolicyLockoutSafetyCheck")? == Some(true);
+    // AWS finds the key (NotFoundException) before it parses the new policy.
     let id = key_for(cx, st, req, "PutKeyPolicy")?;
+    validate_policy(policy)?;
     let key = st.keys.get_mut(&id).expect("resolved");
     require_not_pending(key)?;
     let (compiled, principal_ids) = compile_policy(cx, policy)?;
@@ -448,7 +460,7 @@ pub(crate) fn tag_resource(cx: &mut Cx<'_>, st: &mut State, req: &Req) -> Result
     }
     if merged.len() > MAX_TAGS {
         return Err(ApiError::new(
-            "TagException",
+            Code::TagException,
             format!("A key can have at most {MAX_TAGS} tags."),
         ));
     }

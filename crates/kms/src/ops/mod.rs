@@ -14,7 +14,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use crate::engine::{Inner, State};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::identity::Caller;
 use crate::keys::{KeyRecord, KeyState};
 use crate::store::Op;
@@ -162,7 +162,7 @@ pub(crate) fn run_read(
         "GenerateDataKeyWithoutPlaintext" => crypto::generate_data_key(cx, st, req, false),
         "GenerateRandom" => crypto::generate_random(cx, st, req),
         other => Err(ApiError::new(
-            "UnsupportedOperationException",
+            Code::UnsupportedOperationException,
             format!(
                 "{other} is not supported: this KMS implements symmetric encryption keys only."
             ),
@@ -196,7 +196,7 @@ pub(crate) fn run_write(
         "RetireGrant" => grants::retire_grant(cx, st, req),
         "RevokeGrant" => grants::revoke_grant(cx, st, req),
         other => Err(ApiError::new(
-            "UnknownOperationException",
+            Code::UnknownOperationException,
             format!("Unknown operation {other}"),
         )),
     }
@@ -291,7 +291,7 @@ pub(crate) fn require_usable(key: &KeyRecord) -> Result<(), ApiError> {
     match key.meta.state {
         KeyState::Enabled => Ok(()),
         KeyState::Disabled => Err(ApiError::new(
-            "DisabledException",
+            Code::DisabledException,
             format!("{} is disabled.", key.meta.arn),
         )),
         KeyState::PendingDeletion => Err(pending_deletion(key)),
@@ -313,7 +313,7 @@ pub(crate) fn require_not_pending(key: &KeyRecord) -> Result<(), ApiError> {
 pub(crate) fn dry_run(req: &Req) -> Result<(), ApiError> {
     if req.bool_opt("DryRun")? == Some(true) {
         return Err(ApiError::new(
-            "DryRunOperationException",
+            Code::DryRunOperationException,
             "The request would have succeeded, but the DryRun option is set.",
         ));
     }
@@ -335,7 +335,7 @@ pub(crate) fn page<T>(
                 .and_then(|b| String::from_utf8(b).ok())
                 .ok_or_else(|| {
                     ApiError::new(
-                        "InvalidMarkerException",
+                        Code::InvalidMarkerException,
                         "The request was rejected because the marker is not valid.",
                     )
                 })?,

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 
 pub(crate) struct Req {
     map: Map<String, Value>,
@@ -180,7 +180,7 @@ impl Req {
         };
         if let Some(c) = constraint {
             return Err(ApiError::new(
-                "ValidationException",
+                Code::ValidationException,
                 format!(
                     "1 validation error detected: Value at '{}' failed to satisfy constraint: {c}",
                     member(name)
@@ -215,7 +215,7 @@ impl Req {
         for (k, v) in &ctx {
             if k.is_empty() || k.len() > 8192 || v.len() > 8192 {
                 return Err(ApiError::new(
-                    "ValidationException",
+                    Code::ValidationException,
                     format!("1 validation error detected: Value at '{}' failed to satisfy constraint: Map keys must have length between 1 and 8192", member(name)),
                 ));
             }
@@ -265,7 +265,7 @@ impl Req {
             }
             if !crate::ops::grants::token_is_well_formed(t) {
                 return Err(ApiError::new(
-                    "InvalidGrantTokenException",
+                    Code::InvalidGrantTokenException,
                     "The grant token is not valid.",
                 ));
             }

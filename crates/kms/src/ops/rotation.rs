@@ -6,7 +6,7 @@ use super::{page, paged, require_usable, resolve, Cx, Req};
 use crate::authz::authorize;
 use crate::clock::{epoch_seconds, DAY_MS};
 use crate::engine::{rotate, State};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 
 pub(crate) const MAX_ON_DEMAND_ROTATIONS: u32 = 10;
 
@@ -80,7 +80,7 @@ pub(crate) fn rotate_key_on_demand(
     require_usable(key)?;
     if key.meta.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {
         return Err(ApiError::new(
-            "LimitExceededException",
+            Code::LimitExceededException,
             format!(
                 "The on-demand rotation limit ({MAX_ON_DEMAND_ROTATIONS}) has been reached for {}.",
                 key.meta.arn

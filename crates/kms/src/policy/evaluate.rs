@@ -39,6 +39,10 @@ pub struct Principal<'a> {
     /// For a role session, the role's ARN with its path (`arn:aws:iam::ACCT:role/path/R`);
     /// when None it is derived from the session ARN (without a path).
     pub role_arn: Option<&'a str>,
+    /// A session whose role has since been deleted: AWS binds policy principals to unique ids,
+    /// and a deleted role's id stands for no live principal, so role, session and unique-id
+    /// principals no longer match it (`"*"` still does).
+    pub issuer_deleted: bool,
 }
 
 impl<'a> Principal<'a> {
@@ -80,7 +84,9 @@ fn session_role_arn(session_arn: &str) -> Option<String> {
     Some(format!("arn:{partition}:iam::{account}:role/{role}"))
 }
 
-/// The grant being created, for `CreateGrant` requests (the `kms:Grant*` condition keys).
+/// The `kms:Grant*` condition facts: the grant being created for `CreateGrant`; for `ListGrants`
+/// and `RevokeGrant` only `kms:GrantIsForAWSResource` (the default, with no operations and no
+/// principals, leaves the other keys absent).
 #[derive(Debug, Clone, Default)]
 pub struct GrantContext<'a> {
     pub is_for_aws_resource: bool,
@@ -291,6 +297,11 @@ fn entry_match(entry: &PrincipalEntry, caller: &Principal<'_>) -> Match {
             } else {
                 Match::No
             }
+        }
+        PrincipalEntry::Role { .. } | PrincipalEntry::Session(_) | PrincipalEntry::UniqueId(_)
+            if caller.issuer_deleted =>
+        {
+            Match::No
         }
         PrincipalEntry::User { arn, id } => hit(caller.kind == PrincipalKind::User
             && **arn == *caller.arn

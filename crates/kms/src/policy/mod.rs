@@ -50,6 +50,7 @@
 //!     account: "111122223333",
 //!     principal_id: "AROAAPPEXAMPLE000001:worker",
 //!     role_arn: Some("arn:aws:iam::111122223333:role/app"),
+//!     issuer_deleted: false,
 //! };
 //! let key_arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 //! let context: BTreeMap<String, String> = [("cluster".into(), "c-7".into())].into();

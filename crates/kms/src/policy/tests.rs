@@ -65,6 +65,7 @@ fn caller(who: Who) -> Principal<'static> {
         account,
         principal_id,
         role_arn,
+        issuer_deleted: false,
     };
     use PrincipalKind::*;
     match who {

@@ -167,7 +167,7 @@ fn random_requests_never_panic_and_refusals_change_nothing() {
                     match result {
                         Err(e) => {
                             prop_assert!(
-                                KNOWN_ERRORS.contains(&e.code),
+                                KNOWN_ERRORS.contains(&e.code.as_str()),
                                 "{action}: unexpected {}",
                                 e.code
                             );

@@ -240,7 +240,8 @@ async fn aliases_create_update_delete_and_resolve() {
             json!({"AliasName": "alias/x", "TargetKeyId": "alias/app/db"}),
         )
         .await;
-    assert_eq!(e.code, "NotFoundException");
+    assert_eq!(e.code, "ValidationException");
+    assert_eq!(e.message, "Aliases must refer to keys. Not aliases");
     f.ok("DeleteAlias", json!({"AliasName": "alias/app/db"}))
         .await;
     let e = f.err("DescribeKey", json!({"KeyId": "alias/app/db"})).await;
@@ -257,7 +258,8 @@ async fn alias_names_follow_aws_rules() {
     let f = Fixture::new();
     let (a, _) = f.create_key().await;
     for (name, code) in [
-        ("noprefix", "InvalidAliasNameException"),
+        ("noprefix", "ValidationException"),
+        ("alias/my:alias", "ValidationException"),
         ("alias/aws/reserved", "InvalidAliasNameException"),
         ("alias/", "InvalidAliasNameException"),
         ("alias/sp ace", "ValidationException"),

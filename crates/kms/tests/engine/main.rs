@@ -162,6 +162,7 @@ pub fn root_caller(account: &str) -> Caller {
         access_key_id: "AKIAROOTTESTKEY00001".into(),
         region: REGION.into(),
         source_ip: "127.0.0.1".into(),
+        secure_transport: false,
         user_agent: "keyward-tests".into(),
         request_id: uuid_like(),
     }

@@ -12,7 +12,18 @@ pub const ACCOUNT: &str = "111122223333";
 pub const OTHER_ACCOUNT: &str = "444455556666";
 
 /// Every key of the table, in creation order.
-pub const KEYS: [K; 6] = [K::Default, K::Named, K::DenyCtx, K::Cond, K::Cross, K::Star];
+pub const KEYS: [K; 10] = [
+    K::Default,
+    K::Named,
+    K::DenyCtx,
+    K::Cond,
+    K::Cross,
+    K::Star,
+    K::Tls,
+    K::GrantCond,
+    K::Chain,
+    K::AcctGrant,
+];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum K {
@@ -28,6 +39,20 @@ pub enum K {
     Cross,
     /// `"*"` principal for DescribeKey limited by kms:CallerAccount to the other account.
     Star,
+    /// Root statement plus the standard deny of every request not made over TLS
+    /// (`aws:SecureTransport` false): this server listens in plain HTTP.
+    Tls,
+    /// Root statement; bob may CreateGrant only for himself (kms:GranteePrincipal), only
+    /// Decrypt/Encrypt (ForAllValues kms:GrantOperations), only with the account root as retiring
+    /// principal when he names one (kms:RetiringPrincipal); alice only for AWS resources
+    /// (kms:GrantIsForAWSResource true, which no request here is).
+    GrantCond,
+    /// The default policy and a grant to `grantee` for Decrypt and CreateGrant under the
+    /// constraint app=web: grants made through it must be no broader.
+    Chain,
+    /// The default policy and a Decrypt grant to the other account (its root ARN), which its
+    /// users reach only through their IAM policies.
+    AcctGrant,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -151,7 +176,139 @@ pub const CASES: &[Case] = &[
     c("DryRun after authorization", "bob", "DryRunEncrypt", K::Default, None, Deny),
     c("DryRun after authorization", "alice", "DryRunDecrypt", K::Named, None, Allow),
     c("DryRun after authorization", "dave", "DryRunDecrypt", K::Default, None, Deny),
+    // aws:SecureTransport is false on the plain-HTTP listener: the deny-non-TLS statement applies.
+    c("aws:SecureTransport false: deny-non-TLS statement beats root's allow", "root", "DescribeKey", K::Tls, None, Deny),
+    c("aws:SecureTransport false: deny-non-TLS statement beats root's allow", "root", "Encrypt", K::Tls, None, Deny),
+    c("aws:SecureTransport false: deny-non-TLS statement beats the identity allow", "carol", "GenerateDataKey", K::Tls, None, Deny),
+    // Grant condition keys on CreateGrant.
+    c("kms:GranteePrincipal: a grant for himself", "bob", "CreateGrant:self", K::GrantCond, None, Allow),
+    c("kms:GranteePrincipal: a grant for someone else", "bob", "CreateGrant", K::GrantCond, None, Deny),
+    c("kms:GrantOperations: Encrypt is among the allowed", "bob", "CreateGrant:self:Encrypt", K::GrantCond, None, Allow),
+    c("kms:GrantOperations (ForAllValues): ReEncryptFrom is not allowed", "bob", "CreateGrant:self:Decrypt+ReEncryptFrom", K::GrantCond, None, Deny),
+    c("kms:GrantOperations (ForAllValues): CreateGrant is not allowed", "bob", "CreateGrant:self:Decrypt+CreateGrant", K::GrantCond, None, Deny),
+    c("kms:RetiringPrincipal: the account root", "bob", "CreateGrant:self:retired-by-root", K::GrantCond, None, Allow),
+    c("kms:RetiringPrincipal: someone else", "bob", "CreateGrant:self:retired-by-alice", K::GrantCond, None, Deny),
+    c("kms:GrantIsForAWSResource is false for a principal's own request", "alice", "CreateGrant:self", K::GrantCond, None, Deny),
+    c("the grant bob made for himself above lets him Decrypt", "bob", "Decrypt", K::GrantCond, None, Allow),
+    c("neither the policy nor his grants give bob GenerateDataKey", "bob", "GenerateDataKey", K::GrantCond, None, Deny),
+    // CreateGrant through a grant: only as broad as the parent.
+    c("grant with CreateGrant: child no broader (same operation, same constraint)", "grantee", "CreateGrant:web", K::Chain, None, Allow),
+    c("grant with CreateGrant: child stricter (Equals within the parent's pairs)", "grantee", "CreateGrant:web-equals", K::Chain, None, Allow),
+    c("grant with CreateGrant: child may pass CreateGrant on", "grantee", "CreateGrant:web:Decrypt+CreateGrant", K::Chain, None, Allow),
+    c("grant escalation: an operation the parent lacks", "grantee", "CreateGrant:web:Encrypt", K::Chain, None, Deny),
+    c("grant escalation: more operations than the parent", "grantee", "CreateGrant:web:Decrypt+ReEncryptFrom", K::Chain, None, Deny),
+    c("grant escalation: dropping the parent's constraint", "grantee", "CreateGrant", K::Chain, None, Deny),
+    c("grant escalation: a different constraint", "grantee", "CreateGrant:db", K::Chain, None, Deny),
+    c("grant escalation: a grant for oneself without the constraint", "grantee", "CreateGrant:self", K::Chain, None, Deny),
+    c("grant with CreateGrant is for its grantee only", "erin", "CreateGrant:web", K::Chain, None, Deny),
+    c("the chain grant's constraint holds for Decrypt", "grantee", "Decrypt", K::Chain, WEB, Allow),
+    c("the chain grant's constraint holds for Decrypt", "grantee", "Decrypt", K::Chain, DB, Deny),
+    c("the chain grant has no DescribeKey", "grantee", "DescribeKey", K::Chain, None, Deny),
+    // A grant to an account delegates to that account's IAM policies.
+    c("grant to an account: its root", "other-root", "Decrypt", K::AcctGrant, None, Allow),
+    c("grant to an account: a user whose IAM policy allows", "dave", "Decrypt", K::AcctGrant, None, Allow),
+    c("grant to an account: a user without IAM permission", "erin", "Decrypt", K::AcctGrant, None, Deny),
+    c("grant to an account: a user of the account named in no grant", "grantee", "Decrypt", K::AcctGrant, None, Deny),
+    c("grant to an account: only its operations", "other-root", "Encrypt", K::AcctGrant, None, Deny),
 ];
+
+/// One CreateGrant request of the table, from its action name: `CreateGrant[:grantee[:ops]]`,
+/// the grantee `self` (the caller), `web`/`db`/`web-equals` (someone outside the table, under a
+/// constraint on `app`) or absent (someone outside the table, no constraint), `retired-by-root`
+/// or `retired-by-alice` for a retiring principal, operations joined by `+` (default Decrypt).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRequest {
+    pub grantee: String,
+    pub operations: Vec<String>,
+    /// (`EncryptionContextSubset` or, when `equals`, `EncryptionContextEquals`) {app: value}.
+    pub app: Option<&'static str>,
+    pub equals: bool,
+    pub retiring: Option<String>,
+}
+
+pub const OUTSIDER: &str = "arn:aws:iam::111122223333:user/not-in-this-table";
+
+pub fn grant_request(action: &str, caller_arn: &str) -> Option<GrantRequest> {
+    let rest = action.strip_prefix("CreateGrant")?;
+    let mut parts = rest.split(':').skip(1);
+    let mut g = GrantRequest {
+        grantee: OUTSIDER.to_string(),
+        operations: vec!["Decrypt".to_string()],
+        app: None,
+        equals: false,
+        retiring: None,
+    };
+    for part in parts.by_ref() {
+        match part {
+            "self" => g.grantee = caller_arn.to_string(),
+            "web" => g.app = Some("web"),
+            "db" => g.app = Some("db"),
+            "web-equals" => {
+                g.app = Some("web");
+                g.equals = true;
+            }
+            "retired-by-root" => g.retiring = Some(format!("arn:aws:iam::{ACCOUNT}:root")),
+            "retired-by-alice" => g.retiring = Some(format!("arn:aws:iam::{ACCOUNT}:user/alice")),
+            ops => g.operations = ops.split('+').map(str::to_string).collect(),
+        }
+    }
+    Some(g)
+}
+
+/// The action a table case calls (`DryRun` and CreateGrant variants removed).
+pub fn base_action(action: &str) -> &str {
+    let a = action.trim_start_matches("DryRun");
+    a.split(':').next().unwrap_or(a)
+}
+
+/// A grant the table's setup creates (by the key's root) before the cases run.
+pub struct SetupGrant {
+    pub key: K,
+    pub grantee: String,
+    pub operations: &'static [&'static str],
+    /// `EncryptionContextSubset` {app: value}.
+    pub app: Option<&'static str>,
+}
+
+pub fn setup_grants() -> Vec<SetupGrant> {
+    let grantee = format!("arn:aws:iam::{OTHER_ACCOUNT}:user/grantee");
+    vec![
+        SetupGrant {
+            key: K::Default,
+            grantee: grantee.clone(),
+            operations: &["Decrypt"],
+            app: None,
+        },
+        SetupGrant {
+            key: K::DenyCtx,
+            grantee: grantee.clone(),
+            operations: &["Decrypt"],
+            app: None,
+        },
+        SetupGrant {
+            key: K::Chain,
+            grantee,
+            operations: &["Decrypt", "CreateGrant"],
+            app: Some("web"),
+        },
+        SetupGrant {
+            key: K::AcctGrant,
+            grantee: format!("arn:aws:iam::{OTHER_ACCOUNT}:root"),
+            operations: &["Decrypt"],
+            app: None,
+        },
+    ]
+}
+
+impl SetupGrant {
+    pub fn body(&self, key_arn: &str) -> Value {
+        let mut body = json!({"KeyId": key_arn, "GranteePrincipal": self.grantee, "Operations": self.operations});
+        if let Some(app) = self.app {
+            body["Constraints"] = json!({"EncryptionContextSubset": {"app": app}});
+        }
+        body
+    }
+}
 
 /// The IAM users of both accounts and their identity policies.
 pub fn identities() -> IdentityConfig {
@@ -219,6 +376,22 @@ pub fn key_policy(k: K) -> Option<Value> {
             "Action": "kms:DescribeKey", "Resource": "*",
             "Condition": {"StringEquals": {"kms:CallerAccount": OTHER_ACCOUNT}}}),
         ],
+        K::Tls => vec![
+            root,
+            json!({"Sid": "DenyNonTls", "Effect": "Deny", "Principal": "*", "Action": "kms:*",
+            "Resource": "*", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}),
+        ],
+        K::GrantCond => vec![
+            root,
+            json!({"Effect": "Allow", "Principal": {"AWS": user("bob")}, "Action": "kms:CreateGrant",
+            "Resource": "*", "Condition": {
+                "StringEquals": {"kms:GranteePrincipal": user("bob")},
+                "ForAllValues:StringEquals": {"kms:GrantOperations": ["Decrypt", "Encrypt"]},
+                "StringEqualsIfExists": {"kms:RetiringPrincipal": format!("arn:aws:iam::{ACCOUNT}:root")}}}),
+            json!({"Effect": "Allow", "Principal": {"AWS": user("alice")}, "Action": "kms:CreateGrant",
+            "Resource": "*", "Condition": {"Bool": {"kms:GrantIsForAWSResource": true}}}),
+        ],
+        K::Chain | K::AcctGrant => return None,
     };
     Some(json!({"Version": "2012-10-17", "Statement": statements}))
 }
@@ -244,6 +417,29 @@ pub fn body(case: &Case, key_arn: &str, decrypt_blob: Option<&Value>) -> (&'stat
         Some(a) => (a, true),
         None => (case.action, false),
     };
+    let caller_arn = match who(case.who) {
+        (account, None) => format!("arn:aws:iam::{account}:root"),
+        (account, Some(user)) => format!("arn:aws:iam::{account}:user/{user}"),
+    };
+    if let Some(g) = grant_request(action, &caller_arn) {
+        let mut body = json!({"KeyId": key_arn, "Operations": g.operations,
+            "GranteePrincipal": g.grantee});
+        if let Some(app) = g.app {
+            let kind = if g.equals {
+                "EncryptionContextEquals"
+            } else {
+                "EncryptionContextSubset"
+            };
+            body["Constraints"] = json!({ kind: {"app": app} });
+        }
+        if let Some(r) = g.retiring {
+            body["RetiringPrincipal"] = json!(r);
+        }
+        if dry {
+            body["DryRun"] = json!(true);
+        }
+        return ("CreateGrant", body);
+    }
     let mut body = match action {
         "Decrypt" => {
             json!({"CiphertextBlob": decrypt_blob.expect("a blob"), "EncryptionContext": context})
@@ -254,8 +450,6 @@ pub fn body(case: &Case, key_arn: &str, decrypt_blob: Option<&Value>) -> (&'stat
         "GenerateDataKey" | "GenerateDataKeyWithoutPlaintext" => {
             json!({"KeyId": key_arn, "KeySpec": "AES_256", "EncryptionContext": context})
         }
-        "CreateGrant" => json!({"KeyId": key_arn, "Operations": ["Decrypt"],
-            "GranteePrincipal": format!("arn:aws:iam::{ACCOUNT}:user/not-in-this-table")}),
         _ => json!({"KeyId": key_arn}),
     };
     if dry {

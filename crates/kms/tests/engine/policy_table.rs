@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use keyward_kms::Caller;
 use serde_json::{json, Value};
 
-use crate::policy_cases::{body, identities, key_policy, who, Want, CASES, KEYS};
-use crate::{b64, root_caller, user_caller, Fixture, OTHER_ACCOUNT};
+use crate::policy_cases::{body, identities, key_policy, setup_grants, who, Want, CASES, KEYS};
+use crate::{b64, root_caller, user_caller, Fixture};
 use Want::{Allow, Deny};
 
 fn caller(name: &str) -> Caller {
@@ -34,14 +34,11 @@ async fn allow_deny_table() {
         );
     }
     let arn = |k| arns[&format!("{k:?}")].clone();
-    // The grantee (another account, no policies) may Decrypt with the Default and DenyCtx keys.
-    for k in [KEYS[0], KEYS[2]] {
-        f.ok(
-            "CreateGrant",
-            json!({"KeyId": arn(k), "Operations": ["Decrypt"],
-                   "GranteePrincipal": format!("arn:aws:iam::{OTHER_ACCOUNT}:user/grantee")}),
-        )
-        .await;
+    // The table's grants: the grantee (another account, no policies) may Decrypt with the
+    // Default and DenyCtx keys, and Decrypt/CreateGrant under app=web with the Chain key; the
+    // other account may Decrypt with the AcctGrant key.
+    for g in setup_grants() {
+        f.ok("CreateGrant", g.body(&arn(g.key))).await;
     }
     let mut denials = 0;
     let mut failures = Vec::new();

@@ -23,6 +23,7 @@ async fn lookup_err(f: &Fixture, body: Value) -> &'static str {
         .await
         .unwrap_err()
         .code
+        .as_str()
 }
 
 fn records(f: &Fixture) -> Vec<Value> {
