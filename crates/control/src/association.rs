@@ -8,16 +8,15 @@
 //! other permissions are still probed, so one report names every missing permission. KMS errors
 //! are classified by their AWS error code, never by their message.
 
-use aws_sdk_kms::error::ProvideErrorMetadata;
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::types::{GrantOperation, KeySpec, KeyState, KeyUsageType};
+use keyward_envelope::{KmsCause, KmsErrorCode, KmsFailure};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::policy::{BASIC_ACCESS_SID, CREATE_GRANT_SID};
+use keyward_storage::vocab::{ASSOCIATION_PROBE, PROBE_CONTEXT_KEY};
 
-/// The encryption-context key of the GenerateDataKey/Decrypt probe, so the customer can recognise
-/// the probe in CloudTrail.
-pub const PROBE_CONTEXT_KEY: &str = "keyward:association-probe";
+use crate::policy::{BASIC_ACCESS_SID, CREATE_GRANT_SID};
 
 /// One thing that can stop a key from working for a cluster, in the order they are run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -252,14 +251,13 @@ pub async fn validate_key_association(
             }
         }
         Err(error) => {
-            let code = error.code().unwrap_or_default().to_string();
-            let message = error.message().unwrap_or_default().to_string();
-            match code.as_str() {
-                "NotFoundException" => {
+            let failure = KmsFailure::from_sdk(&error);
+            match failure.cause() {
+                KmsCause::NotFound => {
                     report.fail(
                         Check::KeyExists,
                         Cause::KeyNotFound,
-                        format!("{code}: {message}"),
+                        failure.to_string(),
                         format!(
                             "Check the key ARN for typos and that it is a key of account {} in {}; a key \
                              that was deleted cannot come back: create a new one",
@@ -272,7 +270,7 @@ pub async fn validate_key_association(
                     );
                     return report;
                 }
-                "AccessDeniedException" => {
+                KmsCause::AccessDenied => {
                     report.skip(
                         &[Check::KeyExists],
                         "DescribeKey is denied, so KMS does not say whether the key exists",
@@ -280,7 +278,7 @@ pub async fn validate_key_association(
                     report.fail(
                         Check::DescribeKeyPermission,
                         Cause::AccessDenied,
-                        format!("{code}: {message}"),
+                        failure.to_string(),
                         missing_permission_fix("kms:DescribeKey", BASIC_ACCESS_SID),
                     );
                     report.skip(
@@ -289,13 +287,8 @@ pub async fn validate_key_association(
                     );
                 }
                 _ => {
-                    let (cause, fix) = classify(&code, &message, &error);
-                    report.fail(
-                        Check::KeyExists,
-                        cause,
-                        detail(&code, &message, &error),
-                        fix,
-                    );
+                    let (cause, fix) = classify(&failure);
+                    report.fail(Check::KeyExists, cause, failure.to_string(), fix);
                     report.skip(&AFTER_ARN[2..], "DescribeKey did not answer");
                     return report;
                 }
@@ -311,7 +304,8 @@ pub async fn validate_key_association(
     }
 
     // GenerateDataKey and Decrypt: a real round trip with a probe context.
-    let context_value = format!("cluster-region={cluster_region}");
+    // The probe context, so the customer can recognise the probe in CloudTrail.
+    let context_value = format!("{ASSOCIATION_PROBE} cluster-region={cluster_region}");
     let generated = kms
         .generate_data_key()
         .key_id(key_arn)
@@ -403,7 +397,7 @@ pub async fn validate_key_association(
         .send()
         .await;
     match grant {
-        Err(error) if error.code() == Some("DryRunOperationException") => {
+        Err(error) if KmsFailure::from_sdk(&error).is(&KmsErrorCode::DryRunOperationException) => {
             report.pass(Check::CreateGrantPermission)
         }
         Err(error) => fail_probe(
@@ -508,21 +502,22 @@ fn check_metadata(report: &mut AssociationReport, meta: &aws_sdk_kms::types::Key
     usable
 }
 
-fn fail_probe<E: ProvideErrorMetadata + std::error::Error>(
+fn fail_probe<E, R>(
     report: &mut AssociationReport,
     check: Check,
     action: &str,
     sid: &str,
-    error: &E,
-) {
-    let code = error.code().unwrap_or_default();
-    let message = error.message().unwrap_or_default();
-    let (cause, fix) = if code == "AccessDeniedException" {
-        (Cause::AccessDenied, missing_permission_fix(action, sid))
-    } else {
-        classify(code, message, error)
+    error: &SdkError<E, R>,
+) where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let failure = KmsFailure::from_sdk(error);
+    let (cause, fix) = match failure.cause() {
+        KmsCause::AccessDenied => (Cause::AccessDenied, missing_permission_fix(action, sid)),
+        _ => classify(&failure),
     };
-    report.fail(check, cause, detail(code, message, error), fix);
+    report.fail(check, cause, failure.to_string(), fix);
 }
 
 fn missing_permission_fix(action: &str, sid: &str) -> String {
@@ -534,67 +529,57 @@ fn missing_permission_fix(action: &str, sid: &str) -> String {
     )
 }
 
-/// Cause and fix of an error that is not an access denial, by its AWS error code.
-fn classify<E: std::error::Error>(code: &str, _message: &str, error: &E) -> (Cause, String) {
-    match code {
-        "NotFoundException" => (
+/// Cause and fix of a KMS failure, by what it says about the key ([`KmsFailure::cause`], the
+/// table the key-health monitor uses too).
+fn classify(failure: &KmsFailure) -> (Cause, String) {
+    let code = || match failure.code() {
+        Some(code) => code.as_str().to_owned(),
+        None => failure.to_string(),
+    };
+    match failure.cause() {
+        KmsCause::NotFound => (
             Cause::KeyNotFound,
             "Check the key ARN; a deleted key cannot come back: create a new key".into(),
         ),
-        "DisabledException" => (
+        KmsCause::Disabled => (
             Cause::Disabled,
             "Enable the key: `aws kms enable-key --key-id <key>`".into(),
         ),
-        "KMSInvalidStateException" => (
+        KmsCause::PendingDeletion | KmsCause::Unusable => (
             Cause::KeyUnavailable("invalid state".into()),
             "Check the key's state with `aws kms describe-key`; cancel a scheduled deletion with `aws kms \
              cancel-key-deletion` and enable it"
                 .into(),
         ),
-        "InvalidKeyUsageException" => (
+        KmsCause::AccessDenied => (
+            Cause::AccessDenied,
+            "Allow the cluster's role to use the key: add keyward's key-policy statements for this \
+             cluster to the key policy"
+                .into(),
+        ),
+        KmsCause::InvalidKeyUsage => (
             Cause::NotEncryptDecrypt,
             "Use a SYMMETRIC_DEFAULT key with usage ENCRYPT_DECRYPT".into(),
         ),
-        "InvalidArnException" => (
+        KmsCause::InvalidArn => (
             Cause::MalformedArn,
             "Paste the full key ARN, of the form arn:aws:kms:<region>:<account>:key/<key-id>".into(),
         ),
-        "" | "KMSInternalException" | "DependencyTimeoutException" | "ThrottlingException"
-        | "KMSUnavailable" => (
-            Cause::KmsUnreachable(if code.is_empty() {
-                error.to_string()
-            } else {
-                code.to_string()
-            }),
+        // Throttling and KeyUnavailableException included: AWS asks for a retry.
+        KmsCause::Transient => (
+            Cause::KmsUnreachable(code()),
             "KMS did not answer: retry; if it persists, check the platform's network path to KMS in \
              this region"
                 .into(),
         ),
-        other => (
-            Cause::Unexpected(other.to_string()),
-            format!("KMS refused with {other}; see its message and retry once it is addressed"),
-        ),
+        KmsCause::CredentialsRefused | KmsCause::NotAboutTheKey => {
+            let other = code();
+            (
+                Cause::Unexpected(other.clone()),
+                format!("KMS refused with {other}; see its message and retry once it is addressed"),
+            )
+        }
     }
-}
-
-fn detail<E: std::error::Error>(code: &str, message: &str, error: &E) -> String {
-    if code.is_empty() {
-        // No AWS error code: a transport failure. Its Display names no secret.
-        format!("no answer from KMS: {}", source_chain(error))
-    } else {
-        format!("{code}: {message}")
-    }
-}
-
-fn source_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn is_alias(value: &str) -> bool {

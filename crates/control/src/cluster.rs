@@ -1,11 +1,10 @@
-//! What the facade returns about clusters and their storage, and how clusters are stored.
+//! What the facade returns about clusters and their storage.
 
 use serde::{Deserialize, Serialize};
 
 use crate::association::AssociationReport;
-use crate::db::Row;
 use crate::error::{Error, Result};
-use crate::health::{HealthStatus, InaccessibleReason, KeyHealth};
+use crate::health::KeyHealth;
 
 /// A request to create a cluster.
 #[derive(Debug, Clone, Deserialize)]
@@ -35,7 +34,7 @@ impl Encryption {
         }
     }
 
-    fn parse(s: &str) -> Result<Encryption> {
+    pub(crate) fn parse(s: &str) -> Result<Encryption> {
         match s {
             "external" => Ok(Encryption::External),
             "internal" => Ok(Encryption::Internal),
@@ -112,91 +111,6 @@ pub struct Cluster {
     pub health: KeyHealth,
     pub rewrap: Option<RewrapProgress>,
     pub created_at_ms: i64,
-}
-
-/// The columns [`Cluster::from_row`] reads, in order.
-pub(crate) const CLUSTER_COLUMNS: &str = "id, name, region, encryption, role_arn, key_arn, state, \
-     health_status, health_reason, health_message, health_checked_at_ms, rewrap_to, rewrap_done, \
-     rewrap_total, created_at_ms, org_id";
-
-impl Cluster {
-    pub(crate) fn from_row(row: &Row) -> Result<Cluster> {
-        let key_arn = row.opt_text(5)?;
-        let rewrap = match (row.opt_text(11)?, &key_arn) {
-            (Some(to), Some(from)) => Some(RewrapProgress {
-                from_key_arn: from.clone(),
-                to_key_arn: to,
-                done: row.int(12)?.max(0) as u64,
-                total: row.int(13)?.max(0) as u64,
-            }),
-            _ => None,
-        };
-        Ok(Cluster {
-            id: row.text(0)?,
-            name: row.text(1)?,
-            region: row.text(2)?,
-            encryption: Encryption::parse(&row.text(3)?)?,
-            role_arn: row.text(4)?,
-            key_arn,
-            state: ClusterState::parse(&row.text(6)?)?,
-            health: KeyHealth {
-                status: status_parse(&row.text(7)?)?,
-                reason: row.opt_text(8)?.as_deref().map(reason_parse).transpose()?,
-                message: row.text(9)?,
-                checked_at_ms: row.int(10)?,
-            },
-            rewrap,
-            created_at_ms: row.int(14)?,
-        })
-    }
-}
-
-pub(crate) fn status_str(status: &HealthStatus) -> &'static str {
-    match status {
-        HealthStatus::Unknown => "unknown",
-        HealthStatus::Healthy => "healthy",
-        HealthStatus::KeyInaccessible => "key-inaccessible",
-        HealthStatus::KeyDeleted => "key-deleted",
-    }
-}
-
-fn status_parse(s: &str) -> Result<HealthStatus> {
-    Ok(match s {
-        "unknown" => HealthStatus::Unknown,
-        "healthy" => HealthStatus::Healthy,
-        "key-inaccessible" => HealthStatus::KeyInaccessible,
-        "key-deleted" => HealthStatus::KeyDeleted,
-        other => {
-            return Err(Error::internal(format!(
-                "unknown health status {other:?} in the database"
-            )))
-        }
-    })
-}
-
-pub(crate) fn reason_str(reason: InaccessibleReason) -> &'static str {
-    match reason {
-        InaccessibleReason::Disabled => "disabled",
-        InaccessibleReason::PendingDeletion => "pending-deletion",
-        InaccessibleReason::AccessDenied => "access-denied",
-        InaccessibleReason::NotFound => "not-found",
-        InaccessibleReason::KmsUnreachable => "kms-unreachable",
-    }
-}
-
-fn reason_parse(s: &str) -> Result<InaccessibleReason> {
-    Ok(match s {
-        "disabled" => InaccessibleReason::Disabled,
-        "pending-deletion" => InaccessibleReason::PendingDeletion,
-        "access-denied" => InaccessibleReason::AccessDenied,
-        "not-found" => InaccessibleReason::NotFound,
-        "kms-unreachable" => InaccessibleReason::KmsUnreachable,
-        other => {
-            return Err(Error::internal(format!(
-                "unknown health reason {other:?} in the database"
-            )))
-        }
-    })
 }
 
 /// The answer to a key association: the report of every check, and whether the key was applied

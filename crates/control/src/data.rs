@@ -7,15 +7,17 @@
 use std::sync::Arc;
 
 use keyward_storage::backup::{self, BackupError};
-use keyward_storage::{AwsKms, ObjectError, ScanRequest, StorageClass};
+use keyward_storage::vocab::{now_ms, StorageClass};
+use keyward_storage::{AwsKms, ObjectError, ScanRequest};
 
 use crate::cluster::{
     BackupInfo, ClassVerification, Cluster, ClusterState, DiskInfo, DocumentInfo, Verification,
 };
 use crate::error::{Error, Result};
-use crate::operator::{objects_dir, ClusterRuntime, RESERVED_PREFIX, STORE_MARKER};
+use crate::operator::{RESERVED_PREFIX, STORE_MARKER};
 use crate::org::OrgId;
-use crate::plane::{now_ms, ControlPlane};
+use crate::plane::ControlPlane;
+use crate::runtime::ClusterRuntime;
 
 /// Sectors read from each disk by verification.
 const VERIFY_SECTORS: usize = 4;
@@ -44,7 +46,7 @@ impl ControlPlane {
             }
             ClusterState::Provisioning | ClusterState::Ready | ClusterState::Rewrapping => {}
         }
-        let runtime = self.inner.operator.runtime(&cluster.id);
+        let runtime = self.runtime(&cluster.id);
         let ready = cluster.state != ClusterState::Provisioning;
         match runtime {
             Some(runtime) if ready => {
@@ -72,24 +74,44 @@ impl ControlPlane {
                 Error::InvalidRequest(format!("invalid document name {key:?}: {reason}"))
             }
             ObjectError::NotFound { key } => Error::not_found(format!("document {key}")),
-            ObjectError::Envelope {
-                source: keyward_envelope::Error::Kms { .. },
-                ..
-            } => {
-                let seen = error.to_string();
-                self.recheck(runtime).await;
-                match runtime.gate() {
-                    Err(locked) => locked,
-                    Ok(()) => Error::Internal(seen),
-                }
+            ObjectError::InvalidPrefix { prefix, reason } => {
+                Error::InvalidRequest(format!("invalid document prefix {prefix:?}: {reason}"))
             }
+            conflict @ ObjectError::Conflict { .. } => Error::Conflict(conflict.to_string()),
+            ObjectError::Envelope {
+                source:
+                    keyward_envelope::Error::Kms {
+                        operation, failure, ..
+                    },
+                ..
+            } => self.kms_error(runtime, operation, failure).await,
             other => Error::internal(other),
         }
     }
 
+    /// A KMS failure on a data path: the key is re-checked at once, so the caller learns the
+    /// cause (and every other data path of the cluster locks) without waiting for the next
+    /// probe. The failure itself when the key is still usable.
+    async fn kms_error(
+        &self,
+        runtime: &Arc<ClusterRuntime>,
+        operation: &'static str,
+        failure: keyward_envelope::KmsFailure,
+    ) -> Error {
+        self.recheck(runtime).await;
+        match runtime.gate() {
+            Err(locked) => locked,
+            Ok(()) => Error::Kms {
+                operation,
+                role_arn: runtime.role_arn.clone(),
+                failure,
+            },
+        }
+    }
+
     /// Re-checks a cluster's key now (a data path saw a KMS error).
-    pub(crate) async fn recheck(&self, runtime: &Arc<ClusterRuntime>) {
-        crate::operator::check_now(self, runtime).await;
+    async fn recheck(&self, runtime: &Arc<ClusterRuntime>) {
+        runtime.check_now(self.shared()).await;
     }
 
     pub async fn put_document(
@@ -101,13 +123,13 @@ impl ControlPlane {
     ) -> Result<DocumentInfo> {
         check_document_name(name)?;
         let (_, runtime) = self.serving(org, cluster_id).await?;
-        let _writing = runtime.rewrap_lock.read().await;
+        let _writing = runtime.writing().await;
         let store = runtime.documents();
         match store.put_bytes(name, &body).await {
             Ok(size) => Ok(DocumentInfo {
                 name: name.to_owned(),
                 size,
-                key_arn: generating_key(&runtime),
+                key_arn: runtime.write_key_arn(),
             }),
             Err(error) => Err(self.object_error(&runtime, error).await),
         }
@@ -162,7 +184,7 @@ impl ControlPlane {
     pub async fn delete_document(&self, org: &OrgId, cluster_id: &str, name: &str) -> Result<()> {
         check_document_name(name)?;
         let (_, runtime) = self.serving(org, cluster_id).await?;
-        let _writing = runtime.rewrap_lock.read().await;
+        let _writing = runtime.writing().await;
         let store = runtime.documents();
         // Deleting a missing document is not an error, as on S3.
         match store.delete(name).await {
@@ -174,22 +196,20 @@ impl ControlPlane {
     /// The cluster's disks with their NBD addresses (while attached).
     pub async fn list_disks(&self, org: &OrgId, cluster_id: &str) -> Result<Vec<DiskInfo>> {
         let (_, runtime) = self.serving(org, cluster_id).await?;
-        let port = runtime.nbd_port();
-        let host = match self.inner.config.nbd_host {
+        let host = match self.config().nbd_host {
             std::net::IpAddr::V4(v4) => v4.to_string(),
             std::net::IpAddr::V6(v6) => format!("[{v6}]"),
         };
-        let disks = runtime.disks.lock().await;
+        let disks = runtime.disks().await;
+        let port = disks.nbd_port();
         Ok(disks
+            .list
             .iter()
             .map(|d| {
-                let attached = d
-                    .attachment
-                    .as_ref()
-                    .is_some_and(|a| a.volume().is_attached());
+                let attached = d.is_attached();
                 DiskInfo {
                     id: d.id.clone(),
-                    class: d.class.to_owned(),
+                    class: d.class.as_str().to_owned(),
                     size_bytes: d.size,
                     attached,
                     nbd_uri: match (attached, port) {
@@ -207,29 +227,26 @@ impl ControlPlane {
     pub async fn verify(&self, org: &OrgId, cluster_id: &str) -> Result<Verification> {
         let (cluster, runtime) = self.serving(org, cluster_id).await?;
         let key_arn = runtime.key_arn();
-        let volumes = {
-            let disks = runtime.disks.lock().await;
-            disks
-                .iter()
-                .map(|d| {
-                    let class = StorageClass::parse(d.class).unwrap_or(StorageClass::EngineDisk);
-                    (class, d.path.clone())
-                })
-                .collect()
-        };
-        let objects = objects_dir(self).join(&cluster.id);
+        let volumes = runtime
+            .disks()
+            .await
+            .list
+            .iter()
+            .map(|d| (d.class, d.path.clone()))
+            .collect();
+        let objects = self.shared().objects_dir().join(&cluster.id);
         let request = ScanRequest {
             key_arn: key_arn.clone(),
             cluster_id: cluster.id.clone(),
             volumes,
-            object_dirs: vec![
-                (StorageClass::Documents, objects.join("documents")),
-                (StorageClass::Backups, objects.join("backups")),
-            ],
+            object_dirs: [StorageClass::Documents, StorageClass::Backups]
+                .into_iter()
+                .map(|class| (class, objects.join(class.as_str())))
+                .collect(),
             sampled_sectors: VERIFY_SECTORS,
             sampled_objects: VERIFY_OBJECTS,
         };
-        let kms = AwsKms::new(runtime.kms());
+        let kms = AwsKms::new(runtime.kms(self.shared()).await);
         let esdk = runtime.esdk();
         let report = keyward_storage::verify::scan_with_object_decrypts(&kms, &esdk, &request)
             .await
@@ -284,19 +301,19 @@ impl ControlPlane {
     /// documents into its backups store: complete when this returns, invisible if it fails.
     pub async fn create_backup(&self, org: &OrgId, cluster_id: &str) -> Result<BackupInfo> {
         let (_, runtime) = self.serving(org, cluster_id).await?;
-        let volumes = {
-            let disks = runtime.disks.lock().await;
-            disks
-                .iter()
-                .filter_map(|d| {
-                    d.attachment.as_ref().map(|a| backup::BackupVolume {
-                        name: d.name.clone(),
-                        class: d.class.to_owned(),
-                        volume: a.volume().clone(),
-                    })
+        let volumes = runtime
+            .disks()
+            .await
+            .list
+            .iter()
+            .filter_map(|d| {
+                d.volume().map(|volume| backup::BackupVolume {
+                    name: d.name.clone(),
+                    class: d.class.as_str().to_owned(),
+                    volume: volume.clone(),
                 })
-                .collect()
-        };
+            })
+            .collect();
         let documents = runtime.documents();
         let request = backup::BackupRequest {
             volumes,
@@ -391,6 +408,9 @@ impl ControlPlane {
                 "backup {backup_id} did not finish and cannot be restored"
             )),
             BackupError::Object(object) => self.object_error(runtime, object).await,
+            BackupError::Volume(keyward_storage::Error::Kms { operation, failure }) => {
+                self.kms_error(runtime, operation, failure).await
+            }
             other => {
                 if crate::health::classify_kms_error(&other).is_some() {
                     let seen = other.to_string();
@@ -405,90 +425,6 @@ impl ControlPlane {
             }
         }
     }
-}
-
-/// Restores the backup named by `restore_from` (`<source cluster>/<backup id>`) into the new
-/// cluster of `runtime`: its disks become the cluster's disks (rows `ready`, so provisioning
-/// attaches them instead of making fresh ones) and its documents the cluster's documents. Runs
-/// once: `restore_from` is cleared in the same transaction that records the disks. A crash
-/// before that leaves only files of this new cluster, which are removed before trying again.
-pub(crate) async fn run_restore(
-    plane: &ControlPlane,
-    cluster: &Cluster,
-    runtime: &Arc<ClusterRuntime>,
-    restore_from: &str,
-) -> Result<()> {
-    let (source_id, backup_id) = restore_from
-        .split_once('/')
-        .ok_or_else(|| Error::internal(format!("bad restore source {restore_from:?}")))?;
-    let Some(source) = plane.inner.operator.runtime(source_id) else {
-        return Err(Error::NotReady {
-            cluster_id: source_id.to_owned(),
-            state: "not serving (the restore reads its backup)".into(),
-        });
-    };
-    source.gate()?;
-    let volumes_dir = crate::operator::volumes_dir(plane, &cluster.id);
-    let documents_dir = objects_dir(plane).join(&cluster.id).join("documents");
-    for dir in [&volumes_dir, &documents_dir] {
-        match tokio::fs::remove_dir_all(dir).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(Error::Internal(format!(
-                    "cannot clear {}: {e}",
-                    dir.display()
-                )))
-            }
-        }
-    }
-    let documents = runtime.documents();
-    let kms = AwsKms::new(runtime.kms());
-    let target = backup::RestoreTarget {
-        cluster_id: cluster.id.clone(),
-        key_id: runtime.key_arn(),
-        kms: &kms,
-        volumes_dir,
-        documents: Some(&documents),
-        documents_prefix: String::new(),
-    };
-    let restored = backup::restore_backup(&source.backups(), backup_id, target, &|_| {})
-        .await
-        .map_err(|e| Error::Internal(format!("restoring {restore_from}: {e}")))?;
-    let now = now_ms();
-    let mut statements: Vec<(String, Vec<crate::db::Value>)> = restored
-        .volumes
-        .iter()
-        .map(|v| {
-            (
-                "INSERT INTO cluster_resources (cluster_id, class, name, disk_id, state, key_arn, size_bytes, grant_id, created_at_ms) \
-                 VALUES ($1, $2, $3, $4, 'ready', $5, $6, NULL, $7) \
-                 ON CONFLICT (cluster_id, class, name) DO UPDATE SET disk_id = $4, state = 'ready', key_arn = $5, size_bytes = $6"
-                    .to_owned(),
-                vec![
-                    cluster.id.clone().into(),
-                    v.class.clone().into(),
-                    v.name.clone().into(),
-                    v.volume_id.clone().into(),
-                    v.key_arn.clone().into(),
-                    (v.size as i64).into(),
-                    now.into(),
-                ],
-            )
-        })
-        .collect();
-    statements.push((
-        "UPDATE clusters SET restore_from = NULL WHERE id = $1".to_owned(),
-        vec![cluster.id.clone().into()],
-    ));
-    plane.inner.db.transaction(statements).await?;
-    tracing::info!(cluster = %cluster.id, from = %restore_from, volumes = restored.volumes.len(), documents = restored.documents.len(), "backup restored");
-    Ok(())
-}
-
-/// The key new objects are written under (the new key during a key change).
-fn generating_key(runtime: &ClusterRuntime) -> String {
-    runtime.write_key_arn.read().unwrap().clone()
 }
 
 /// Document names are object keys; the `.keyward/` prefix is the platform's.

@@ -2,7 +2,9 @@
 //!
 //! Each variant's message is what a person can act on; none carries a secret (no token, no key
 //! bytes, no credentials). [`Error::code`] is the stable, snake_case name the API answers with;
-//! [`Error::http_status`] the status it maps to.
+//! the HTTP status of each code is the REST API's (`keyward-api`), in one table there.
+
+use keyward_envelope::KmsFailure;
 
 use crate::association::AssociationReport;
 use crate::db::DbError;
@@ -58,6 +60,16 @@ pub enum Error {
     #[error("{message}")]
     KeyDeleted { message: String },
 
+    /// A KMS call as the cluster's role failed for a reason that does not lock the cluster's
+    /// data (the key was re-checked and is usable, or the call was the operator's). Answered as
+    /// an internal error; the failure stays typed for whoever decides on it.
+    #[error("KMS {operation} as {role_arn} failed: {failure}")]
+    Kms {
+        operation: &'static str,
+        role_arn: String,
+        failure: KmsFailure,
+    },
+
     /// Anything else; the message names what failed, never a secret.
     #[error("internal error: {0}")]
     Internal(String),
@@ -93,21 +105,7 @@ impl Error {
             Error::AssociationFailed(_) => "association_failed",
             Error::KeyInaccessible { .. } => "key_inaccessible",
             Error::KeyDeleted { .. } => "key_deleted",
-            Error::Internal(_) => "internal",
-        }
-    }
-
-    /// The HTTP status of [`Error::code`].
-    pub fn http_status(&self) -> u16 {
-        match self.code() {
-            "not_found" => 404,
-            "unauthenticated" => 401,
-            "invalid_request" => 400,
-            "conflict" | "key_not_associated" | "not_ready" => 409,
-            "association_failed" => 422,
-            "key_inaccessible" => 423,
-            "key_deleted" => 410,
-            _ => 500,
+            Error::Kms { .. } | Error::Internal(_) => "internal",
         }
     }
 

@@ -3,7 +3,7 @@
 //!
 //! - [`probe_key`]: one probe, as the cluster's role: `DescribeKey` (the key's state), then a
 //!   `GenerateDataKey` + `Decrypt` round trip under the probe context (`keyward:cluster` = the
-//!   cluster id, [`PROBE_CONTEXT_KEY`] = [`PROBE_CONTEXT_VALUE`]). A key can be `Enabled` while
+//!   cluster id, `keyward:probe` = `key-health`, from `keyward_storage::vocab`). A key can be `Enabled` while
 //!   the role has lost `kms:Decrypt`, so the state alone is not enough.
 //! - [`classify_kms_error`]: what an error seen on a data path (Decrypt, GenerateDataKey, a
 //!   volume attach) says about the key, so the data path can ask for an immediate probe
@@ -38,22 +38,19 @@
 //! after the other, so changes are reported in order.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::types::KeyState;
 use futures::StreamExt;
+use keyward_envelope::{KmsCause, KmsErrorCode, KmsFailure};
+use keyward_storage::vocab::{now_ms, CLUSTER_CONTEXT_KEY, HEALTH_PROBE, PROBE_CONTEXT_KEY};
+use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
-/// The encryption-context key that marks a health probe's data key.
-pub const PROBE_CONTEXT_KEY: &str = "keyward:probe";
-/// Its value.
-pub const PROBE_CONTEXT_VALUE: &str = "key-health";
-/// The encryption-context key naming the cluster (the same as every data key of the cluster).
-pub const CLUSTER_CONTEXT_KEY: &str = "keyward:cluster";
 /// How often the monitor probes each cluster unless configured otherwise.
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(10);
 /// How many probes the monitor runs at once unless configured otherwise.
@@ -84,6 +81,20 @@ impl HealthStatus {
     }
 }
 
+impl HealthStatus {
+    /// The status of its kebab-case name.
+    pub fn parse(name: &str) -> Option<HealthStatus> {
+        [
+            HealthStatus::Unknown,
+            HealthStatus::Healthy,
+            HealthStatus::KeyInaccessible,
+            HealthStatus::KeyDeleted,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+}
+
 /// Why a key is inaccessible.
 #[derive(Debug, Serialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -105,6 +116,21 @@ impl InaccessibleReason {
             InaccessibleReason::NotFound => "not-found",
             InaccessibleReason::KmsUnreachable => "kms-unreachable",
         }
+    }
+}
+
+impl InaccessibleReason {
+    /// The reason of its kebab-case name.
+    pub fn parse(name: &str) -> Option<InaccessibleReason> {
+        [
+            InaccessibleReason::Disabled,
+            InaccessibleReason::PendingDeletion,
+            InaccessibleReason::AccessDenied,
+            InaccessibleReason::NotFound,
+            InaccessibleReason::KmsUnreachable,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == name)
     }
 }
 
@@ -232,6 +258,8 @@ pub async fn probe_key(kms: &aws_sdk_kms::Client, key_arn: &str, cluster_id: &st
         // so the cluster stays closed, reported as KMS misbehaving.
         None => inaccessible(InaccessibleReason::KmsUnreachable, &detail),
     };
+    let from_failure =
+        |failure: KmsFailure| from_error(InaccessibleReason::of(&failure), failure.to_string());
 
     let described = kms.describe_key().key_id(key_arn).send().await;
     let metadata = match described {
@@ -244,7 +272,7 @@ pub async fn probe_key(kms: &aws_sdk_kms::Client, key_arn: &str, cluster_id: &st
                 )
             }
         },
-        Err(error) => return from_error(sdk_reason(&error), sdk_detail(&error)),
+        Err(error) => return from_failure(KmsFailure::from_sdk(&error)),
     };
     match metadata.key_state() {
         Some(KeyState::Enabled) => {}
@@ -281,12 +309,12 @@ pub async fn probe_key(kms: &aws_sdk_kms::Client, key_arn: &str, cluster_id: &st
         .key_id(key_arn)
         .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
         .encryption_context(CLUSTER_CONTEXT_KEY, cluster_id)
-        .encryption_context(PROBE_CONTEXT_KEY, PROBE_CONTEXT_VALUE)
+        .encryption_context(PROBE_CONTEXT_KEY, HEALTH_PROBE)
         .send()
         .await;
     let generated = match generated {
         Ok(out) => out,
-        Err(error) => return from_error(sdk_reason(&error), sdk_detail(&error)),
+        Err(error) => return from_failure(KmsFailure::from_sdk(&error)),
     };
     let plaintext = Zeroizing::new(
         generated
@@ -305,7 +333,7 @@ pub async fn probe_key(kms: &aws_sdk_kms::Client, key_arn: &str, cluster_id: &st
         .key_id(key_arn)
         .ciphertext_blob(blob.clone())
         .encryption_context(CLUSTER_CONTEXT_KEY, cluster_id)
-        .encryption_context(PROBE_CONTEXT_KEY, PROBE_CONTEXT_VALUE)
+        .encryption_context(PROBE_CONTEXT_KEY, HEALTH_PROBE)
         .send()
         .await;
     match decrypted {
@@ -327,7 +355,7 @@ pub async fn probe_key(kms: &aws_sdk_kms::Client, key_arn: &str, cluster_id: &st
                 )
             }
         }
-        Err(error) => from_error(sdk_reason(&error), sdk_detail(&error)),
+        Err(error) => from_failure(KmsFailure::from_sdk(&error)),
     }
 }
 
@@ -358,62 +386,40 @@ pub fn settle(previous: &KeyHealth, probed: KeyHealth, key_arn: &str) -> KeyHeal
     probed
 }
 
-/// What a KMS error code says about the key, or `None` when it is not about the key.
-pub fn reason_for_code(code: &str, message: &str) -> Option<InaccessibleReason> {
-    Some(match code {
-        "DisabledException" => InaccessibleReason::Disabled,
-        "KMSInvalidStateException" => {
-            if message.to_ascii_lowercase().contains("pending deletion") {
-                InaccessibleReason::PendingDeletion
-            } else {
-                // PendingImport, Unavailable: the key cannot be used until the customer acts.
-                InaccessibleReason::Disabled
+impl InaccessibleReason {
+    /// What a KMS failure makes of the key, or `None` when it is not about the key: a `match`
+    /// on the one classification of KMS failures, [`KmsFailure::cause`].
+    pub fn of(failure: &KmsFailure) -> Option<InaccessibleReason> {
+        Some(match failure.cause() {
+            KmsCause::Disabled => InaccessibleReason::Disabled,
+            KmsCause::PendingDeletion => InaccessibleReason::PendingDeletion,
+            // PendingImport, Unavailable: the key cannot be used until the customer acts.
+            KmsCause::Unusable => InaccessibleReason::Disabled,
+            KmsCause::AccessDenied => InaccessibleReason::AccessDenied,
+            // The caller's credentials themselves are refused (the role deleted, the session
+            // gone): the cluster cannot use the key, which is what access denied means to the
+            // customer.
+            KmsCause::CredentialsRefused => InaccessibleReason::AccessDenied,
+            KmsCause::NotFound => InaccessibleReason::NotFound,
+            // No answer, or KMS unable to serve now (throttled, internal error, key material
+            // unavailable for a while): the key cannot be shown to work.
+            KmsCause::Transient => InaccessibleReason::KmsUnreachable,
+            // A ciphertext of another key, a bad parameter, an unknown code: about the
+            // request, not about the key.
+            KmsCause::InvalidKeyUsage | KmsCause::InvalidArn | KmsCause::NotAboutTheKey => {
+                return None
             }
-        }
-        "AccessDeniedException" => InaccessibleReason::AccessDenied,
-        // The caller's credentials themselves are refused (the role deleted, the session gone):
-        // the cluster cannot use the key, which is what access denied means to the customer.
-        "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException" => {
-            InaccessibleReason::AccessDenied
-        }
-        "NotFoundException" => InaccessibleReason::NotFound,
-        // No answer from KMS (codes the envelope and storage crates give a request that got no
-        // response), or KMS unable to serve the key now.
-        "RequestFailed"
-        | "NoResponse"
-        | "KMSInternalException"
-        | "DependencyTimeoutException"
-        | "KeyUnavailableException"
-        | "ServiceUnavailableException" => InaccessibleReason::KmsUnreachable,
-        // InvalidCiphertextException, IncorrectKeyException, ValidationException, throttling
-        // (retried by the SDK), ...: about the request, not about the key.
-        _ => return None,
-    })
+        })
+    }
 }
 
 /// The reason an SDK error gives, including "no answer at all".
-fn sdk_reason<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> Option<InaccessibleReason> {
-    match error {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            Some(InaccessibleReason::KmsUnreachable)
-        }
-        // An answer that is not a KMS answer (a proxy's error page, a cut connection).
-        SdkError::ResponseError(_) => Some(InaccessibleReason::KmsUnreachable),
-        SdkError::ServiceError(_) => {
-            reason_for_code(error.code().unwrap_or(""), error.message().unwrap_or(""))
-        }
-        _ => None,
-    }
-}
-
-fn sdk_detail<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    error: &SdkError<E, R>,
-) -> String {
-    match (error.code(), error.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => aws_sdk_kms::error::DisplayErrorContext(error).to_string(),
-    }
+fn sdk_reason<E, R>(error: &SdkError<E, R>) -> Option<InaccessibleReason>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    InaccessibleReason::of(&KmsFailure::from_sdk(error))
 }
 
 /// Classifies an error seen on a data path (Decrypt, GenerateDataKey, a volume attach or an
@@ -438,26 +444,21 @@ pub fn classify_kms_error(err: &(dyn std::error::Error + 'static)) -> Option<Ina
 /// about the key"); `None` to keep looking down the chain.
 fn classify_one(e: &(dyn std::error::Error + 'static)) -> Option<Option<InaccessibleReason>> {
     if let Some(e) = e.downcast_ref::<keyward_envelope::Error>() {
-        return match e {
-            keyward_envelope::Error::Kms { code, message, .. } => {
-                Some(reason_for_code(code, message))
-            }
-            _ => None,
-        };
+        return e.kms_failure().map(InaccessibleReason::of);
     }
     if let Some(e) = e.downcast_ref::<keyward_storage::Error>() {
-        return match e {
-            keyward_storage::Error::Kms { code, message, .. } => {
-                Some(reason_for_code(code, message))
-            }
-            _ => None,
-        };
+        return e.kms_failure().map(InaccessibleReason::of);
     }
     if let Some(e) = e.downcast_ref::<aws_sdk_kms::Error>() {
-        return Some(reason_for_code(
-            e.code().unwrap_or(""),
-            e.message().unwrap_or(""),
-        ));
+        let failure = match e.code() {
+            Some(code) => {
+                KmsFailure::refused(KmsErrorCode::parse(code), e.message().unwrap_or_default())
+            }
+            None => KmsFailure::Unreachable {
+                detail: e.to_string(),
+            },
+        };
+        return Some(InaccessibleReason::of(&failure));
     }
     macro_rules! sdk {
         ($($op:ty),*) => {$(
@@ -578,7 +579,7 @@ impl HealthMonitor {
         initial: Option<KeyHealth>,
     ) {
         let generation = self.inner.generation();
-        let mut watched = lock(&self.inner.watched);
+        let mut watched = self.inner.watched.lock();
         let probing = watched
             .get(cluster_id)
             .map(|w| w.probing.clone())
@@ -597,19 +598,21 @@ impl HealthMonitor {
 
     /// Stops watching a cluster (deleted). A probe in flight for it is discarded.
     pub fn unwatch(&self, cluster_id: &str) {
-        lock(&self.inner.watched).remove(cluster_id);
+        self.inner.watched.lock().remove(cluster_id);
     }
 
     /// The last known health of a watched cluster.
     pub fn health(&self, cluster_id: &str) -> Option<KeyHealth> {
-        lock(&self.inner.watched)
+        self.inner
+            .watched
+            .lock()
             .get(cluster_id)
             .map(|w| w.health.clone())
     }
 
     /// How many clusters are watched.
     pub fn len(&self) -> usize {
-        lock(&self.inner.watched).len()
+        self.inner.watched.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -641,12 +644,6 @@ impl MonitorInner {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The map stays consistent under a panic elsewhere (every update is one insert or field
-    // write), so a poisoned lock is still usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 async fn run(
     inner: std::sync::Weak<MonitorInner>,
     config: MonitorConfig,
@@ -663,7 +660,7 @@ async fn run(
             _ = stopped.changed() => return,
         }
         let Some(inner) = inner.upgrade() else { return };
-        let clusters: Vec<String> = lock(&inner.watched).keys().cloned().collect();
+        let clusters: Vec<String> = inner.watched.lock().keys().cloned().collect();
         let round =
             futures::stream::iter(clusters).for_each_concurrent(config.concurrency, |cluster_id| {
                 let inner = inner.clone();
@@ -679,10 +676,10 @@ async fn run(
 }
 
 async fn probe_cluster(inner: &MonitorInner, cluster_id: &str) -> Option<KeyHealth> {
-    let probing = lock(&inner.watched).get(cluster_id)?.probing.clone();
+    let probing = inner.watched.lock().get(cluster_id)?.probing.clone();
     let _one_at_a_time = probing.lock().await;
     let (key_arn, kms, generation, previous) = {
-        let watched = lock(&inner.watched);
+        let watched = inner.watched.lock();
         let w = watched.get(cluster_id)?;
         (
             w.key_arn.clone(),
@@ -698,7 +695,7 @@ async fn probe_cluster(inner: &MonitorInner, cluster_id: &str) -> Option<KeyHeal
         .probes
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let current = probe_key_since(&kms, &key_arn, cluster_id, &previous).await;
-    let mut watched = lock(&inner.watched);
+    let mut watched = inner.watched.lock();
     let w = watched.get_mut(cluster_id)?;
     if w.generation != generation {
         // Re-watched with another key (or removed and added) meanwhile: this result is stale.
@@ -716,13 +713,6 @@ async fn probe_cluster(inner: &MonitorInner, cluster_id: &str) -> Option<KeyHeal
     Some(current)
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -730,27 +720,40 @@ mod tests {
     #[test]
     fn codes_map_to_reasons() {
         use InaccessibleReason::*;
-        assert_eq!(reason_for_code("DisabledException", ""), Some(Disabled));
+        let reason = |code: &str, message: &str| {
+            InaccessibleReason::of(&KmsFailure::refused(KmsErrorCode::parse(code), message))
+        };
+        let unreachable = |detail: &str| KmsFailure::Unreachable {
+            detail: detail.into(),
+        };
+        assert_eq!(reason("DisabledException", ""), Some(Disabled));
         assert_eq!(
-            reason_for_code(
+            reason(
                 "KMSInvalidStateException",
                 "arn:aws:kms:us-east-1:111122223333:key/k is pending deletion."
             ),
             Some(PendingDeletion)
         );
         assert_eq!(
-            reason_for_code("KMSInvalidStateException", "k is pending import."),
+            reason("KMSInvalidStateException", "k is pending import."),
             Some(Disabled)
         );
+        assert_eq!(reason("AccessDeniedException", ""), Some(AccessDenied));
+        assert_eq!(reason("NotFoundException", ""), Some(NotFound));
         assert_eq!(
-            reason_for_code("AccessDeniedException", ""),
-            Some(AccessDenied)
+            InaccessibleReason::of(&unreachable("connection refused")),
+            Some(KmsUnreachable)
         );
-        assert_eq!(reason_for_code("NotFoundException", ""), Some(NotFound));
-        assert_eq!(reason_for_code("RequestFailed", ""), Some(KmsUnreachable));
-        assert_eq!(reason_for_code("NoResponse", ""), Some(KmsUnreachable));
-        assert_eq!(reason_for_code("InvalidCiphertextException", ""), None);
-        assert_eq!(reason_for_code("ThrottlingException", ""), None);
+        assert_eq!(
+            InaccessibleReason::of(&KmsFailure::InvalidAnswer {
+                detail: "Plaintext".into()
+            }),
+            Some(KmsUnreachable)
+        );
+        assert_eq!(reason("InvalidCiphertextException", ""), None);
+        // Throttling is transient (AWS: retry), not about the key's access: unreachable for
+        // now, never a revocation.
+        assert_eq!(reason("ThrottlingException", ""), Some(KmsUnreachable));
     }
 
     #[test]
@@ -758,8 +761,7 @@ mod tests {
         let envelope = keyward_envelope::Error::Kms {
             operation: "Decrypt",
             key_id: "k".into(),
-            code: "DisabledException".into(),
-            message: "k is disabled.".into(),
+            failure: KmsFailure::refused(KmsErrorCode::DisabledException, "k is disabled."),
         };
         assert_eq!(
             classify_kms_error(&envelope),
@@ -771,8 +773,7 @@ mod tests {
         let wrapped = Wrapper(keyward_envelope::Error::Kms {
             operation: "Decrypt",
             key_id: "k".into(),
-            code: "AccessDeniedException".into(),
-            message: "not authorized".into(),
+            failure: KmsFailure::refused(KmsErrorCode::AccessDeniedException, "not authorized"),
         });
         assert_eq!(
             classify_kms_error(&wrapped),
@@ -780,8 +781,9 @@ mod tests {
         );
         let storage = keyward_storage::Error::Kms {
             operation: "Decrypt",
-            code: "NoResponse".into(),
-            message: "connection refused".into(),
+            failure: KmsFailure::Unreachable {
+                detail: "connection refused".into(),
+            },
         };
         assert_eq!(
             classify_kms_error(&storage),

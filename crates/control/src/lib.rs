@@ -12,7 +12,7 @@
 //! - [`validate_key_association`]: every check that can stop a key from working for a cluster,
 //!   probed as the cluster's role against KMS, each with the likely cause and the exact fix;
 //!   [`ControlPlane::associate_key`] applies a key only when every check passes;
-//! - the operator (`operator.rs`): documents and backups stores, engine and search disks, each
+//! - the operator (`operator/`): documents and backups stores, engine and search disks, each
 //!   under the key with its own data keys and encryption context, disks attached through grants
 //!   (the node principal is the cluster's role) and served over NBD, one server per cluster;
 //!   idempotent, resumed after a restart with nothing half made;
@@ -20,12 +20,19 @@
 //!   inaccessible key drops the cluster's cached data keys, detaches its disks and makes its
 //!   data calls answer `key_inaccessible` (a KMS error on a data call re-checks at once); access
 //!   back re-attaches everything; `key-deleted` is final;
-//! - a key change (`rekey.rs`): every data key re-wrapped under the new key online, with
+//! - a key change (`operator/rekey.rs`): every data key re-wrapped under the new key online, with
 //!   progress, after which nothing refers to the old key;
 //! - backups (`data.rs`, on the storage crate's backup format) and their restore into a new
-//!   cluster of the same organization under the same key;
+//!   cluster of the same organization under the same key (`operator/restore.rs`);
 //! - verification per storage class, built on `keyward_storage::scan`;
 //! - state in SQLite or PostgreSQL ([`db`]), with the same migrations.
+//!
+//! How it is laid out (the full map and the one-way call graph are in the crate's README): the
+//! facade (`plane.rs`, `data.rs`) records what is wanted and kicks the operator; the operator
+//! (`operator/`) works on the shared state (`shared.rs`: configuration, the repository of every
+//! SQL statement `repo.rs`, the health monitor, the one cache of role sessions) and on each
+//! cluster's live state (`runtime.rs`), never through the facade. A KMS failure reaches this crate
+//! typed (`keyward_envelope::KmsFailure`) and is classified once (`KmsFailure::cause`).
 //!
 //! What it does not do: talk to AWS by any way but the official SDK (aws-sdk-kms, -iam, -sts);
 //! keep a plaintext key anywhere but in memory; serve HTTP (that is `keyward-api`).
@@ -34,6 +41,7 @@
 
 mod association;
 mod cluster;
+mod config;
 mod data;
 pub mod db;
 mod error;
@@ -42,24 +50,28 @@ mod migrations;
 mod operator;
 mod org;
 mod plane;
+mod platform_key;
 mod policy;
-mod rekey;
+mod repo;
 mod roles;
+mod runtime;
+mod shared;
 
 pub use association::{
     validate_key_association, AssociationReport, Cause, Check, CheckResult, Outcome,
-    PROBE_CONTEXT_KEY,
 };
 pub use cluster::{
     Association, BackupInfo, ClassVerification, Cluster, ClusterState, DiskInfo, DocumentInfo,
     Encryption, NewCluster, RewrapProgress, Verification,
 };
+pub use config::ControlConfig;
 pub use error::{Error, Result};
 pub use health::{HealthStatus, InaccessibleReason, KeyHealth};
+pub use keyward_storage::vocab::PROBE_CONTEXT_KEY;
 pub use migrations::MIGRATIONS;
 pub use operator::{RESERVED_PREFIX, STORE_MARKER};
 pub use org::{ApiToken, OrgId, Organization, TOKEN_PREFIX};
-pub use plane::{ControlConfig, ControlPlane};
+pub use plane::ControlPlane;
 pub use policy::{key_policy_statements, merge_key_policy, BASIC_ACCESS_SID, CREATE_GRANT_SID};
 pub use roles::{
     role_arn, role_name, role_policy, trust_policy, ROLE_PATH, ROLE_POLICY_NAME, SESSION_NAME,

@@ -137,15 +137,6 @@ impl UnverifiedHeader {
     }
 }
 
-/// KMS error codes after which cached keys of that key must go at once
-/// (DESIGN invariant 2).
-const REVOKED_CODES: &[&str] = &[
-    "DisabledException",
-    "KMSInvalidStateException",
-    "AccessDeniedException",
-    "NotFoundException",
-];
-
 impl<K: Keyring> Client<K> {
     /// A client; refuses out-of-range configuration.
     pub fn new(keyring: K, config: Config) -> Result<Client<K>> {
@@ -184,8 +175,15 @@ impl<K: Keyring> Client<K> {
     }
 
     fn forget_on_revocation(&self, error: &Error) {
-        if let (Some(cache), Error::Kms { key_id, code, .. }) = (&self.cache, error) {
-            if REVOKED_CODES.contains(&code.as_str()) {
+        // DESIGN invariant 2: cached keys of a key seen revoked go at once.
+        if let (
+            Some(cache),
+            Error::Kms {
+                key_id, failure, ..
+            },
+        ) = (&self.cache, error)
+        {
+            if failure.cause().revokes_key() {
                 cache.drop_key(key_id);
             }
         }

@@ -1,5 +1,7 @@
 //! The crate's one error type.
 
+use crate::kms_failure::KmsFailure;
+
 /// Everything that can go wrong while encrypting or decrypting a message.
 ///
 /// Every failure that comes from the bytes of a message — truncation,
@@ -45,15 +47,14 @@ pub enum Error {
     /// The plaintext is longer than one message can hold (2^32 - 1 frames).
     #[error("the plaintext is too long for one message at this frame length")]
     TooLong,
-    /// A KMS call failed; the KMS's own error code is kept so the caller can say
-    /// what to do (enable the key, fix the key policy, check the endpoint).
-    #[error("KMS {operation} on {key_id} failed: {code}: {message}")]
+    /// A KMS call failed; the failure is typed so the caller can decide on it (drop
+    /// cached keys, lock the data) and say what to do (enable the key, fix the key policy,
+    /// check the endpoint).
+    #[error("KMS {operation} on {key_id} failed: {failure}")]
     Kms {
         operation: &'static str,
         key_id: String,
-        /// The AWS error code, such as `DisabledException` or `AccessDeniedException`.
-        code: String,
-        message: String,
+        failure: KmsFailure,
     },
     /// Reading the input or writing the output failed.
     #[error("I/O error: {0}")]
@@ -61,6 +62,16 @@ pub enum Error {
     /// The crypto library failed where it should not (randomness, key generation).
     #[error("internal cryptographic failure")]
     Crypto,
+}
+
+impl Error {
+    /// The KMS failure this error carries, if it is one.
+    pub fn kms_failure(&self) -> Option<&KmsFailure> {
+        match self {
+            Error::Kms { failure, .. } => Some(failure),
+            _ => None,
+        }
+    }
 }
 
 /// The crate's result type.

@@ -47,7 +47,8 @@ use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use zeroize::Zeroizing;
 
-use crate::keyring::{kms_error, to_map};
+use crate::keyring::{invalid_answer, kms_error, to_map};
+use crate::kms_failure::KmsErrorCode;
 use crate::{context, keys::DataKey, suite, EncryptionContext, Error, Result};
 
 /// The provider id of the KMS keyring's EDKs (its provider info is the key ARN).
@@ -146,12 +147,9 @@ impl Rewrapper {
             .send()
             .await
             .map_err(|e| kms_error("Decrypt", &self.old_key_arn, e))?;
-        let plaintext = out.plaintext.ok_or_else(|| Error::Kms {
-            operation: "Decrypt",
-            key_id: self.old_key_arn.clone(),
-            code: "InvalidResponse".into(),
-            message: "Decrypt answered without Plaintext".into(),
-        })?;
+        let plaintext = out
+            .plaintext
+            .ok_or_else(|| invalid_answer("Decrypt", &self.old_key_arn, "Plaintext"))?;
         Ok(Zeroizing::new(plaintext.into_inner()))
     }
 
@@ -164,8 +162,8 @@ impl Rewrapper {
     ) -> Result<(String, Vec<u8>)> {
         let tokens = self.created.lock().await.as_ref().map(|g| tokens(g));
         match self.reencrypt_with(blob, context, tokens).await {
-            Err(Error::Kms { code, .. })
-                if code == "AccessDeniedException" && self.grants.is_some() =>
+            Err(Error::Kms { failure, .. })
+                if failure.is(&KmsErrorCode::AccessDeniedException) && self.grants.is_some() =>
             {
                 let tokens = self.ensure_grants().await?;
                 self.reencrypt_with(blob, context, Some(tokens)).await
@@ -192,12 +190,7 @@ impl Rewrapper {
             .send()
             .await
             .map_err(|e| kms_error("ReEncrypt", &self.old_key_arn, e))?;
-        let missing = |field: &str| Error::Kms {
-            operation: "ReEncrypt",
-            key_id: self.old_key_arn.clone(),
-            code: "InvalidResponse".into(),
-            message: format!("ReEncrypt answered without {field}"),
-        };
+        let missing = |field: &str| invalid_answer("ReEncrypt", &self.old_key_arn, field);
         let key_arn = out.key_id.ok_or_else(|| missing("KeyId"))?;
         let blob = out
             .ciphertext_blob
@@ -250,12 +243,11 @@ impl Rewrapper {
                 }),
                 _ => {
                     retire(&self.kms, &grants).await;
-                    return Err(Error::Kms {
-                        operation: "CreateGrant",
-                        key_id: key_arn.clone(),
-                        code: "InvalidResponse".into(),
-                        message: "CreateGrant answered without GrantId or GrantToken".into(),
-                    });
+                    return Err(invalid_answer(
+                        "CreateGrant",
+                        key_arn,
+                        "GrantId or GrantToken",
+                    ));
                 }
             }
         }

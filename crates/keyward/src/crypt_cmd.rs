@@ -101,19 +101,22 @@ async fn kms_client(endpoint_url: Option<&str>, key_arn: &str) -> aws_sdk_kms::C
 /// Says what to do next for each failure a user can fix.
 fn explain(error: keyward_envelope::Error, endpoint: Option<&str>) -> anyhow::Error {
     use keyward_envelope::Error as E;
+    use keyward_envelope::KmsErrorCode as C;
     let hint = match &error {
-        E::Kms { code, key_id, .. } => match code.as_str() {
-            "AccessDeniedException" => format!(
+        E::Kms {
+            failure, key_id, ..
+        } => match failure.code() {
+            Some(C::AccessDeniedException) => format!(
                 "the key policy of {key_id} does not let these credentials use it: allow kms:GenerateDataKey* and \
                  kms:Decrypt for your principal, or use other credentials"
             ),
-            "DisabledException" => format!("the key is disabled: enable it with `aws kms enable-key --key-id {key_id}`"),
-            "KMSInvalidStateException" => format!(
+            Some(C::DisabledException) => format!("the key is disabled: enable it with `aws kms enable-key --key-id {key_id}`"),
+            Some(C::KMSInvalidStateException) => format!(
                 "the key cannot be used in its state (pending deletion?): `aws kms cancel-key-deletion --key-id \
                  {key_id}` then `aws kms enable-key --key-id {key_id}`"
             ),
-            "NotFoundException" => "no such key: check the key ARN and that the region matches it".into(),
-            "UnrecognizedClientException" | "InvalidSignatureException" => {
+            Some(C::NotFoundException) => "no such key: check the key ARN and that the region matches it".into(),
+            Some(C::UnrecognizedClientException | C::InvalidSignatureException) => {
                 "the KMS does not accept these credentials: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY".into()
             }
             _ => match endpoint {

@@ -1,5 +1,7 @@
 //! The one error type of this crate.
 
+use keyward_envelope::KmsFailure;
+
 use std::path::PathBuf;
 
 /// Everything that can go wrong with a volume or its export.
@@ -47,11 +49,10 @@ pub enum Error {
     #[error("volume {volume_id} is detached: its key is no longer available")]
     Detached { volume_id: String },
 
-    #[error("KMS {operation} failed: {code}: {message}")]
+    #[error("KMS {operation} failed: {failure}")]
     Kms {
         operation: &'static str,
-        code: String,
-        message: String,
+        failure: KmsFailure,
     },
 
     #[error("{context}: {source}")]
@@ -63,6 +64,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// The KMS failure this error carries, if it is one.
+    pub fn kms_failure(&self) -> Option<&KmsFailure> {
+        match self {
+            Error::Kms { failure, .. } => Some(failure),
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),

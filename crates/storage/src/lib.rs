@@ -46,14 +46,16 @@ pub mod nbd;
 pub mod objects;
 pub mod rewrap;
 pub mod verify;
+pub mod vocab;
 pub mod volume;
 
 pub use error::{Error, Result};
 pub use nbd::{
     ClientCredentials, ClusterCa, Limits, NbdConfig, NbdHandle, NbdServer, NbdTls, Transport,
 };
-pub use objects::{EncryptedStore, ObjectClass, ObjectError};
-pub use verify::{scan, ClassReport, Offender, Reason, ScanReport, ScanRequest, StorageClass};
+pub use objects::{EncryptedStore, ObjectError};
+pub use verify::{scan, ClassReport, Offender, Reason, ScanReport, ScanRequest};
+pub use vocab::{ObjectClass, StorageClass};
 pub use volume::header::VolumeHeader;
 pub use volume::kms::{attach_volume, create_volume, Attachment, AwsKms, KeyService, NewVolume};
 pub use volume::xts::{DataKey, XtsCipher};

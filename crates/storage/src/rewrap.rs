@@ -191,19 +191,13 @@ fn sync_parent(path: &Path) -> Result<()> {
 fn envelope_error(error: keyward_envelope::Error) -> Error {
     match error {
         keyward_envelope::Error::Kms {
-            operation,
-            code,
-            message,
-            ..
-        } => Error::Kms {
-            operation,
-            code,
-            message,
-        },
+            operation, failure, ..
+        } => Error::Kms { operation, failure },
         other => Error::Kms {
             operation: "ReEncrypt",
-            code: "InvalidResponse".into(),
-            message: other.to_string(),
+            failure: keyward_envelope::KmsFailure::InvalidAnswer {
+                detail: other.to_string(),
+            },
         },
     }
 }

@@ -51,19 +51,15 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use keyward_envelope::header::{Header, ParseError};
-use keyward_envelope::{Client, DecryptOptions, KmsKeyring};
+use keyward_envelope::{Client, DecryptOptions, KmsFailure, KmsKeyring};
 
 use crate::error::{Error, Result};
-use crate::volume::kms::{KeyService, VOLUME_ID_CONTEXT_KEY};
+use crate::vocab::VOLUME_ID_CONTEXT_KEY;
+use crate::volume::kms::KeyService;
 use crate::volume::xts::SECTOR_SIZE;
 use crate::volume::VolumeFile;
 
-/// The encryption context key naming the cluster an item belongs to.
-pub const CLUSTER_CONTEXT_KEY: &str = "keyward:cluster";
-/// The encryption context key naming the storage class of an item.
-pub const CLASS_CONTEXT_KEY: &str = "keyward:class";
-/// The encryption context key naming an object's key (its path under the class's directory).
-pub const OBJECT_CONTEXT_KEY: &str = "keyward:object";
+pub use crate::vocab::{StorageClass, CLASS_CONTEXT_KEY, CLUSTER_CONTEXT_KEY, OBJECT_CONTEXT_KEY};
 /// The ESDK key provider id of AWS KMS (the envelope crate's KMS keyring writes it).
 const AWS_KMS_PROVIDER: &str = "aws-kms";
 /// Sectors read from each volume unless the request says otherwise.
@@ -71,49 +67,6 @@ pub const DEFAULT_SAMPLED_SECTORS: usize = 4;
 /// A message header larger than this is not one we would have written
 /// (16 keys of three 64 KiB fields plus a 64 KiB context stay below it).
 const MAX_HEADER_BYTES: usize = 4 << 20;
-
-/// The four storage classes of a cluster (DESIGN.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum StorageClass {
-    Documents,
-    Backups,
-    EngineDisk,
-    SearchDisk,
-}
-
-impl StorageClass {
-    pub const ALL: [StorageClass; 4] = [
-        StorageClass::Documents,
-        StorageClass::Backups,
-        StorageClass::EngineDisk,
-        StorageClass::SearchDisk,
-    ];
-
-    /// The name used in encryption contexts and on the console.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StorageClass::Documents => "documents",
-            StorageClass::Backups => "backups",
-            StorageClass::EngineDisk => "engine-disk",
-            StorageClass::SearchDisk => "search-disk",
-        }
-    }
-
-    /// Disks are volumes; documents and backups are objects.
-    pub fn is_volume_class(self) -> bool {
-        matches!(self, StorageClass::EngineDisk | StorageClass::SearchDisk)
-    }
-
-    pub fn parse(name: &str) -> Option<StorageClass> {
-        StorageClass::ALL.into_iter().find(|c| c.as_str() == name)
-    }
-}
-
-impl fmt::Display for StorageClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// What to scan.
 #[derive(Debug, Clone)]
@@ -147,8 +100,7 @@ pub enum Reason {
     ForeignContext(String),
     /// KMS would not unwrap the volume key.
     KmsRefused {
-        code: String,
-        message: String,
+        failure: KmsFailure,
     },
     /// The unwrapped key does not authenticate the volume header.
     HeaderMacMismatch,
@@ -170,8 +122,8 @@ impl fmt::Display for Reason {
                 write!(f, "encrypted under a foreign key: {}", seen.join(", "))
             }
             Reason::ForeignContext(why) => write!(f, "foreign encryption context: {why}"),
-            Reason::KmsRefused { code, message } => {
-                write!(f, "KMS Decrypt of the volume key failed: {code}: {message}")
+            Reason::KmsRefused { failure } => {
+                write!(f, "KMS Decrypt of the volume key failed: {failure}")
             }
             Reason::HeaderMacMismatch => {
                 f.write_str("header MAC mismatch: the header was changed or the key is not its own")
@@ -448,8 +400,8 @@ async fn scan_volume<K: KeyService>(
         .await
     {
         Ok(key) => key,
-        Err(Error::Kms { code, message, .. }) => {
-            report.offend(name, path, Reason::KmsRefused { code, message });
+        Err(Error::Kms { failure, .. }) => {
+            report.offend(name, path, Reason::KmsRefused { failure });
             return Ok(());
         }
         Err(other) => return Err(other),

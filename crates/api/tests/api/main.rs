@@ -2,6 +2,7 @@
 //! loopback: requests go through the router with `oneshot`, as axum's testing example does.
 
 mod auth;
+mod errors;
 mod isolation;
 mod openapi;
 

@@ -30,6 +30,8 @@ mod sqlite;
 
 use std::sync::Arc;
 
+use keyward_storage::vocab::now_ms;
+
 pub use postgres::POSTGRES_CONNECTIONS;
 
 /// A parameter or a column value. Only the types the shared SQL uses: `BIGINT` and `TEXT`.
@@ -71,15 +73,34 @@ impl<T: Into<Value>> From<Option<T>> for Value {
     }
 }
 
-/// One result row, its columns by position (as in the `SELECT` list).
+/// One result row: its columns by name (as the `SELECT` list names them) or by position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
+    /// The column names, shared by every row of one result.
+    names: Arc<[String]>,
     values: Vec<Value>,
 }
 
+/// How a column of a [`Row`] is picked: by its name (`"key_arn"`) or by its position.
+pub trait Column: std::fmt::Display + Copy {
+    fn index(self, row: &Row) -> Option<usize>;
+}
+
+impl Column for usize {
+    fn index(self, row: &Row) -> Option<usize> {
+        (self < row.values.len()).then_some(self)
+    }
+}
+
+impl Column for &str {
+    fn index(self, row: &Row) -> Option<usize> {
+        row.names.iter().position(|n| n == self)
+    }
+}
+
 impl Row {
-    pub(crate) fn new(values: Vec<Value>) -> Row {
-        Row { values }
+    pub(crate) fn new(names: Arc<[String]>, values: Vec<Value>) -> Row {
+        Row { names, values }
     }
 
     /// The number of columns.
@@ -92,18 +113,18 @@ impl Row {
     }
 
     /// The raw value of column `col`, if there is one.
-    pub fn get(&self, col: usize) -> Option<&Value> {
-        self.values.get(col)
+    pub fn get(&self, col: impl Column) -> Option<&Value> {
+        col.index(self).map(|i| &self.values[i])
     }
 
     /// Column `col` as text; NULL or an integer is an error.
-    pub fn text(&self, col: usize) -> Result<String> {
+    pub fn text(&self, col: impl Column) -> Result<String> {
         self.opt_text(col)?
             .ok_or_else(|| DbError::Backend(format!("column {col} is NULL, expected text")))
     }
 
     /// Column `col` as text or NULL.
-    pub fn opt_text(&self, col: usize) -> Result<Option<String>> {
+    pub fn opt_text(&self, col: impl Column) -> Result<Option<String>> {
         match self.column(col)? {
             Value::Null => Ok(None),
             Value::Text(s) => Ok(Some(s.clone())),
@@ -114,13 +135,13 @@ impl Row {
     }
 
     /// Column `col` as an integer; NULL or text is an error.
-    pub fn int(&self, col: usize) -> Result<i64> {
+    pub fn int(&self, col: impl Column) -> Result<i64> {
         self.opt_int(col)?
             .ok_or_else(|| DbError::Backend(format!("column {col} is NULL, expected an integer")))
     }
 
     /// Column `col` as an integer or NULL.
-    pub fn opt_int(&self, col: usize) -> Result<Option<i64>> {
+    pub fn opt_int(&self, col: impl Column) -> Result<Option<i64>> {
         match self.column(col)? {
             Value::Null => Ok(None),
             Value::Int(v) => Ok(Some(*v)),
@@ -130,8 +151,8 @@ impl Row {
         }
     }
 
-    fn column(&self, col: usize) -> Result<&Value> {
-        self.values.get(col).ok_or_else(|| {
+    fn column(&self, col: impl Column) -> Result<&Value> {
+        self.get(col).ok_or_else(|| {
             DbError::Backend(format!(
                 "column {col} does not exist (the row has {})",
                 self.values.len()
@@ -316,13 +337,6 @@ fn pending<'m>(
         .collect())
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,8 +372,16 @@ mod tests {
 
     #[test]
     fn row_accessors_check_types() {
-        let row = Row::new(vec![Value::Int(7), Value::Text("a".into()), Value::Null]);
+        let names: Arc<[String]> = ["n", "t", "z"].map(String::from).into();
+        let row = Row::new(
+            names,
+            vec![Value::Int(7), Value::Text("a".into()), Value::Null],
+        );
         assert_eq!(row.int(0).unwrap(), 7);
+        // By name, the same columns.
+        assert_eq!(row.int("n").unwrap(), 7);
+        assert_eq!(row.opt_text("z").unwrap(), None);
+        assert!(row.text("missing").is_err());
         assert_eq!(row.text(1).unwrap(), "a");
         assert_eq!(row.opt_text(2).unwrap(), None);
         assert_eq!(row.opt_int(2).unwrap(), None);

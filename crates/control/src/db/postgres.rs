@@ -2,6 +2,7 @@
 //! behind its own async mutex (a transaction needs its connection to itself).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::error::SqlState;
@@ -167,6 +168,7 @@ fn refs(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
 
 /// A result row, converted by the column's PostgreSQL type.
 fn row(r: &tokio_postgres::Row) -> Result<Row> {
+    let names: Arc<[String]> = r.columns().iter().map(|c| c.name().to_owned()).collect();
     let mut values = Vec::with_capacity(r.len());
     for (i, column) in r.columns().iter().enumerate() {
         let ty = column.type_();
@@ -196,7 +198,7 @@ fn row(r: &tokio_postgres::Row) -> Result<Row> {
                 .unwrap_or(Value::Null),
         );
     }
-    Ok(Row::new(values))
+    Ok(Row::new(names, values))
 }
 
 impl ToSql for Value {

@@ -2,8 +2,9 @@
 //! pool.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
@@ -66,7 +67,7 @@ impl Sqlite {
         tokio::task::spawn_blocking(move || {
             // A panic while holding the lock cannot leave a half-done transaction behind
             // (rusqlite rolls back on drop), so a poisoned lock is still usable.
-            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            let mut conn = conn.lock();
             f(&mut conn)
         })
         .await
@@ -119,6 +120,7 @@ impl Sqlite {
         self.with(move |conn| {
             let mut stmt = conn.prepare_cached(&sql).map_err(mapped)?;
             let columns = stmt.column_count();
+            let names: Arc<[String]> = stmt.column_names().map(str::to_owned).collect();
             let mut rows = stmt
                 .query(rusqlite::params_from_iter(params.iter()))
                 .map_err(mapped)?;
@@ -144,7 +146,7 @@ impl Sqlite {
                         }
                     });
                 }
-                out.push(Row::new(values));
+                out.push(Row::new(names.clone(), values));
             }
             Ok(out)
         })

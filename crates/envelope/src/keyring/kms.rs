@@ -7,6 +7,7 @@ use aws_sdk_kms::{error::ProvideErrorMetadata, primitives::Blob};
 use zeroize::Zeroize;
 
 use super::Keyring;
+use crate::kms_failure::{KmsErrorCode, KmsFailure};
 use crate::{keys::DataKey, EncryptedDataKey, EncryptionContext, Error, Result, Suite};
 
 /// Provider id of data keys wrapped by AWS KMS.
@@ -37,8 +38,8 @@ impl KmsKeyring {
     }
 }
 
-/// An SDK error as this crate's error: AWS's code and message, `RequestFailed` when KMS gave
-/// no answer. The keyring and the re-wrap report KMS failures the same way.
+/// An SDK error as this crate's error, typed by [`KmsFailure::from_sdk`]. The keyring and the
+/// re-wrap report KMS failures the same way.
 pub(crate) fn kms_error<E>(
     operation: &'static str,
     key_id: &str,
@@ -47,16 +48,21 @@ pub(crate) fn kms_error<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let code = error.code().unwrap_or("RequestFailed").to_owned();
-    let message = match error.message() {
-        Some(m) => m.to_owned(),
-        None => aws_sdk_kms::error::DisplayErrorContext(&error).to_string(),
-    };
     Error::Kms {
         operation,
         key_id: key_id.to_owned(),
-        code,
-        message,
+        failure: KmsFailure::from_sdk(&error),
+    }
+}
+
+/// KMS answered success without a valid `what`.
+pub(crate) fn invalid_answer(operation: &'static str, key_id: &str, what: &str) -> Error {
+    Error::Kms {
+        operation,
+        key_id: key_id.to_owned(),
+        failure: KmsFailure::InvalidAnswer {
+            detail: what.to_owned(),
+        },
     }
 }
 
@@ -94,12 +100,7 @@ impl Keyring for KmsKeyring {
             .send()
             .await
             .map_err(|e| kms_error("GenerateDataKey", generator, e))?;
-        let bad = |what: &str| Error::Kms {
-            operation: "GenerateDataKey",
-            key_id: generator.clone(),
-            code: "InvalidResponse".into(),
-            message: format!("the KMS answered without a valid {what}"),
-        };
+        let bad = |what: &str| invalid_answer("GenerateDataKey", generator, what);
         let mut plaintext = out
             .plaintext
             .map(Blob::into_inner)
@@ -158,12 +159,21 @@ impl Keyring for KmsKeyring {
                 Ok(_) => {}
                 // Not this key's ciphertext, or the context differs: the message
                 // is simply not openable by us, reported as the opaque error.
-                Err(e)
-                    if matches!(
-                        e.code(),
-                        Some("InvalidCiphertextException" | "IncorrectKeyException")
-                    ) => {}
-                Err(e) => last_error = Some(kms_error("Decrypt", arn, e)),
+                Err(e) => match KmsFailure::from_sdk(&e) {
+                    KmsFailure::Refused {
+                        code:
+                            KmsErrorCode::InvalidCiphertextException
+                            | KmsErrorCode::IncorrectKeyException,
+                        ..
+                    } => {}
+                    failure => {
+                        last_error = Some(Error::Kms {
+                            operation: "Decrypt",
+                            key_id: arn.clone(),
+                            failure,
+                        })
+                    }
+                },
             }
         }
         match last_error {

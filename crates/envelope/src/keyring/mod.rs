@@ -8,7 +8,7 @@ mod kms;
 mod raw_aes;
 
 pub use kms::KmsKeyring;
-pub(crate) use kms::{kms_error, to_map};
+pub(crate) use kms::{invalid_answer, kms_error, to_map};
 pub use raw_aes::RawAesKeyring;
 
 /// A source of data keys: generates and wraps a fresh one for encryption,

@@ -10,7 +10,7 @@ use std::{
 
 use keyward_envelope::{
     header::Header, CacheLimits, Client, Config, DataKeyCache, DecryptOptions, EncryptionContext,
-    Error, KmsKeyring, Suite,
+    Error, KmsErrorCode, KmsKeyring, Suite,
 };
 use keyward_kms_server::DevServer;
 
@@ -304,12 +304,17 @@ async fn kms_keyring_wraps_under_the_key_arn_and_tries_only_configured_keys() {
         .await
     {
         Err(Error::Kms {
-            code, operation, ..
-        }) => assert_eq!((code.as_str(), operation), ("DisabledException", "Decrypt")),
+            failure, operation, ..
+        }) => assert_eq!(
+            (failure.code(), operation),
+            (Some(&KmsErrorCode::DisabledException), "Decrypt")
+        ),
         other => panic!("{:?}", other.err()),
     }
     match client.encrypt_to_vec(b"x", &ctx()).await {
-        Err(Error::Kms { code, .. }) => assert_eq!(code, "DisabledException"),
+        Err(Error::Kms { failure, .. }) => {
+            assert_eq!(failure.code(), Some(&KmsErrorCode::DisabledException))
+        }
         other => panic!("{:?}", other.err()),
     }
 }

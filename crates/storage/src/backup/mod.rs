@@ -81,7 +81,6 @@ mod restore;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use keyward_envelope::Keyring;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
@@ -191,18 +190,16 @@ pub struct BackupSummary {
     pub stored_bytes: u64,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// The one clock ([`crate::vocab::now_ms`]) as the manifest stores it.
+fn unix_ms() -> u64 {
+    crate::vocab::now_ms().max(0) as u64
 }
 
 fn new_backup_id() -> BackupResult<String> {
     let mut random = [0u8; 4];
     aws_lc_rs::rand::fill(&mut random)
         .map_err(|_| BackupError::InvalidRequest("the random generator failed".into()))?;
-    Ok(format!("bk-{:013}-{}", now_ms(), hex::encode(random)))
+    Ok(format!("bk-{:013}-{}", unix_ms(), hex::encode(random)))
 }
 
 fn check_id(backup_id: &str) -> BackupResult<()> {
@@ -254,7 +251,7 @@ pub async fn create_backup<K: Keyring>(
             )));
         }
     }
-    let created_at_ms = now_ms();
+    let created_at_ms = unix_ms();
     let backup_id = new_backup_id()?;
     let documents: Vec<_> = match request.documents {
         Some(store) => store
@@ -345,7 +342,7 @@ pub async fn create_backup<K: Keyring>(
                 backup_id: backup_id.clone(),
                 cluster: backups.cluster().to_owned(),
                 created_at_ms,
-                completed_at_ms: now_ms(),
+                completed_at_ms: unix_ms(),
                 part_size: request.part_size,
                 total_bytes,
                 items,

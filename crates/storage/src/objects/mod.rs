@@ -59,12 +59,7 @@ use tokio_util::io::StreamReader;
 pub use error::{ObjectError, ObjectResult};
 pub use s3::{s3_backend, S3Config, S3Credentials};
 
-/// Encryption-context key naming the cluster an object belongs to.
-pub const CLUSTER_CONTEXT_KEY: &str = "keyward:cluster";
-/// Encryption-context key naming the storage class.
-pub const CLASS_CONTEXT_KEY: &str = "keyward:class";
-/// Encryption-context key naming the object key.
-pub const OBJECT_CONTEXT_KEY: &str = "keyward:object";
+pub use crate::vocab::{ObjectClass, CLASS_CONTEXT_KEY, CLUSTER_CONTEXT_KEY, OBJECT_CONTEXT_KEY};
 
 /// Size of one multipart part (S3's minimum part size is 5 MiB).
 pub const PART_SIZE: usize = 5 << 20;
@@ -80,25 +75,6 @@ pub const MAX_KEY_LEN: usize = 1024;
 pub const MAX_SEGMENT_LEN: usize = 200;
 /// The ESDK provider id of KMS-wrapped data keys, whose provider info is the key ARN.
 const KMS_PROVIDER_ID: &str = "aws-kms";
-
-/// The storage classes kept as objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ObjectClass {
-    /// Document handling storage.
-    Documents,
-    /// Backup storage.
-    Backups,
-}
-
-impl ObjectClass {
-    /// The name used in paths and in the encryption context.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ObjectClass::Documents => "documents",
-            ObjectClass::Backups => "backups",
-        }
-    }
-}
 
 /// An object's metadata, read from its ESDK header without decrypting.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,14 +22,14 @@ use std::sync::Arc;
 use aws_sdk_kms::error::ProvideErrorMetadata;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{GrantConstraints, GrantOperation};
+use keyward_envelope::{KmsErrorCode, KmsFailure};
 
 use super::header::{valid_volume_id, VolumeHeader};
 use super::xts::{DataKey, XTS_KEY_LEN};
 use super::{Volume, VolumeFile};
 use crate::error::{Error, Result};
 
-/// The encryption context key that names the volume; every volume key carries it.
-pub const VOLUME_ID_CONTEXT_KEY: &str = "keyward:volume-id";
+pub use crate::vocab::VOLUME_ID_CONTEXT_KEY;
 
 /// A data key as `GenerateDataKeyWithoutPlaintext` returns it.
 pub struct WrappedKey {
@@ -98,15 +98,19 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let code = error.code().unwrap_or("NoResponse").to_owned();
-    let message = match error.message() {
-        Some(m) => m.to_owned(),
-        None => aws_sdk_kms::error::DisplayErrorContext(&error).to_string(),
-    };
     Error::Kms {
         operation,
-        code,
-        message,
+        failure: KmsFailure::from_sdk(&error),
+    }
+}
+
+/// KMS answered `operation` without a valid `field`.
+fn invalid_answer(operation: &'static str, field: &str) -> Error {
+    Error::Kms {
+        operation,
+        failure: KmsFailure::InvalidAnswer {
+            detail: field.to_owned(),
+        },
     }
 }
 
@@ -132,11 +136,7 @@ impl KeyService for AwsKms {
             .send()
             .await
             .map_err(|e| sdk_error("GenerateDataKeyWithoutPlaintext", e))?;
-        let missing = |field: &str| Error::Kms {
-            operation: "GenerateDataKeyWithoutPlaintext",
-            code: "MalformedResponse".into(),
-            message: format!("the response has no {field}"),
-        };
+        let missing = |field: &str| invalid_answer("GenerateDataKeyWithoutPlaintext", field);
         Ok(WrappedKey {
             key_arn: out.key_id.ok_or_else(|| missing("KeyId"))?,
             blob: out
@@ -166,11 +166,7 @@ impl KeyService for AwsKms {
         let mut plaintext = out
             .plaintext
             .take()
-            .ok_or_else(|| Error::Kms {
-                operation: "Decrypt",
-                code: "MalformedResponse".into(),
-                message: "the response has no Plaintext".into(),
-            })?
+            .ok_or_else(|| invalid_answer("Decrypt", "Plaintext"))?
             .into_inner();
         // from_slice wipes `plaintext`, whatever it decides.
         DataKey::from_slice(&mut plaintext)
@@ -192,11 +188,7 @@ impl KeyService for AwsKms {
             .send()
             .await
             .map_err(|e| sdk_error("CreateGrant", e))?;
-        let missing = |field: &str| Error::Kms {
-            operation: "CreateGrant",
-            code: "MalformedResponse".into(),
-            message: format!("the response has no {field}"),
-        };
+        let missing = |field: &str| invalid_answer("CreateGrant", field);
         Ok(Grant {
             grant_id: out.grant_id.ok_or_else(|| missing("GrantId"))?,
             grant_token: out.grant_token.ok_or_else(|| missing("GrantToken"))?,
@@ -356,8 +348,9 @@ impl Attachment {
             .await;
         let key = match first {
             Ok(key) => key,
-            Err(Error::Kms { code, .. })
-                if code == "AccessDeniedException" || code == "InvalidGrantTokenException" =>
+            Err(Error::Kms { failure, .. })
+                if failure.is(&KmsErrorCode::AccessDeniedException)
+                    || failure.is(&KmsErrorCode::InvalidGrantTokenException) =>
             {
                 let grant = grant_for(operator, header, &self.node_principal).await?;
                 let decrypted = node
@@ -538,8 +531,7 @@ mod tests {
             if *self.revoked.lock().unwrap() {
                 return Err(Error::Kms {
                     operation: "Decrypt",
-                    code: "DisabledException".into(),
-                    message: "x".into(),
+                    failure: KmsFailure::refused(KmsErrorCode::DisabledException, "x"),
                 });
             }
             let mut buf = blob.to_vec();
@@ -552,8 +544,7 @@ mod tests {
                 )
                 .map_err(|_| Error::Kms {
                     operation: "Decrypt",
-                    code: "InvalidCiphertextException".into(),
-                    message: String::new(),
+                    failure: KmsFailure::refused(KmsErrorCode::InvalidCiphertextException, ""),
                 })?;
             DataKey::from_slice(plain)
         }

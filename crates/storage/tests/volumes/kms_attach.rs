@@ -70,7 +70,9 @@ async fn client(endpoint: &str, key_id: &str, secret: &str) -> aws_sdk_kms::Clie
 #[track_caller]
 fn kms_code(result: Result<impl Sized, Error>) -> String {
     match result {
-        Err(Error::Kms { code, .. }) => code,
+        Err(Error::Kms { failure, .. }) => failure
+            .code()
+            .map_or_else(|| failure.to_string(), |c| c.as_str().to_owned()),
         Err(other) => panic!("expected a KMS error, got {other}"),
         Ok(_) => panic!("expected a KMS error, got success"),
     }

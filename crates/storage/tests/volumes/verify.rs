@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use keyward_envelope::{Client, Config, KmsKeyring};
+use keyward_envelope::{Client, Config, KmsErrorCode, KmsKeyring};
 use keyward_storage::verify::scan_with_object_decrypts;
 use keyward_storage::verify::{CLASS_CONTEXT_KEY, CLUSTER_CONTEXT_KEY, OBJECT_CONTEXT_KEY};
 use keyward_storage::{
@@ -206,7 +206,9 @@ async fn a_clean_cluster_is_all_encrypted_under_its_key() {
     let offenders = reasons(&report);
     for volume in ["engine-0.img", "search-0.img"] {
         match &offenders[volume] {
-            Reason::KmsRefused { code, .. } => assert_eq!(code, "DisabledException"),
+            Reason::KmsRefused { failure } => {
+                assert_eq!(failure.code(), Some(&KmsErrorCode::DisabledException))
+            }
             other => panic!("{volume}: {other}"),
         }
     }

@@ -1,8 +1,8 @@
 //! Changing a running cluster's key: every data key of every storage class re-wrapped under the
 //! new key, online, with progress.
 //!
-//! When [`crate::ControlPlane::associate_key`] applies a second key, the cluster goes to
-//! `rewrapping` with `rewrap_to` = the new key, and the operator runs [`run`]:
+//! When the facade applies a second key, the cluster goes to `rewrapping` with `rewrap_to` = the
+//! new key, and the operator runs [`run`]:
 //! 1. new data keys come from the new key at once, and objects under either key open (the
 //!    cluster's ESDK client is rebuilt with the new key as generator and the old one for
 //!    decryption only);
@@ -22,31 +22,30 @@
 //! never lost to a re-wrap of its older version: puts and deletes wait while their object is
 //! being re-wrapped.
 
-use std::sync::Arc;
-
 use keyward_envelope::rewrap::Rewrapper;
 use keyward_envelope::EncryptionContext;
 use keyward_storage::rewrap::{rewrap_object, rewrap_volume};
+use keyward_storage::vocab::CLUSTER_CONTEXT_KEY;
 
-use crate::cluster::{Cluster, ClusterState};
+use crate::cluster::Cluster;
 use crate::error::{Error, Result};
-use crate::operator::{objects_dir, ClusterRuntime};
-use crate::plane::ControlPlane;
+use crate::runtime::ClusterRuntime;
+use crate::shared::Shared;
 
-pub(crate) async fn run(
-    plane: &ControlPlane,
+pub(super) async fn run(
+    shared: &Shared,
     cluster: &Cluster,
-    runtime: &Arc<ClusterRuntime>,
+    runtime: &ClusterRuntime,
 ) -> Result<()> {
     let Some(progress) = &cluster.rewrap else {
         return Ok(());
     };
     let (old, new) = (progress.from_key_arn.clone(), progress.to_key_arn.clone());
-    let db = &plane.inner.db;
+    let repo = &shared.repo;
 
     // 1. Write under the new key, read under both.
-    if *runtime.write_key_arn.read().unwrap() != new {
-        runtime.use_keys(&objects_dir(plane), &new, Some(&old))?;
+    if runtime.write_key_arn() != new {
+        runtime.use_keys(shared, &new, Some(&old)).await?;
     }
 
     // 2. Everything there is to re-wrap.
@@ -57,25 +56,24 @@ pub(crate) async fn run(
         let listed = store.list("").await.map_err(Error::internal)?;
         objects.extend(listed.into_iter().map(|e| (store.clone(), e.key)));
     }
-    let volumes: Vec<std::path::PathBuf> = {
-        let disks = runtime.disks.lock().await;
-        disks.iter().map(|d| d.path.clone()).collect()
-    };
-    let total = (objects.len() + volumes.len()) as i64;
-    db.execute(
-        "UPDATE clusters SET rewrap_total = $1, rewrap_done = 0 WHERE id = $2",
-        &[total.into(), cluster.id.clone().into()],
-    )
-    .await?;
+    let volumes: Vec<std::path::PathBuf> = runtime
+        .disks()
+        .await
+        .list
+        .iter()
+        .map(|d| d.path.clone())
+        .collect();
+    repo.rewrap_total(&cluster.id, (objects.len() + volumes.len()) as u64)
+        .await?;
 
-    let context = EncryptionContext::from([("keyward:cluster".to_owned(), cluster.id.clone())]);
-    let rewrapper =
-        Rewrapper::new(runtime.kms(), &old, &new).with_grants(&runtime.role_arn, &context);
+    let context = EncryptionContext::from([(CLUSTER_CONTEXT_KEY.to_owned(), cluster.id.clone())]);
+    let rewrapper = Rewrapper::new(runtime.kms(shared).await, &old, &new)
+        .with_grants(&runtime.role_arn, &context);
     let outcome = async {
-        let mut done = 0i64;
+        let mut done = 0u64;
         for (store, key) in &objects {
             // Writers of this object wait until its new version is published.
-            let _exclusive = runtime.rewrap_lock.write().await;
+            let _exclusive = runtime.rewrapping().await;
             match rewrap_object(store, key, &rewrapper).await {
                 Ok(_) => {}
                 // Deleted meanwhile: nothing left to re-wrap.
@@ -87,14 +85,14 @@ pub(crate) async fn run(
                 }
             }
             done += 1;
-            record(plane, &cluster.id, done).await?;
+            repo.rewrap_done(&cluster.id, done).await?;
         }
         for path in &volumes {
             rewrap_volume(path, &rewrapper).await.map_err(|error| {
                 Error::Internal(format!("re-wrapping disk {}: {error}", path.display()))
             })?;
             done += 1;
-            record(plane, &cluster.id, done).await?;
+            repo.rewrap_done(&cluster.id, done).await?;
         }
         Ok(())
     }
@@ -105,46 +103,12 @@ pub(crate) async fn run(
     outcome?;
 
     // 3. The disks attached again under the new key.
-    crate::operator::reattach_disks(plane, cluster, runtime).await?;
+    runtime.reattach_disks(shared).await?;
 
     // 4. The new key is the cluster's.
-    db.transaction(vec![
-        (
-            "UPDATE clusters SET key_arn = $1, rewrap_to = NULL, state = $2 WHERE id = $3 AND state = $4"
-                .into(),
-            vec![
-                new.clone().into(),
-                ClusterState::Ready.as_str().into(),
-                cluster.id.clone().into(),
-                ClusterState::Rewrapping.as_str().into(),
-            ],
-        ),
-        (
-            "UPDATE cluster_resources SET key_arn = $1 WHERE cluster_id = $2".into(),
-            vec![new.clone().into(), cluster.id.clone().into()],
-        ),
-    ])
-    .await?;
-    *runtime.key_arn.write().unwrap() = new.clone();
-    runtime.use_keys(&objects_dir(plane), &new, None)?;
-    runtime.cache.drop_key(&old);
-    plane
-        .inner
-        .monitor
-        .watch(&cluster.id, &new, runtime.kms(), None);
-    crate::operator::check_now(plane, runtime).await;
+    repo.finish_rewrap(&cluster.id, &new).await?;
+    runtime.switch_key(shared, &new).await?;
+    runtime.check_now(shared).await;
     tracing::info!(cluster = %cluster.id, from = %old, to = %new, "key changed");
-    Ok(())
-}
-
-async fn record(plane: &ControlPlane, cluster_id: &str, done: i64) -> Result<()> {
-    plane
-        .inner
-        .db
-        .execute(
-            "UPDATE clusters SET rewrap_done = $1 WHERE id = $2",
-            &[done.into(), cluster_id.into()],
-        )
-        .await?;
     Ok(())
 }

@@ -1,0 +1,180 @@
+//! How the control plane is set up ([`ControlConfig`]), checked before anything starts, and the
+//! AWS SDK configuration the operator's calls are made with.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+
+use crate::error::{Error, Result};
+
+/// How the control plane is set up. Build it with [`ControlConfig::embedded`] and change fields.
+pub struct ControlConfig {
+    /// `volumes/<cluster>/...`, `objects/<cluster>/{documents,backups}/...`, and by default the
+    /// database.
+    pub data_dir: PathBuf,
+    /// `sqlite:<path>`, `sqlite::memory:` or `postgres://user:pass@host:port/db`.
+    pub database_url: String,
+    /// The embedded KMS/IAM/STS endpoint; `None` for AWS itself.
+    pub aws_endpoint_url: Option<String>,
+    pub platform_account_id: String,
+    pub operator_access_key_id: String,
+    /// Never logged; not in `Debug`.
+    pub operator_secret_access_key: String,
+    /// The region of clusters created without one.
+    pub default_region: String,
+    /// How often every cluster's key is probed.
+    pub probe_interval: Duration,
+    pub engine_disks: u32,
+    pub search_disks: u32,
+    /// Size of each disk; a positive multiple of 4096.
+    pub disk_size_bytes: u64,
+    /// Where the NBD exports listen.
+    pub nbd_host: IpAddr,
+}
+
+impl std::fmt::Debug for ControlConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlConfig")
+            .field("data_dir", &self.data_dir)
+            .field("aws_endpoint_url", &self.aws_endpoint_url)
+            .field("platform_account_id", &self.platform_account_id)
+            .field("operator_access_key_id", &self.operator_access_key_id)
+            .field("operator_secret_access_key", &"<redacted>")
+            .field("default_region", &self.default_region)
+            .field("probe_interval", &self.probe_interval)
+            .field("engine_disks", &self.engine_disks)
+            .field("search_disks", &self.search_disks)
+            .field("disk_size_bytes", &self.disk_size_bytes)
+            .field("nbd_host", &self.nbd_host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControlConfig {
+    /// The embedded setup's defaults: SQLite in `data_dir`, the platform account `111122223333`,
+    /// `us-east-1`, probes every 10 s, 3 + 3 disks of 64 MiB, NBD on 127.0.0.1.
+    pub fn embedded(
+        data_dir: impl Into<PathBuf>,
+        endpoint: impl Into<String>,
+        operator_access_key_id: impl Into<String>,
+        operator_secret_access_key: impl Into<String>,
+    ) -> ControlConfig {
+        let data_dir = data_dir.into();
+        ControlConfig {
+            database_url: format!("sqlite:{}", data_dir.join("control.db").display()),
+            data_dir,
+            aws_endpoint_url: Some(endpoint.into()),
+            platform_account_id: "111122223333".into(),
+            operator_access_key_id: operator_access_key_id.into(),
+            operator_secret_access_key: operator_secret_access_key.into(),
+            default_region: "us-east-1".into(),
+            probe_interval: Duration::from_secs(10),
+            engine_disks: 3,
+            search_disks: 3,
+            disk_size_bytes: 64 << 20,
+            nbd_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        }
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::InvalidRequest(what));
+        if self.disk_size_bytes == 0 || !self.disk_size_bytes.is_multiple_of(4096) {
+            return bad(format!(
+                "disk_size_bytes {} must be a positive multiple of 4096",
+                self.disk_size_bytes
+            ));
+        }
+        if self.probe_interval.is_zero() {
+            return bad("probe_interval must be positive".into());
+        }
+        if self.platform_account_id.len() != 12
+            || !self.platform_account_id.bytes().all(|b| b.is_ascii_digit())
+        {
+            return bad(format!(
+                "platform_account_id {:?} must be 12 digits",
+                self.platform_account_id
+            ));
+        }
+        check_region(&self.default_region)
+    }
+}
+
+pub(crate) async fn sdk_config(config: &ControlConfig) -> SdkConfig {
+    let credentials = aws_credential_types::Credentials::new(
+        config.operator_access_key_id.clone(),
+        config.operator_secret_access_key.clone(),
+        None,
+        None,
+        "keyward-operator",
+    );
+    // Bounded waits: a probe or a data path must learn quickly that KMS does not answer.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(5))
+        .operation_timeout(Duration::from_secs(15))
+        .build();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(config.default_region.clone()))
+        .credentials_provider(credentials)
+        .timeout_config(timeouts);
+    if let Some(endpoint) = &config.aws_endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}
+
+/// A region name as AWS spells them: `us-east-1`, `eu-central-2`, `us-gov-west-1`.
+pub(crate) fn check_region(region: &str) -> Result<()> {
+    let parts: Vec<&str> = region.split('-').collect();
+    let ok = parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidRequest(format!(
+            "{region:?} is not an AWS region name (like us-east-1)"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions() {
+        for good in [
+            "us-east-1",
+            "eu-central-2",
+            "us-gov-west-1",
+            "ap-southeast-4",
+        ] {
+            check_region(good).unwrap();
+        }
+        for bad in ["", "us", "us-east", "US-EAST-1", "us-east-x", "us--1"] {
+            assert!(check_region(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_debug_hides_the_secret() {
+        let c = ControlConfig::embedded(
+            "/tmp/x",
+            "http://127.0.0.1:1",
+            "AKIAOPERATOR",
+            "s3cr3t-value",
+        );
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cr3t-value"));
+        assert!(shown.contains("AKIAOPERATOR"));
+    }
+}

@@ -1,0 +1,194 @@
+//! What every part of the control plane works with, owned once: the configuration, the stored
+//! state ([`Repo`]), the key-health monitor, the operator's AWS clients, the one cache of cluster
+//! role sessions, the per-cluster locks, and the operator's work queue (`kick`).
+//!
+//! The facade and the operator both hold a [`Shared`]; neither reaches into the other.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, OnceCell};
+
+use crate::config::ControlConfig;
+use crate::error::{Error, Result};
+use crate::health::HealthMonitor;
+use crate::repo::Repo;
+use crate::roles;
+
+/// A cluster's identity as the role sessions need it.
+pub(crate) struct RoleOf<'a> {
+    pub(crate) cluster_id: &'a str,
+    pub(crate) role_arn: &'a str,
+    pub(crate) region: &'a str,
+}
+
+/// Told how the operator's attempt at finishing a deletion went (the error's message).
+type DeletionWaiter = oneshot::Sender<Result<(), String>>;
+
+pub(crate) struct Shared {
+    pub(crate) config: ControlConfig,
+    pub(crate) repo: Repo,
+    pub(crate) monitor: HealthMonitor,
+    /// The operator's SDK configuration (its own credentials).
+    pub(crate) base: SdkConfig,
+    pub(crate) iam: aws_sdk_iam::Client,
+    sts: aws_sdk_sts::Client,
+    operator_arn: OnceCell<String>,
+    /// The KMS client acting as each cluster's role: the one cache of role sessions. The data
+    /// paths, the disks and the monitor all get theirs from here.
+    sessions: Mutex<HashMap<String, aws_sdk_kms::Client>>,
+    /// Serializes the state changes of one cluster (association, reconciliation, deletion).
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The operator's queue of clusters to reconcile; `None` once it stopped.
+    kick: Mutex<Option<mpsc::UnboundedSender<String>>>,
+    /// Those waiting for a cluster's deletion to be finished by the operator.
+    deletions: Mutex<HashMap<String, Vec<DeletionWaiter>>>,
+}
+
+impl Shared {
+    /// The shared state, and the receiving end of the operator's queue.
+    pub(crate) fn new(
+        config: ControlConfig,
+        repo: Repo,
+        monitor: HealthMonitor,
+        base: SdkConfig,
+    ) -> (Shared, mpsc::UnboundedReceiver<String>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Shared {
+            iam: aws_sdk_iam::Client::new(&base),
+            sts: aws_sdk_sts::Client::new(&base),
+            base,
+            config,
+            repo,
+            monitor,
+            operator_arn: OnceCell::new(),
+            sessions: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
+            kick: Mutex::new(Some(tx)),
+            deletions: Mutex::new(HashMap::new()),
+        };
+        (shared, rx)
+    }
+
+    // ---- the operator's queue ----
+
+    /// Asks the operator to reconcile the cluster soon. `false` when the operator has stopped.
+    pub(crate) fn kick(&self, cluster_id: &str) -> bool {
+        match self.kick.lock().as_ref() {
+            Some(tx) => tx.send(cluster_id.to_owned()).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Closes the queue: the operator's worker ends.
+    pub(crate) fn stop_kicks(&self) {
+        self.kick.lock().take();
+    }
+
+    /// A receiver of the outcome of the operator's next attempt at finishing the cluster's
+    /// deletion.
+    pub(crate) fn await_deletion(&self, cluster_id: &str) -> oneshot::Receiver<Result<(), String>> {
+        let (tx, rx) = oneshot::channel();
+        self.deletions
+            .lock()
+            .entry(cluster_id.to_owned())
+            .or_default()
+            .push(tx);
+        rx
+    }
+
+    /// Tells those waiting how the deletion of the cluster went.
+    pub(crate) fn deletion_done(&self, cluster_id: &str, outcome: &Result<()>) {
+        let waiting = self.deletions.lock().remove(cluster_id).unwrap_or_default();
+        for tx in waiting {
+            let _ = tx.send(outcome.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        }
+    }
+
+    // ---- per-cluster locks ----
+
+    pub(crate) fn cluster_lock(&self, cluster_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .entry(cluster_id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    // ---- AWS as the operator and as the clusters' roles ----
+
+    /// The operator's principal ARN, asked of STS once.
+    pub(crate) async fn operator_arn(&self) -> Result<String> {
+        self.operator_arn
+            .get_or_try_init(|| roles::operator_arn(&self.sts))
+            .await
+            .cloned()
+    }
+
+    /// The KMS client acting as the cluster's role in the cluster's region, made once.
+    pub(crate) async fn session(&self, role: RoleOf<'_>) -> aws_sdk_kms::Client {
+        if let Some(client) = self.sessions.lock().get(role.cluster_id) {
+            return client.clone();
+        }
+        let client =
+            roles::cluster_kms(&self.base, role.role_arn, role.cluster_id, role.region).await;
+        self.sessions
+            .lock()
+            .entry(role.cluster_id.to_owned())
+            .or_insert(client)
+            .clone()
+    }
+
+    /// A fresh session for the cluster's role (a new `AssumeRole`), replacing the cached one.
+    pub(crate) async fn renew_session(&self, role: RoleOf<'_>) -> aws_sdk_kms::Client {
+        let client =
+            roles::cluster_kms(&self.base, role.role_arn, role.cluster_id, role.region).await;
+        self.sessions
+            .lock()
+            .insert(role.cluster_id.to_owned(), client.clone());
+        client
+    }
+
+    /// A KMS client as the operator itself (the platform's own keys), in `region`.
+    pub(crate) fn operator_kms(&self, region: Option<&str>) -> aws_sdk_kms::Client {
+        match region {
+            None => aws_sdk_kms::Client::new(&self.base),
+            Some(region) => aws_sdk_kms::Client::from_conf(
+                aws_sdk_kms::config::Builder::from(&self.base)
+                    .region(aws_config::Region::new(region.to_owned()))
+                    .build(),
+            ),
+        }
+    }
+
+    /// Forgets everything kept for a deleted cluster.
+    pub(crate) fn forget(&self, cluster_id: &str) {
+        self.monitor.unwatch(cluster_id);
+        self.sessions.lock().remove(cluster_id);
+        self.locks.lock().remove(cluster_id);
+    }
+
+    /// `<data_dir>/objects`.
+    pub(crate) fn objects_dir(&self) -> std::path::PathBuf {
+        self.config.data_dir.join("objects")
+    }
+
+    /// `<data_dir>/volumes/<cluster>`.
+    pub(crate) fn volumes_dir(&self, cluster_id: &str) -> std::path::PathBuf {
+        self.config.data_dir.join("volumes").join(cluster_id)
+    }
+}
+
+/// A directory removed with everything in it; one already gone is not an error.
+pub(crate) async fn remove_dir(dir: &std::path::Path) -> Result<()> {
+    match tokio::fs::remove_dir_all(dir).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::Internal(format!(
+            "cannot delete {}: {e}",
+            dir.display()
+        ))),
+    }
+}

@@ -1,0 +1,101 @@
+//! The platform's small vocabulary, written once: the storage classes, the encryption-context
+//! keys every data key is bound with, the probe context, and the clock the stored timestamps use.
+//!
+//! Every crate above (the control plane, the REST API through it) takes these from here; no
+//! other file spells `keyward:cluster` or `engine-disk`.
+
+use std::fmt;
+
+/// Encryption-context key naming the cluster an item (object, volume, probe) belongs to.
+pub const CLUSTER_CONTEXT_KEY: &str = "keyward:cluster";
+/// Encryption-context key naming the storage class of an item.
+pub const CLASS_CONTEXT_KEY: &str = "keyward:class";
+/// Encryption-context key naming an object's key (its path under the class's directory).
+pub const OBJECT_CONTEXT_KEY: &str = "keyward:object";
+/// Encryption-context key naming a volume; set by keyward to the volume id, and the one pair an
+/// attach grant is constrained to.
+pub const VOLUME_ID_CONTEXT_KEY: &str = "keyward:volume-id";
+/// Encryption-context key that marks a probe's throw-away data key, so the customer can
+/// recognise keyward's probes in CloudTrail. Its value says which probe:
+/// [`HEALTH_PROBE`] or [`ASSOCIATION_PROBE`].
+pub const PROBE_CONTEXT_KEY: &str = "keyward:probe";
+/// [`PROBE_CONTEXT_KEY`]'s value in the key-health monitor's probes.
+pub const HEALTH_PROBE: &str = "key-health";
+/// [`PROBE_CONTEXT_KEY`]'s value in the association checks (followed by the cluster's region).
+pub const ASSOCIATION_PROBE: &str = "association";
+
+/// The four storage classes of a cluster (DESIGN.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StorageClass {
+    Documents,
+    Backups,
+    EngineDisk,
+    SearchDisk,
+}
+
+impl StorageClass {
+    pub const ALL: [StorageClass; 4] = [
+        StorageClass::Documents,
+        StorageClass::Backups,
+        StorageClass::EngineDisk,
+        StorageClass::SearchDisk,
+    ];
+
+    /// The name used in paths, encryption contexts, the database and on the console.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageClass::Documents => "documents",
+            StorageClass::Backups => "backups",
+            StorageClass::EngineDisk => "engine-disk",
+            StorageClass::SearchDisk => "search-disk",
+        }
+    }
+
+    /// Disks are volumes; documents and backups are objects.
+    pub fn is_volume_class(self) -> bool {
+        matches!(self, StorageClass::EngineDisk | StorageClass::SearchDisk)
+    }
+
+    pub fn parse(name: &str) -> Option<StorageClass> {
+        StorageClass::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+}
+
+impl fmt::Display for StorageClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The storage classes kept as objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectClass {
+    /// Document handling storage.
+    Documents,
+    /// Backup storage.
+    Backups,
+}
+
+impl ObjectClass {
+    /// The storage class this is.
+    pub fn storage_class(self) -> StorageClass {
+        match self {
+            ObjectClass::Documents => StorageClass::Documents,
+            ObjectClass::Backups => StorageClass::Backups,
+        }
+    }
+
+    /// The name used in paths and in the encryption context.
+    pub fn as_str(self) -> &'static str {
+        self.storage_class().as_str()
+    }
+}
+
+/// Milliseconds since the Unix epoch: the one clock of stored timestamps (0 if the system clock
+/// is before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
