@@ -252,6 +252,29 @@ impl ClusterRuntime {
         self.keys.read().esdk.clone()
     }
 
+    /// Removes the staging files of uploads that a crash (or `kill -9`) cut short. Called only
+    /// before the runtime is first published, so no put of this process can be writing to the
+    /// stores: every staging file there is a leftover. Left alone, one would stay under the key
+    /// of its day through a key change, and verification would flag it for good.
+    fn remove_leftover_uploads(&self) {
+        for store in [self.documents(), self.backups()] {
+            match store.remove_stale_uploads(Duration::ZERO) {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(
+                    cluster = %self.id,
+                    class = store.class().as_str(),
+                    removed,
+                    "removed uploads left unfinished by an earlier run"
+                ),
+                Err(error) => tracing::warn!(
+                    cluster = %self.id,
+                    %error,
+                    "cannot remove unfinished uploads; verification will name them"
+                ),
+            }
+        }
+    }
+
     pub(crate) fn documents(&self) -> Arc<EncryptedStore> {
         self.keys.read().documents.clone()
     }
@@ -618,12 +641,17 @@ impl Runtimes {
             return Ok(runtime);
         }
         let made = Arc::new(ClusterRuntime::new(shared, cluster).await?);
-        let runtime = self
-            .map
-            .lock()
-            .entry(cluster.id.clone())
-            .or_insert(made)
-            .clone();
+        let runtime = {
+            let mut map = self.map.lock();
+            match map.get(&cluster.id) {
+                Some(existing) => existing.clone(),
+                None => {
+                    made.remove_leftover_uploads();
+                    map.insert(cluster.id.clone(), made.clone());
+                    made
+                }
+            }
+        };
         shared.monitor.watch(
             &cluster.id,
             &runtime.key_arn(),

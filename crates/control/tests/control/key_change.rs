@@ -160,3 +160,78 @@ async fn a_new_key_rewraps_everything_and_the_old_one_can_be_disabled() {
     );
     plane.shutdown().await;
 }
+
+/// A put cut short by a crash leaves its staging file (`<name>#<digits>`, the bytes of the
+/// message as far as they got, under the key of the day). The next start removes it, so a key
+/// change afterwards leaves nothing under the old key and verification passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_short_by_a_crash_does_not_outlive_the_next_start_or_a_key_change() {
+    let env = harness::start().await;
+    let plane = env.plane("plane").await;
+    let acme = org(&plane, "acme").await;
+    let cluster = external_cluster(&plane, &acme, "prod").await;
+    let old = env.customer_key(&cluster.role_arn).await;
+    assert!(
+        plane
+            .associate_key(&acme.id, &cluster.id, &old)
+            .await
+            .unwrap()
+            .applied
+    );
+    wait_ready(&plane, &acme.id, &cluster.id).await;
+    plane
+        .put_document(
+            &acme.id,
+            &cluster.id,
+            "reports/q1.pdf",
+            Bytes::from(vec![7u8; 200_000]),
+        )
+        .await
+        .unwrap();
+    plane.shutdown().await;
+
+    // What the crash leaves: half of a message under the old key, by its staging name.
+    let documents = env
+        .dir
+        .path()
+        .join("plane/objects")
+        .join(&cluster.id)
+        .join("documents");
+    let complete = std::fs::read(documents.join("reports/q1.pdf")).unwrap();
+    let staged = documents.join("reports/q2.pdf#17");
+    std::fs::write(&staged, &complete[..complete.len() / 2]).unwrap();
+
+    let plane = env.plane("plane").await;
+    wait_ready(&plane, &acme.id, &cluster.id).await;
+    assert!(!staged.exists(), "the start removed the unfinished upload");
+    let new = env.customer_key(&cluster.role_arn).await;
+    assert!(
+        plane
+            .associate_key(&acme.id, &cluster.id, &new)
+            .await
+            .unwrap()
+            .applied
+    );
+    wait_for(
+        "the key change to finish",
+        Duration::from_secs(30),
+        || async {
+            let c = plane.cluster(&acme.id, &cluster.id).await.unwrap();
+            c.state == ClusterState::Ready && c.key_arn.as_deref() == Some(new.as_str())
+        },
+    )
+    .await;
+    let verification = plane.verify(&acme.id, &cluster.id).await.unwrap();
+    assert!(verification.all_encrypted, "{verification:?}");
+    for class in &verification.classes {
+        assert_eq!(class.key_arns, std::slice::from_ref(&new), "{class:?}");
+    }
+    assert_eq!(
+        plane
+            .get_document(&acme.id, &cluster.id, "reports/q1.pdf")
+            .await
+            .unwrap(),
+        vec![7u8; 200_000]
+    );
+    plane.shutdown().await;
+}
