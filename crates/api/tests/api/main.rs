@@ -2,6 +2,7 @@
 //! loopback: requests go through the router with `oneshot`, as axum's testing example does.
 
 mod auth;
+mod bad_names;
 mod errors;
 mod isolation;
 mod openapi;
@@ -32,6 +33,65 @@ pub struct Answer {
 }
 
 impl Api {
+    /// A new external cluster of the token's organization, with a customer key whose policy
+    /// has the cluster's statements, associated and ready for data: its id.
+    pub async fn ready_cluster(&self, token: &str, name: &str) -> String {
+        let cluster = self.cluster(token, name).await;
+        let id = cluster["id"].as_str().unwrap().to_owned();
+        let statements = self
+            .call(
+                Method::GET,
+                &format!("/v1/clusters/{id}/key-policy"),
+                Some(token),
+                Body::empty(),
+            )
+            .await
+            .json;
+        let mut policy = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+            "Sid": "root", "Effect": "Allow",
+            "Principal": {"AWS": "arn:aws:iam::444455556666:root"},
+            "Action": "kms:*", "Resource": "*"
+        }]});
+        for s in statements["Statement"].as_array().unwrap() {
+            policy["Statement"].as_array_mut().unwrap().push(s.clone());
+        }
+        let kms = self.customer_kms().await;
+        let key = kms
+            .create_key()
+            .policy(policy.to_string())
+            .send()
+            .await
+            .unwrap();
+        let key_arn = key.key_metadata().unwrap().arn().unwrap().to_owned();
+        let answer = self
+            .call_json(
+                Method::PUT,
+                &format!("/v1/clusters/{id}/key"),
+                Some(token),
+                serde_json::json!({"key_arn": key_arn}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
+        // Ready once the documents list answers.
+        let started = std::time::Instant::now();
+        loop {
+            let list = self
+                .call(
+                    Method::GET,
+                    &format!("/v1/clusters/{id}/documents"),
+                    Some(token),
+                    Body::empty(),
+                )
+                .await;
+            if list.status == StatusCode::OK {
+                return id;
+            }
+            assert_eq!(list.json["error"]["code"], "not_ready", "{}", list.json);
+            assert!(started.elapsed().as_secs() < 60, "not ready within 60 s");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     pub async fn start() -> Api {
         Api::start_with(Limits::default()).await
     }
