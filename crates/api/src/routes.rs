@@ -53,6 +53,7 @@ pub fn router(plane: ControlPlane, admin: AdminToken, limits: Limits) -> Router 
         plane,
         admin,
         limits,
+        data_permits: Default::default(),
     }));
     let routes = Routes::default()
         .add(Method::GET, "/healthz", healthz)
@@ -171,6 +172,53 @@ impl FromRequestParts<AppState> for Org {
             ));
         }
         Ok(Org(state.0.plane.authenticate(token).await?))
+    }
+}
+
+/// The organization of a data request, holding one of its [`Limits::max_data_requests_per_org`]
+/// permits until the handler (body read included) is done.
+struct DataOrg(Organization, tokio::sync::OwnedSemaphorePermit);
+
+/// At most this many organizations have a permit map entry; idle ones are dropped past it.
+const MAX_PERMIT_ENTRIES: usize = 4096;
+
+impl FromRequestParts<AppState> for DataOrg {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<DataOrg> {
+        // Authenticated first: an unknown token never makes an entry.
+        let Org(org) = Org::from_request_parts(parts, state).await?;
+        let limit = state.0.limits.max_data_requests_per_org;
+        let semaphore = {
+            let mut map = state
+                .0
+                .data_permits
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if map.len() >= MAX_PERMIT_ENTRIES && !map.contains_key(&org.id) {
+                // Idle entries (no permit out) are held only by the map.
+                map.retain(|_, s| Arc::strong_count(s) > 1);
+            }
+            Arc::clone(
+                map.entry(org.id.clone())
+                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(limit))),
+            )
+        };
+        match semaphore.try_acquire_owned() {
+            Ok(permit) => Ok(DataOrg(org, permit)),
+            Err(_) => Err(ApiError {
+                code: "too_many_requests",
+                message: format!(
+                    "organization {} has {limit} data requests in flight, the limit \
+                     (max_data_requests_per_org); retry after the ones in flight end",
+                    org.id
+                ),
+                details: Some((
+                    "limit",
+                    serde_json::json!({"max_data_requests_per_org": limit}),
+                )),
+            }),
+        }
     }
 }
 
@@ -347,7 +395,7 @@ async fn health_check(
 }
 
 async fn list_documents(
-    Org(org): Org,
+    DataOrg(org, _permit): DataOrg,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
@@ -361,7 +409,7 @@ async fn list_documents(
 }
 
 async fn put_document(
-    Org(org): Org,
+    DataOrg(org, _permit): DataOrg,
     State(state): State<AppState>,
     Path((id, name)): Path<(String, String)>,
     body: Body,
@@ -374,7 +422,7 @@ async fn put_document(
 }
 
 async fn get_document(
-    Org(org): Org,
+    DataOrg(org, _permit): DataOrg,
     State(state): State<AppState>,
     Path((id, name)): Path<(String, String)>,
 ) -> ApiResult {
@@ -390,7 +438,7 @@ async fn get_document(
 }
 
 async fn delete_document(
-    Org(org): Org,
+    DataOrg(org, _permit): DataOrg,
     State(state): State<AppState>,
     Path((id, name)): Path<(String, String)>,
 ) -> ApiResult {
@@ -399,7 +447,7 @@ async fn delete_document(
 }
 
 async fn create_backup(
-    Org(org): Org,
+    DataOrg(org, _permit): DataOrg,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult {
@@ -422,7 +470,7 @@ async fn list_backups(
 }
 
 async fn restore_backup(
-    Org(org): Org,
+    DataOrg(org, _permit): DataOrg,
     State(state): State<AppState>,
     Path((id, backup_id)): Path<(String, String)>,
 ) -> ApiResult {

@@ -102,6 +102,7 @@ async fn bad_json_is_invalid_and_bodies_over_the_limit_are_413_with_a_json_error
     let api = Api::start_with(Limits {
         max_json_bytes: 1024,
         max_document_bytes: 4096,
+        ..Limits::default()
     })
     .await;
     let (_, token) = api.organization("acme").await;

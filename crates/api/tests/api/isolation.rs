@@ -113,55 +113,10 @@ async fn another_organization_cannot_read_overwrite_list_or_delete_a_ready_clust
     let api = Api::start().await;
     let (_, a) = api.organization("org-a").await;
     let (_, b) = api.organization("org-b").await;
-    let cluster = api.cluster(&a, "a-prod").await;
-    let id = cluster["id"].as_str().unwrap().to_owned();
-
-    // A's customer makes a key whose policy has the cluster's statements, and A associates it.
-    let statements = api
-        .call(
-            Method::GET,
-            &format!("/v1/clusters/{id}/key-policy"),
-            Some(&a),
-            Body::empty(),
-        )
-        .await
-        .json;
-    let mut policy = json!({"Version": "2012-10-17", "Statement": [{
-        "Sid": "root", "Effect": "Allow",
-        "Principal": {"AWS": "arn:aws:iam::444455556666:root"},
-        "Action": "kms:*", "Resource": "*"
-    }]});
-    for s in statements["Statement"].as_array().unwrap() {
-        policy["Statement"].as_array_mut().unwrap().push(s.clone());
-    }
-    let kms = api.customer_kms().await;
-    let key = kms
-        .create_key()
-        .policy(policy.to_string())
-        .send()
-        .await
-        .unwrap();
-    let key_arn = key.key_metadata().unwrap().arn().unwrap().to_owned();
-    let answer = api
-        .call_json(
-            Method::PUT,
-            &format!("/v1/clusters/{id}/key"),
-            Some(&a),
-            json!({"key_arn": key_arn}),
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
+    let id = api.ready_cluster(&a, "a-prod").await;
     let doc = format!("/v1/clusters/{id}/documents/ledger/2026.csv");
-    let started = std::time::Instant::now();
-    loop {
-        let put = api.call(Method::PUT, &doc, Some(&a), "a,1\nb,2\n").await;
-        if put.status == StatusCode::OK {
-            break;
-        }
-        assert_eq!(put.json["error"]["code"], "not_ready", "{}", put.json);
-        assert!(started.elapsed().as_secs() < 60, "not ready within 60 s");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let put = api.call(Method::PUT, &doc, Some(&a), "a,1\nb,2\n").await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.json);
 
     // B, with A's cluster id: every data route is not_found, whatever the document.
     for (m, body) in [("GET", ""), ("PUT", "b was here"), ("DELETE", "")] {
