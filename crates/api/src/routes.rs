@@ -29,6 +29,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/v1/openapi.json"),
     ("POST", "/v1/organizations"),
+    ("GET", "/v1/organizations/{org}/tokens"),
+    ("POST", "/v1/organizations/{org}/tokens"),
+    ("DELETE", "/v1/organizations/{org}/tokens/{token_id}"),
     ("POST", "/v1/clusters"),
     ("GET", "/v1/clusters"),
     ("GET", "/v1/clusters/{id}"),
@@ -59,6 +62,13 @@ pub fn router(plane: ControlPlane, admin: AdminToken, limits: Limits) -> Router 
         .add(Method::GET, "/healthz", healthz)
         .add(Method::GET, "/v1/openapi.json", openapi)
         .add(Method::POST, "/v1/organizations", create_organization)
+        .add(Method::GET, "/v1/organizations/{org}/tokens", list_tokens)
+        .add(Method::POST, "/v1/organizations/{org}/tokens", create_token)
+        .add(
+            Method::DELETE,
+            "/v1/organizations/{org}/tokens/{token_id}",
+            revoke_token,
+        )
         .add(Method::POST, "/v1/clusters", create_cluster)
         .add(Method::GET, "/v1/clusters", list_clusters)
         .add(Method::GET, "/v1/clusters/{id}", show_cluster)
@@ -168,7 +178,7 @@ impl FromRequestParts<AppState> for Org {
         let token = bearer(parts)?;
         if state.0.admin.matches(token) {
             return Err(ApiError::unauthenticated(
-                "the admin token only creates organizations (POST /v1/organizations); use an organization's token here",
+                "the admin token only manages organizations and their tokens (/v1/organizations); use an organization's token here",
             ));
         }
         Ok(Org(state.0.plane.authenticate(token).await?))
@@ -309,6 +319,39 @@ async fn create_organization(_: Admin, State(state): State<AppState>, body: Body
         StatusCode::CREATED,
         serde_json::json!({"organization": organization, "token": token.expose()}),
     ))
+}
+
+async fn list_tokens(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+) -> ApiResult {
+    let tokens = plane(&state).list_tokens(&org).await?;
+    Ok(json(
+        StatusCode::OK,
+        serde_json::json!({ "tokens": tokens }),
+    ))
+}
+
+async fn create_token(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+) -> ApiResult {
+    let (info, token) = plane(&state).create_token(&org).await?;
+    let mut body =
+        serde_json::to_value(info).map_err(|e| ApiError::new("internal", e.to_string()))?;
+    body["token"] = token.expose().into();
+    Ok(json(StatusCode::CREATED, body))
+}
+
+async fn revoke_token(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((org, token_id)): Path<(String, String)>,
+) -> ApiResult {
+    plane(&state).revoke_token(&org, &token_id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn create_cluster(Org(org): Org, State(state): State<AppState>, body: Body) -> ApiResult {

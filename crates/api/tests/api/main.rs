@@ -6,6 +6,7 @@ mod errors;
 mod isolation;
 mod limits;
 mod openapi;
+mod tokens;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
@@ -236,6 +237,8 @@ pub fn concrete(path: &str, cluster_id: &str) -> String {
         .replace("{*name}", "reports/q1.pdf")
         .replace("{name}", "reports/q1.pdf")
         .replace("{backup_id}", "b-0000000000000000")
+        .replace("{org}", "o-0000000000000000")
+        .replace("{token_id}", "t-0000000000000000")
 }
 
 pub fn method(name: &str) -> Method {
