@@ -30,6 +30,7 @@ pub fn status_of(code: &str) -> StatusCode {
         "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "association_failed" => StatusCode::UNPROCESSABLE_ENTITY,
         "key_inaccessible" => StatusCode::LOCKED,
+        "too_many_requests" => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -97,6 +98,13 @@ impl IntoResponse for ApiError {
             axum::Json(serde_json::json!({ "error": body })),
         )
             .into_response();
+        if self.code == "too_many_requests" {
+            // The permits free as soon as the requests in flight end.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         if self.code == "unauthenticated" {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -126,6 +134,7 @@ mod tests {
             ("internal", 500),
             ("payload_too_large", 413),
             ("method_not_allowed", 405),
+            ("too_many_requests", 429),
         ] {
             assert_eq!(status_of(code).as_u16(), status, "{code}");
         }

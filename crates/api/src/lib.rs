@@ -13,8 +13,13 @@
 //!   full. Request bodies are bounded ([`Limits`]): too large is `413 payload_too_large`.
 //! - [`embedded`]: the identities of the embedded setup (`keyward up` and tests).
 //!
+//! - Concurrency: each organization has at most [`Limits::max_data_requests_per_org`] data
+//!   requests in flight; more answer `429 too_many_requests` with `Retry-After` before anything
+//!   is read or written.
+//!
 //! What it does not do: TLS (it listens on loopback; put a TLS terminator in front to expose it),
-//! rate limiting, or any business rule — those live in the control plane.
+//! rate limiting over time (only concurrency is capped), or any business rule — those live in
+//! the control plane.
 
 #![forbid(unsafe_code)]
 
@@ -42,6 +47,10 @@ pub struct Limits {
     /// A document uploaded with `PUT /v1/clusters/{id}/documents/{name}` (held in memory while it
     /// is encrypted).
     pub max_document_bytes: usize,
+    /// Data requests (document put/get/delete/list, backup create/restore) one organization may
+    /// have in flight at once; past it the API answers `429 too_many_requests` with
+    /// `Retry-After`. Each holds its permit for the whole request, the body read included.
+    pub max_data_requests_per_org: usize,
 }
 
 impl Default for Limits {
@@ -49,6 +58,7 @@ impl Default for Limits {
         Limits {
             max_json_bytes: 64 * 1024,
             max_document_bytes: 64 * 1024 * 1024,
+            max_data_requests_per_org: 8,
         }
     }
 }
@@ -117,6 +127,12 @@ pub(crate) struct Shared {
     pub(crate) plane: keyward_control::ControlPlane,
     pub(crate) admin: AdminToken,
     pub(crate) limits: Limits,
+    /// Each organization's data-request permits. Entries are made only after a token
+    /// authenticated (so only for organizations that exist) and dropped when idle once the map
+    /// is full, so it stays bounded.
+    pub(crate) data_permits: std::sync::Mutex<
+        std::collections::HashMap<keyward_control::OrgId, Arc<tokio::sync::Semaphore>>,
+    >,
 }
 
 #[cfg(test)]

@@ -29,6 +29,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/v1/openapi.json"),
     ("POST", "/v1/organizations"),
+    ("GET", "/v1/organizations/{org}/tokens"),
+    ("POST", "/v1/organizations/{org}/tokens"),
+    ("DELETE", "/v1/organizations/{org}/tokens/{token_id}"),
     ("POST", "/v1/clusters"),
     ("GET", "/v1/clusters"),
     ("GET", "/v1/clusters/{id}"),
@@ -53,11 +56,19 @@ pub fn router(plane: ControlPlane, admin: AdminToken, limits: Limits) -> Router 
         plane,
         admin,
         limits,
+        data_permits: Default::default(),
     }));
     let routes = Routes::default()
         .add(Method::GET, "/healthz", healthz)
         .add(Method::GET, "/v1/openapi.json", openapi)
         .add(Method::POST, "/v1/organizations", create_organization)
+        .add(Method::GET, "/v1/organizations/{org}/tokens", list_tokens)
+        .add(Method::POST, "/v1/organizations/{org}/tokens", create_token)
+        .add(
+            Method::DELETE,
+            "/v1/organizations/{org}/tokens/{token_id}",
+            revoke_token,
+        )
         .add(Method::POST, "/v1/clusters", create_cluster)
         .add(Method::GET, "/v1/clusters", list_clusters)
         .add(Method::GET, "/v1/clusters/{id}", show_cluster)
@@ -167,10 +178,57 @@ impl FromRequestParts<AppState> for Org {
         let token = bearer(parts)?;
         if state.0.admin.matches(token) {
             return Err(ApiError::unauthenticated(
-                "the admin token only creates organizations (POST /v1/organizations); use an organization's token here",
+                "the admin token only manages organizations and their tokens (/v1/organizations); use an organization's token here",
             ));
         }
         Ok(Org(state.0.plane.authenticate(token).await?))
+    }
+}
+
+/// The organization of a data request, holding one of its [`Limits::max_data_requests_per_org`]
+/// permits until the handler (body read included) is done.
+struct DataOrg(Organization, tokio::sync::OwnedSemaphorePermit);
+
+/// At most this many organizations have a permit map entry; idle ones are dropped past it.
+const MAX_PERMIT_ENTRIES: usize = 4096;
+
+impl FromRequestParts<AppState> for DataOrg {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<DataOrg> {
+        // Authenticated first: an unknown token never makes an entry.
+        let Org(org) = Org::from_request_parts(parts, state).await?;
+        let limit = state.0.limits.max_data_requests_per_org;
+        let semaphore = {
+            let mut map = state
+                .0
+                .data_permits
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if map.len() >= MAX_PERMIT_ENTRIES && !map.contains_key(&org.id) {
+                // Idle entries (no permit out) are held only by the map.
+                map.retain(|_, s| Arc::strong_count(s) > 1);
+            }
+            Arc::clone(
+                map.entry(org.id.clone())
+                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(limit))),
+            )
+        };
+        match semaphore.try_acquire_owned() {
+            Ok(permit) => Ok(DataOrg(org, permit)),
+            Err(_) => Err(ApiError {
+                code: "too_many_requests",
+                message: format!(
+                    "organization {} has {limit} data requests in flight, the limit \
+                     (max_data_requests_per_org); retry after the ones in flight end",
+                    org.id
+                ),
+                details: Some((
+                    "limit",
+                    serde_json::json!({"max_data_requests_per_org": limit}),
+                )),
+            }),
+        }
     }
 }
 
@@ -263,6 +321,39 @@ async fn create_organization(_: Admin, State(state): State<AppState>, body: Body
     ))
 }
 
+async fn list_tokens(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+) -> ApiResult {
+    let tokens = plane(&state).list_tokens(&org).await?;
+    Ok(json(
+        StatusCode::OK,
+        serde_json::json!({ "tokens": tokens }),
+    ))
+}
+
+async fn create_token(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+) -> ApiResult {
+    let (info, token) = plane(&state).create_token(&org).await?;
+    let mut body =
+        serde_json::to_value(info).map_err(|e| ApiError::new("internal", e.to_string()))?;
+    body["token"] = token.expose().into();
+    Ok(json(StatusCode::CREATED, body))
+}
+
+async fn revoke_token(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((org, token_id)): Path<(String, String)>,
+) -> ApiResult {
+    plane(&state).revoke_token(&org, &token_id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 async fn create_cluster(Org(org): Org, State(state): State<AppState>, body: Body) -> ApiResult {
     let request: NewCluster = read_json(&state, body).await?;
     let cluster = plane(&state).create_cluster(&org.id, request).await?;
@@ -347,7 +438,7 @@ async fn health_check(
 }
 
 async fn list_documents(
-    Org(org): Org,
+    DataOrg(org, _permit): DataOrg,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
@@ -361,7 +452,7 @@ async fn list_documents(
 }
 
 async fn put_document(
-    Org(org): Org,
+    DataOrg(org, _permit): DataOrg,
     State(state): State<AppState>,
     Path((id, name)): Path<(String, String)>,
     body: Body,
@@ -374,7 +465,7 @@ async fn put_document(
 }
 
 async fn get_document(
-    Org(org): Org,
+    DataOrg(org, _permit): DataOrg,
     State(state): State<AppState>,
     Path((id, name)): Path<(String, String)>,
 ) -> ApiResult {
@@ -390,7 +481,7 @@ async fn get_document(
 }
 
 async fn delete_document(
-    Org(org): Org,
+    DataOrg(org, _permit): DataOrg,
     State(state): State<AppState>,
     Path((id, name)): Path<(String, String)>,
 ) -> ApiResult {
@@ -399,7 +490,7 @@ async fn delete_document(
 }
 
 async fn create_backup(
-    Org(org): Org,
+    DataOrg(org, _permit): DataOrg,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult {
@@ -422,7 +513,7 @@ async fn list_backups(
 }
 
 async fn restore_backup(
-    Org(org): Org,
+    DataOrg(org, _permit): DataOrg,
     State(state): State<AppState>,
     Path((id, backup_id)): Path<(String, String)>,
 ) -> ApiResult {

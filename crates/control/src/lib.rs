@@ -70,7 +70,7 @@ pub use health::{HealthStatus, InaccessibleReason, KeyHealth};
 pub use keyward_storage::vocab::PROBE_CONTEXT_KEY;
 pub use migrations::MIGRATIONS;
 pub use operator::{RESERVED_PREFIX, STORE_MARKER};
-pub use org::{ApiToken, OrgId, Organization, TOKEN_PREFIX};
+pub use org::{ApiToken, OrgId, Organization, TokenInfo, TOKEN_PREFIX};
 pub use plane::ControlPlane;
 pub use policy::{key_policy_statements, merge_key_policy, BASIC_ACCESS_SID, CREATE_GRANT_SID};
 pub use roles::{

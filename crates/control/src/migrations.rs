@@ -3,8 +3,15 @@
 
 use crate::db::Migration;
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "control_plane",
-    sql: include_str!("../migrations/0001_control_plane.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "control_plane",
+        sql: include_str!("../migrations/0001_control_plane.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "token_ids",
+        sql: include_str!("../migrations/0002_token_ids.sql"),
+    },
+];

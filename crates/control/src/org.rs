@@ -24,6 +24,16 @@ pub struct Organization {
     pub name: String,
 }
 
+/// What is shown of a stored token: never the secret nor its digest.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// `t-` and 16 lowercase hex digits.
+    pub id: String,
+    pub created_at_ms: i64,
+    /// The token's last four characters, to recognise it by (none for tokens made before ids).
+    pub last4: Option<String>,
+}
+
 /// A new API token, shown once. Not `Debug`, not `Clone`, not `Serialize`; wiped on drop.
 pub struct ApiToken(Zeroizing<String>);
 
@@ -39,6 +49,15 @@ impl ApiToken {
     /// The token, to hand to its owner once. The one way to read it.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// The row to store: digest, a new id, the last four characters.
+    pub(crate) fn row(&self) -> Result<crate::repo::NewTokenRow> {
+        Ok(crate::repo::NewTokenRow {
+            digest: token_digest(self.expose()),
+            id: random_id("t-")?,
+            last4: self.0[self.0.len() - 4..].to_owned(),
+        })
     }
 }
 

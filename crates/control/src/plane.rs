@@ -23,7 +23,7 @@ use crate::health::{HealthMonitor, HealthStatus, KeyHealth, MonitorConfig};
 use crate::operator::Operator;
 use crate::org::{
     check_name, digests_match, id_shape_ok, random_id, token_digest, token_shape_ok, ApiToken,
-    OrgId, Organization,
+    OrgId, Organization, TokenInfo,
 };
 use crate::repo::{NewClusterRow, Repo};
 use crate::runtime::{ClusterRuntime, Runtimes};
@@ -100,7 +100,7 @@ impl ControlPlane {
         let token = ApiToken::generate()?;
         self.shared()
             .repo
-            .insert_organization(&id, name, token_digest(token.expose()))
+            .insert_organization(&id, name, token.row()?)
             .await?;
         Ok((
             Organization {
@@ -111,15 +111,41 @@ impl ControlPlane {
         ))
     }
 
-    /// Another API token for an organization.
-    pub async fn create_token(&self, org: &OrgId) -> Result<ApiToken> {
+    /// Another API token for an organization (with its first, a rotation's first half).
+    pub async fn create_token(&self, org: &OrgId) -> Result<(TokenInfo, ApiToken)> {
         self.organization(org).await?;
         let token = ApiToken::generate()?;
-        self.shared()
-            .repo
-            .insert_token(org, token_digest(token.expose()))
-            .await?;
-        Ok(token)
+        let row = token.row()?;
+        let info = TokenInfo {
+            id: row.id.clone(),
+            last4: Some(row.last4.clone()),
+            created_at_ms: 0,
+        };
+        let created_at_ms = self.shared().repo.insert_token(org, row).await?;
+        Ok((
+            TokenInfo {
+                created_at_ms,
+                ..info
+            },
+            token,
+        ))
+    }
+
+    /// An organization's tokens (ids, creation times, last four characters).
+    pub async fn list_tokens(&self, org: &OrgId) -> Result<Vec<TokenInfo>> {
+        self.organization(org).await?;
+        self.shared().repo.tokens(org).await
+    }
+
+    /// Revokes a token at once: the next request with it is refused.
+    pub async fn revoke_token(&self, org: &OrgId, token_id: &str) -> Result<()> {
+        self.organization(org).await?;
+        if !id_shape_ok("t-", token_id) || !self.shared().repo.delete_token(org, token_id).await? {
+            return Err(Error::not_found(format!(
+                "token {token_id} of organization {org}"
+            )));
+        }
+        Ok(())
     }
 
     pub async fn organization(&self, org: &OrgId) -> Result<Organization> {

@@ -11,7 +11,7 @@ use crate::cluster::{Cluster, ClusterState, Encryption, RewrapProgress};
 use crate::db::{Db, DbError, Row, Value};
 use crate::error::{Error, Result};
 use crate::health::{HealthStatus, InaccessibleReason, KeyHealth};
-use crate::org::{OrgId, Organization};
+use crate::org::{OrgId, Organization, TokenInfo};
 
 /// The columns of `clusters` a [`Cluster`] is read from.
 const CLUSTER_COLUMNS: &str = "id, org_id, name, region, encryption, role_arn, key_arn, state, \
@@ -81,6 +81,17 @@ pub(crate) struct Repo {
     db: Db,
 }
 
+const INSERT_TOKEN: &str =
+    "INSERT INTO api_tokens (token_sha256, org_id, created_at_ms, id, last4) \
+     VALUES ($1, $2, $3, $4, $5)";
+
+/// A token to store: its digest, id and last four characters (never the token itself).
+pub(crate) struct NewTokenRow {
+    pub(crate) digest: String,
+    pub(crate) id: String,
+    pub(crate) last4: String,
+}
+
 impl Repo {
     pub(crate) fn new(db: Db) -> Repo {
         Repo { db }
@@ -93,33 +104,79 @@ impl Repo {
         &self,
         id: &str,
         name: &str,
-        token_digest: String,
+        token: NewTokenRow,
     ) -> Result<()> {
         let now = now_ms();
         self.db
             .transaction(vec![
                 (
-                    "INSERT INTO organizations (id, name, created_at_ms) VALUES ($1, $2, $3)".into(),
+                    "INSERT INTO organizations (id, name, created_at_ms) VALUES ($1, $2, $3)"
+                        .into(),
                     vec![id.into(), name.into(), now.into()],
                 ),
                 (
-                    "INSERT INTO api_tokens (token_sha256, org_id, created_at_ms) VALUES ($1, $2, $3)"
-                        .into(),
-                    vec![token_digest.into(), id.into(), now.into()],
+                    INSERT_TOKEN.into(),
+                    vec![
+                        token.digest.into(),
+                        id.into(),
+                        now.into(),
+                        token.id.into(),
+                        token.last4.into(),
+                    ],
                 ),
             ])
             .await?;
         Ok(())
     }
 
-    pub(crate) async fn insert_token(&self, org: &OrgId, token_digest: String) -> Result<()> {
+    pub(crate) async fn insert_token(&self, org: &OrgId, token: NewTokenRow) -> Result<i64> {
+        let now = now_ms();
         self.db
             .execute(
-                "INSERT INTO api_tokens (token_sha256, org_id, created_at_ms) VALUES ($1, $2, $3)",
-                &[token_digest.into(), org.into(), now_ms().into()],
+                INSERT_TOKEN,
+                &[
+                    token.digest.into(),
+                    org.into(),
+                    now.into(),
+                    token.id.into(),
+                    token.last4.into(),
+                ],
             )
             .await?;
-        Ok(())
+        Ok(now)
+    }
+
+    /// An organization's tokens, oldest first: never their digests.
+    pub(crate) async fn tokens(&self, org: &OrgId) -> Result<Vec<TokenInfo>> {
+        let rows = self
+            .db
+            .query(
+                "SELECT id, created_at_ms, last4 FROM api_tokens WHERE org_id = $1 \
+                 ORDER BY created_at_ms, id",
+                &[org.into()],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TokenInfo {
+                    id: row.text("id")?,
+                    created_at_ms: row.int("created_at_ms")?,
+                    last4: row.opt_text("last4")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes an organization's token by id: whether there was one.
+    pub(crate) async fn delete_token(&self, org: &OrgId, token_id: &str) -> Result<bool> {
+        let deleted = self
+            .db
+            .execute(
+                "DELETE FROM api_tokens WHERE org_id = $1 AND id = $2",
+                &[org.into(), token_id.into()],
+            )
+            .await?;
+        Ok(deleted > 0)
     }
 
     pub(crate) async fn organization(&self, org: &OrgId) -> Result<Option<Organization>> {
