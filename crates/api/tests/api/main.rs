@@ -208,68 +208,6 @@ impl Api {
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.json);
         answer.json
     }
-
-    /// A new external cluster of the token's organization whose key is associated (a customer
-    /// key with the cluster's policy statements) and that takes documents: its id.
-    pub async fn ready_cluster(&self, token: &str, name: &str) -> String {
-        let id = self.cluster(token, name).await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let statements = self
-            .call(
-                Method::GET,
-                &format!("/v1/clusters/{id}/key-policy"),
-                Some(token),
-                Body::empty(),
-            )
-            .await
-            .json;
-        let mut policy = serde_json::json!({"Version": "2012-10-17", "Statement": [{
-            "Sid": "root", "Effect": "Allow",
-            "Principal": {"AWS": "arn:aws:iam::444455556666:root"},
-            "Action": "kms:*", "Resource": "*"
-        }]});
-        for s in statements["Statement"].as_array().unwrap() {
-            policy["Statement"].as_array_mut().unwrap().push(s.clone());
-        }
-        let key = self
-            .customer_kms()
-            .await
-            .create_key()
-            .policy(policy.to_string())
-            .send()
-            .await
-            .unwrap();
-        let key_arn = key.key_metadata().unwrap().arn().unwrap().to_owned();
-        let answer = self
-            .call_json(
-                Method::PUT,
-                &format!("/v1/clusters/{id}/key"),
-                Some(token),
-                serde_json::json!({ "key_arn": key_arn }),
-            )
-            .await;
-        assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
-        // Ready once the cluster lists its documents.
-        let started = std::time::Instant::now();
-        loop {
-            let list = self
-                .call(
-                    Method::GET,
-                    &format!("/v1/clusters/{id}/documents"),
-                    Some(token),
-                    Body::empty(),
-                )
-                .await;
-            if list.status == StatusCode::OK {
-                return id;
-            }
-            assert_eq!(list.json["error"]["code"], "not_ready", "{}", list.json);
-            assert!(started.elapsed().as_secs() < 60, "not ready within 60 s");
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-    }
 }
 
 /// Asserts an error answer's status and code, and that it is shaped `{"error": {"code", "message"}}`.
