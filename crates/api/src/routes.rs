@@ -48,6 +48,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/clusters/{id}/backups"),
     ("POST", "/v1/clusters/{id}/backups/{backup_id}/restore"),
     ("GET", "/v1/clusters/{id}/disks"),
+    ("POST", "/v1/clusters/{id}/disk-credentials"),
 ];
 
 /// The whole API over `plane`. `admin` is the bootstrap token of `POST /v1/organizations`.
@@ -100,7 +101,12 @@ pub fn router(plane: ControlPlane, admin: AdminToken, limits: Limits) -> Router 
             "/v1/clusters/{id}/backups/{backup_id}/restore",
             restore_backup,
         )
-        .add(Method::GET, "/v1/clusters/{id}/disks", list_disks);
+        .add(Method::GET, "/v1/clusters/{id}/disks", list_disks)
+        .add(
+            Method::POST,
+            "/v1/clusters/{id}/disk-credentials",
+            disk_credentials,
+        );
     debug_assert_eq!(
         routes.served,
         ROUTES
@@ -532,4 +538,21 @@ async fn list_disks(
 ) -> ApiResult {
     let disks = plane(&state).list_disks(&org.id, &id).await?;
     Ok(json(StatusCode::OK, serde_json::json!({ "disks": disks })))
+}
+
+/// A fresh client certificate for the cluster's disks, with the CA to trust (PEM).
+async fn disk_credentials(
+    Org(org): Org,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let credentials = plane(&state).disk_credentials(&org.id, &id).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        serde_json::json!({
+            "ca_cert_pem": credentials.ca_cert_pem(),
+            "client_cert_pem": credentials.cert_pem(),
+            "client_key_pem": credentials.key_pem(),
+        }),
+    ))
 }

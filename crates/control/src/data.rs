@@ -193,6 +193,18 @@ impl ControlPlane {
         }
     }
 
+    /// Fresh client credentials for the cluster's disks (mutual TLS under the cluster's own
+    /// CA): the CA certificate, a client certificate and its private key. Served only while the
+    /// cluster's data is.
+    pub async fn disk_credentials(
+        &self,
+        org: &OrgId,
+        cluster_id: &str,
+    ) -> Result<keyward_storage::ClientCredentials> {
+        let (_, runtime) = self.serving(org, cluster_id).await?;
+        runtime.nbd_credentials(self.shared()).await
+    }
+
     /// The cluster's disks with their NBD addresses (while attached).
     pub async fn list_disks(&self, org: &OrgId, cluster_id: &str) -> Result<Vec<DiskInfo>> {
         let (_, runtime) = self.serving(org, cluster_id).await?;
@@ -213,7 +225,7 @@ impl ControlPlane {
                     size_bytes: d.size,
                     attached,
                     nbd_uri: match (attached, port) {
-                        (true, Some(port)) => Some(format!("nbd://{host}:{port}/{}", d.id)),
+                        (true, Some(port)) => Some(format!("nbds://{host}:{port}/{}", d.id)),
                         _ => None,
                     },
                 }

@@ -47,6 +47,7 @@ pub mod db;
 mod error;
 pub mod health;
 mod migrations;
+mod nbd_ca;
 mod operator;
 mod org;
 mod plane;

@@ -2,7 +2,8 @@
 //!
 //! A [`ClusterRuntime`] owns, for one cluster: the keys it writes and reads under and the ESDK
 //! client and object stores built on them; its data-key cache; its attached disks and their NBD
-//! export; and its access — the last key health and the gate the data paths pass — behind one
+//! export (mutual TLS under the cluster's own CA, whose key is kept wrapped under the cluster's
+//! key); and its access — the last key health and the gate the data paths pass — behind one
 //! lock. The code that changes them is here, as methods: [`ClusterRuntime::check_now`],
 //! [`ClusterRuntime::apply_health`], [`ClusterRuntime::renew_session`],
 //! [`ClusterRuntime::attach_disk`], [`ClusterRuntime::reattach_disks`],
@@ -17,7 +18,10 @@ use std::time::Duration;
 
 use keyward_envelope::{CacheLimits, Client as Esdk, DataKeyCache, KmsKeyring};
 use keyward_storage::vocab::StorageClass;
-use keyward_storage::{attach_volume, Attachment, AwsKms, EncryptedStore, NbdServer, ObjectClass};
+use keyward_storage::{
+    attach_volume, Attachment, AwsKms, ClientCredentials, ClusterCa, EncryptedStore, NbdConfig,
+    NbdServer, ObjectClass,
+};
 use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
 
@@ -147,6 +151,8 @@ pub(crate) struct ClusterRuntime {
     keys: RwLock<Keys>,
     access: RwLock<Access>,
     disks: tokio::sync::Mutex<Disks>,
+    /// The cluster's NBD CA, once loaded or made.
+    nbd_ca: tokio::sync::Mutex<Option<Arc<ClusterCa>>>,
     /// Serializes health transitions (detach / re-attach) and on-demand checks, so a session
     /// renewal never races another check's probe and changes apply in order.
     transition: tokio::sync::Mutex<()>,
@@ -194,6 +200,7 @@ impl ClusterRuntime {
                 gate: Gate::of(&cluster.health),
             }),
             disks: tokio::sync::Mutex::new(Disks::default()),
+            nbd_ca: tokio::sync::Mutex::new(None),
             transition: tokio::sync::Mutex::new(()),
             rewrap: tokio::sync::RwLock::new(()),
         })
@@ -405,6 +412,7 @@ impl ClusterRuntime {
                 // Gate first, so no new request starts; then the keys go.
                 self.access.write().gate = Gate::of(&health);
                 self.cache.clear();
+                *self.nbd_ca.lock().await = None;
                 let disks = self.disks.lock().await;
                 for volume in disks.list.iter().filter_map(Disk::volume) {
                     volume.detach();
@@ -506,7 +514,31 @@ impl ClusterRuntime {
             }
             self.attach(shared, &kms, disk).await?;
         }
+        // The CA key wrapped again under the key the disks are now under.
+        let ca = self.nbd_ca(shared).await?;
+        let esdk = self.keys.read().esdk.clone();
+        crate::nbd_ca::store(&shared.nbd_ca_dir(&self.id), &ca, &esdk).await?;
         self.serve_nbd(shared, &mut disks, port).await
+    }
+
+    /// The cluster's NBD CA: loaded (its key unwrapped under the cluster's key) or made and
+    /// stored the first time.
+    async fn nbd_ca(&self, shared: &Shared) -> Result<Arc<ClusterCa>> {
+        let mut slot = self.nbd_ca.lock().await;
+        if let Some(ca) = slot.as_ref() {
+            return Ok(ca.clone());
+        }
+        let esdk = self.keys.read().esdk.clone();
+        let ca = crate::nbd_ca::load_or_make(&shared.nbd_ca_dir(&self.id), &self.id, &esdk).await?;
+        Ok(slot.insert(Arc::new(ca)).clone())
+    }
+
+    /// Fresh client credentials for the cluster's NBD export, issued by its CA.
+    pub(crate) async fn nbd_credentials(&self, shared: &Shared) -> Result<ClientCredentials> {
+        self.nbd_ca(shared)
+            .await?
+            .issue_client("organization client")
+            .map_err(Error::internal)
     }
 
     /// Starts the cluster's NBD server over its attached disks on `port` (0: any free port).
@@ -533,8 +565,12 @@ impl ClusterRuntime {
             .local_addr()
             .map_err(|e| Error::Internal(format!("NBD listener: {e}")))?
             .port();
-        // Plain TCP as before, until each cluster's export is served with its own CA (TLS).
-        let server = NbdServer::new(exports, keyward_storage::NbdConfig::plain_for_tests());
+        // Mutual TLS under the cluster's CA: only its clients' certificates are accepted.
+        let ca = self.nbd_ca(shared).await?;
+        let names = [host.to_string()];
+        let identity = ca.issue_server(&names).map_err(Error::internal)?;
+        let tls = ca.server_tls(&identity).map_err(Error::internal)?;
+        let server = NbdServer::new(exports, NbdConfig::tls(tls));
         let id = self.id.clone();
         let task = tokio::spawn(async move {
             server.serve_tcp(listener).await;
@@ -549,6 +585,8 @@ impl ClusterRuntime {
     /// Stops the export and detaches the disks, retiring their grants.
     pub(crate) async fn release(&self, shared: &Shared) {
         self.cache.clear();
+        // The CA's key goes with the data keys: unwrapped again only under an accessible key.
+        *self.nbd_ca.lock().await = None;
         let node = AwsKms::new(self.kms(shared).await);
         let mut disks = self.disks.lock().await;
         disks.stop_nbd();

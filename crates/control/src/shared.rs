@@ -170,6 +170,11 @@ impl Shared {
         self.locks.lock().remove(cluster_id);
     }
 
+    /// `<data_dir>/nbd-ca/<cluster>`: the cluster's NBD CA, its key wrapped.
+    pub(crate) fn nbd_ca_dir(&self, cluster_id: &str) -> std::path::PathBuf {
+        self.config.data_dir.join("nbd-ca").join(cluster_id)
+    }
+
     /// `<data_dir>/objects`.
     pub(crate) fn objects_dir(&self) -> std::path::PathBuf {
         self.config.data_dir.join("objects")

@@ -2,7 +2,7 @@
 //! backups, and the disks' NBD addresses.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -80,8 +80,21 @@ pub struct DiskArgs {
 
 #[derive(Subcommand)]
 enum DiskCommand {
-    /// The cluster's disks, whether they are attached, and their NBD addresses.
-    List { cluster_id: String },
+    /// The cluster's disks, whether they are attached, and their NBD addresses
+    /// (`nbds://…?tls-certificates=DIR`, DIR as written by `disk credentials`).
+    List {
+        cluster_id: String,
+        /// The credentials directory to name in the addresses.
+        #[arg(long, default_value = "DIR")]
+        dir: PathBuf,
+    },
+    /// Fresh client credentials for the cluster's disks, written to DIR (made 0700):
+    /// `ca-cert.pem`, `client-cert.pem` and `client-key.pem` (0600).
+    Credentials {
+        cluster_id: String,
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 fn doc_path(cluster_id: &str, name: &str) -> String {
@@ -237,21 +250,102 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
 
 pub async fn disk(args: DiskArgs) -> anyhow::Result<()> {
     let api = ApiClient::from_args(&args.api)?;
-    let DiskCommand::List { cluster_id } = args.command;
-    let answer = api
-        .json(Method::GET, &cluster_path(&cluster_id, "/disks"), None)
-        .await?;
-    if args.api.json {
-        return print_json(&answer);
+    match args.command {
+        DiskCommand::List { cluster_id, dir } => {
+            let answer = api
+                .json(Method::GET, &cluster_path(&cluster_id, "/disks"), None)
+                .await?;
+            if args.api.json {
+                return print_json(&answer);
+            }
+            for d in answer["disks"].as_array().into_iter().flatten() {
+                let uri = match d["nbd_uri"].as_str() {
+                    Some(uri) => format!("{uri}?tls-certificates={}", dir.display()),
+                    None => "(detached)".to_owned(),
+                };
+                println!(
+                    "{}  {:<11} {:>12} bytes  {uri}",
+                    s(&d["id"]),
+                    s(&d["class"]),
+                    d["size_bytes"],
+                );
+            }
+        }
+        DiskCommand::Credentials { cluster_id, dir } => {
+            let answer = api
+                .json(
+                    Method::POST,
+                    &cluster_path(&cluster_id, "/disk-credentials"),
+                    None,
+                )
+                .await?;
+            let pem = |field: &str| {
+                answer[field]
+                    .as_str()
+                    .with_context(|| format!("the answer has no {field}"))
+            };
+            write_credentials(
+                &dir,
+                pem("ca_cert_pem")?,
+                pem("client_cert_pem")?,
+                pem("client_key_pem")?,
+            )?;
+            if args.api.json {
+                return print_json(&json!({ "dir": dir }));
+            }
+            let disks = api
+                .json(Method::GET, &cluster_path(&cluster_id, "/disks"), None)
+                .await?;
+            let dir = dir.display();
+            println!("credentials for cluster {cluster_id} written to {dir}");
+            let first = disks["disks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find_map(|d| d["nbd_uri"].as_str());
+            if let Some(uri) = first {
+                let (server, export) = uri
+                    .strip_prefix("nbds://")
+                    .and_then(|rest| rest.split_once('/'))
+                    .context("an nbds:// address")?;
+                let (host, port) = server.rsplit_once(':').context("host:port")?;
+                println!("  nbdinfo --list 'nbds://{server}/?tls-certificates={dir}'");
+                println!("  nbdinfo '{uri}?tls-certificates={dir}'");
+                println!(
+                    "  qemu-io --object tls-creds-x509,id=tls0,endpoint=client,dir={dir} \\\n      \
+                     --image-opts driver=nbd,server.type=inet,server.host={host},server.port={port},export={export},tls-creds=tls0 \\\n      \
+                     -c 'read 0 4k'"
+                );
+            }
+        }
     }
-    for d in answer["disks"].as_array().into_iter().flatten() {
-        println!(
-            "{}  {:<11} {:>12} bytes  {}",
-            s(&d["id"]),
-            s(&d["class"]),
-            d["size_bytes"],
-            d["nbd_uri"].as_str().unwrap_or("(detached)")
-        );
+    Ok(())
+}
+
+/// Writes the three PEM files the NBD clients read from a credentials directory: the
+/// directory made 0700, the key 0600 from its creation on.
+fn write_credentials(dir: &Path, ca: &str, cert: &str, key: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting {}", dir.display()))?;
+    for (name, bytes, mode) in [
+        ("ca-cert.pem", ca, 0o644),
+        ("client-cert.pem", cert, 0o644),
+        ("client-key.pem", key, 0o600),
+    ] {
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        file.write_all(bytes.as_bytes())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

@@ -15,6 +15,11 @@ pub const OBJECT_CONTEXT_KEY: &str = "keyward:object";
 /// Encryption-context key naming a volume; set by keyward to the volume id, and the one pair an
 /// attach grant is constrained to.
 pub const VOLUME_ID_CONTEXT_KEY: &str = "keyward:volume-id";
+/// Encryption-context key naming what a cluster's own secret is for (not an object or a
+/// volume): [`NBD_CA_PURPOSE`].
+pub const PURPOSE_CONTEXT_KEY: &str = "keyward:purpose";
+/// [`PURPOSE_CONTEXT_KEY`]'s value on the wrapped private key of a cluster's NBD CA.
+pub const NBD_CA_PURPOSE: &str = "nbd-ca";
 /// Encryption-context key that marks a probe's throw-away data key, so the customer can
 /// recognise keyward's probes in CloudTrail. Its value says which probe:
 /// [`HEALTH_PROBE`] or [`ASSOCIATION_PROBE`].

@@ -4,19 +4,9 @@
 use bytes::Bytes;
 use keyward_control::{ClusterState, ControlPlane};
 
-use crate::harness::{self, customer_policy, external_cluster, org, tool, wait_ready};
-
-async fn qemu_io(uri: &str, command: &str) -> std::process::Output {
-    let (uri, command) = (uri.to_owned(), command.to_owned());
-    tokio::task::spawn_blocking(move || {
-        tool("qemu-io")
-            .args(["-f", "raw", &uri, "-c", &command])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
+use crate::harness::{
+    self, creds, customer_policy, disk_credentials, external_cluster, org, qemu_io, wait_ready,
+};
 
 async fn engine_0(plane: &ControlPlane, org: &str, cluster: &str) -> String {
     // Disks are listed in the order they were made: engine-0 first.
@@ -55,7 +45,8 @@ async fn a_backup_restores_into_a_new_cluster_under_the_same_key() {
         .await
         .unwrap();
     let uri = engine_0(&plane, &acme.id, &source.id).await;
-    assert!(qemu_io(&uri, "write -P 0x6b 65536 8192")
+    let tls = disk_credentials(&plane, &acme.id, &source.id).await;
+    assert!(qemu_io(&uri, &creds(&tls), "write -P 0x6b 65536 8192")
         .await
         .status
         .success());
@@ -161,8 +152,11 @@ async fn a_backup_restores_into_a_new_cluster_under_the_same_key() {
             .all(|d| source_disks.iter().all(|s| s.id != d.id)),
         "new disk ids"
     );
+    // The new cluster has its own CA: its own credentials.
+    let restored_tls = disk_credentials(&plane, &acme.id, &restored.id).await;
     let read = qemu_io(
         &engine_0(&plane, &acme.id, &restored.id).await,
+        &creds(&restored_tls),
         "read -P 0x6b 65536 8192",
     )
     .await;

@@ -214,3 +214,58 @@ pub fn tool(name: &str) -> std::process::Command {
     );
     std::process::Command::new(name)
 }
+
+/// Client credentials for `cluster`'s disks, issued through the facade and written (as the CLI
+/// does) to a private directory: `ca-cert.pem`, `client-cert.pem`, `client-key.pem`.
+pub async fn disk_credentials(
+    plane: &ControlPlane,
+    org: &keyward_control::OrgId,
+    cluster: &str,
+) -> tempfile::TempDir {
+    let credentials = plane.disk_credentials(org, cluster).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    credentials.write_dir(&dir.path().join("tls")).unwrap();
+    dir
+}
+
+/// The credentials directory inside what [`disk_credentials`] made.
+pub fn creds(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    dir.path().join("tls")
+}
+
+/// `uri` (`nbds://host:port/export`) with libnbd's credentials query.
+pub fn nbds_uri(uri: &str, creds: &Path) -> String {
+    format!("{uri}?tls-certificates={}", creds.display())
+}
+
+/// qemu-io on the disk at `uri` (`nbds://host:port/export`) with qemu's TLS client object over
+/// the credentials in `creds`.
+pub async fn qemu_io(uri: &str, creds: &Path, command: &str) -> std::process::Output {
+    let rest = uri.strip_prefix("nbds://").expect("an nbds:// URI");
+    let (authority, export) = rest.split_once('/').expect("host:port/export");
+    let (host, port) = authority.rsplit_once(':').expect("host:port");
+    let object = format!(
+        "tls-creds-x509,id=tls0,endpoint=client,dir={}",
+        creds.display()
+    );
+    let image = format!(
+        "driver=nbd,server.type=inet,server.host={host},server.port={port},export={export},tls-creds=tls0"
+    );
+    let command = command.to_owned();
+    tokio::task::spawn_blocking(move || {
+        tool("qemu-io")
+            .args(["--object", &object, "--image-opts", &image, "-c", &command])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// nbdinfo with `args`.
+pub async fn nbdinfo(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || tool("nbdinfo").args(&args).output().unwrap())
+        .await
+        .unwrap()
+}

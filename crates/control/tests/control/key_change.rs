@@ -6,19 +6,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use keyward_control::{ClusterState, HealthStatus};
 
-use crate::harness::{self, external_cluster, org, tool, wait_for, wait_ready};
-
-async fn qemu_io(uri: &str, command: &str) -> std::process::Output {
-    let (uri, command) = (uri.to_owned(), command.to_owned());
-    tokio::task::spawn_blocking(move || {
-        tool("qemu-io")
-            .args(["-f", "raw", &uri, "-c", &command])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
+use crate::harness::{
+    self, creds, disk_credentials, external_cluster, org, qemu_io, wait_for, wait_ready,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_key_rewraps_everything_and_the_old_one_can_be_disabled() {
@@ -47,8 +37,10 @@ async fn a_new_key_rewraps_everything_and_the_old_one_can_be_disabled() {
             .unwrap();
     }
     let disks = plane.list_disks(&acme.id, &cluster.id).await.unwrap();
+    let tls = disk_credentials(&plane, &acme.id, &cluster.id).await;
     assert!(qemu_io(
         disks[2].nbd_uri.as_deref().unwrap(),
+        &creds(&tls),
         "write -P 0x42 8192 4096"
     )
     .await
@@ -137,8 +129,10 @@ async fn a_new_key_rewraps_everything_and_the_old_one_can_be_disabled() {
         .unwrap();
     let disks = plane.list_disks(&acme.id, &cluster.id).await.unwrap();
     assert!(disks.iter().all(|d| d.attached));
+    // The credentials issued under the old key: the CA outlives the key change.
     let read = qemu_io(
         disks[2].nbd_uri.as_deref().unwrap(),
+        &creds(&tls),
         "read -P 0x42 8192 4096",
     )
     .await;

@@ -12,6 +12,7 @@ mod association;
 mod backups;
 mod clusters;
 pub mod db;
+mod disk_tls;
 pub mod harness;
 pub mod health;
 mod key_change;

@@ -10,27 +10,9 @@ use keyward_control::{
 };
 
 use crate::harness::{
-    self, customer_policy, external_cluster, org, tool, wait_for, wait_health, wait_ready,
-    PROBE_INTERVAL,
+    self, creds, customer_policy, disk_credentials, external_cluster, nbdinfo, nbds_uri, org,
+    qemu_io, wait_for, wait_health, wait_ready, PROBE_INTERVAL,
 };
-
-fn run(name: &str, args: &[&str]) -> std::process::Output {
-    tool(name).args(args).output().expect("run the tool")
-}
-
-async fn qemu_io(uri: &str, command: &str) -> std::process::Output {
-    let (uri, command) = (uri.to_owned(), command.to_owned());
-    tokio::task::spawn_blocking(move || run("qemu-io", &["-f", "raw", &uri, "-c", &command]))
-        .await
-        .unwrap()
-}
-
-async fn nbdinfo(uri: &str) -> std::process::Output {
-    let uri = uri.to_owned();
-    tokio::task::spawn_blocking(move || run("nbdinfo", &[&uri]))
-        .await
-        .unwrap()
-}
 
 /// Associate a key: the four classes are provisioned under it, verification shows each
 /// encrypted under it, a document round-trips, and every disk serves data over NBD. On SQLite
@@ -123,7 +105,8 @@ async fn a_key_provisions_four_classes_that_verify_and_serve() {
             assert!(class.offenders.is_empty(), "{class:?}");
         }
 
-        // Disks: six, attached, each served over NBD.
+        // Disks: six, attached, each served over NBD (mutual TLS under the cluster's CA).
+        let tls = disk_credentials(&plane, &acme.id, &cluster.id).await;
         let disks = plane.list_disks(&acme.id, &cluster.id).await.unwrap();
         assert_eq!(disks.len(), 6);
         assert_eq!(disks.iter().filter(|d| d.class == "engine-disk").count(), 3);
@@ -132,17 +115,21 @@ async fn a_key_provisions_four_classes_that_verify_and_serve() {
             assert_eq!(disk.size_bytes, 1 << 20);
             let uri = disk.nbd_uri.as_deref().unwrap();
             assert!(
-                uri.starts_with("nbd://127.0.0.1:") && uri.ends_with(&disk.id),
+                uri.starts_with("nbds://127.0.0.1:") && uri.ends_with(&disk.id),
                 "{uri}"
             );
         }
         let uri = disks[0].nbd_uri.clone().unwrap();
-        let wrote = qemu_io(&uri, "write -P 0x5a 4096 65536").await;
+        let wrote = qemu_io(&uri, &creds(&tls), "write -P 0x5a 4096 65536").await;
         assert!(wrote.status.success(), "{wrote:?}");
-        let read = qemu_io(&uri, "read -P 0x5a 4096 65536").await;
+        let read = qemu_io(&uri, &creds(&tls), "read -P 0x5a 4096 65536").await;
         assert!(read.status.success(), "{read:?}");
         assert!(!String::from_utf8_lossy(&read.stdout).contains("verification failed"));
-        let info = nbdinfo(&disks[5].nbd_uri.clone().unwrap()).await;
+        let info = nbdinfo(&[&nbds_uri(
+            disks[5].nbd_uri.as_deref().unwrap(),
+            &creds(&tls),
+        )])
+        .await;
         assert!(info.status.success(), "{info:?}");
         assert!(String::from_utf8_lossy(&info.stdout).contains("1048576"));
 
@@ -186,9 +173,13 @@ async fn the_data_locks_when_the_key_goes_and_unlocks_when_it_comes_back() {
         .put_document(&acme.id, &cluster.id, "a.txt", Bytes::from_static(b"hello"))
         .await
         .unwrap();
+    let tls = disk_credentials(&plane, &acme.id, &cluster.id).await;
     let disks = plane.list_disks(&acme.id, &cluster.id).await.unwrap();
     let uri = disks[0].nbd_uri.clone().unwrap();
-    assert!(qemu_io(&uri, "write -P 0x11 0 4096").await.status.success());
+    assert!(qemu_io(&uri, &creds(&tls), "write -P 0x11 0 4096")
+        .await
+        .status
+        .success());
 
     env.customer
         .disable_key()
@@ -243,7 +234,7 @@ async fn the_data_locks_when_the_key_goes_and_unlocks_when_it_comes_back() {
     ] {
         assert_eq!(error.code(), "key_inaccessible", "{error}");
     }
-    let nbd = nbdinfo(&uri).await;
+    let nbd = nbdinfo(&[&nbds_uri(&uri, &creds(&tls))]).await;
     assert!(
         !nbd.status.success(),
         "a locked cluster's export takes no connection"
@@ -283,7 +274,12 @@ async fn the_data_locks_when_the_key_goes_and_unlocks_when_it_comes_back() {
     );
     let disks = plane.list_disks(&acme.id, &cluster.id).await.unwrap();
     assert!(disks.iter().all(|d| d.attached));
-    let read = qemu_io(&disks[0].nbd_uri.clone().unwrap(), "read -P 0x11 0 4096").await;
+    let read = qemu_io(
+        &disks[0].nbd_uri.clone().unwrap(),
+        &creds(&tls),
+        "read -P 0x11 0 4096",
+    )
+    .await;
     assert!(read.status.success(), "{read:?}");
     assert!(!String::from_utf8_lossy(&read.stdout).contains("verification failed"));
 
@@ -402,7 +398,11 @@ async fn a_restart_resumes_provisioning_with_nothing_half_made() {
         .nbd_uri
         .clone()
         .unwrap();
-    assert!(qemu_io(&uri, "write -P 0x77 0 4096").await.status.success());
+    let tls = disk_credentials(&second, &acme.id, &cluster.id).await;
+    assert!(qemu_io(&uri, &creds(&tls), "write -P 0x77 0 4096")
+        .await
+        .status
+        .success());
     second.shutdown().await;
 
     // And once more: a ready cluster comes back attached and serving, its data intact.
@@ -426,7 +426,8 @@ async fn a_restart_resumes_provisioning_with_nothing_half_made() {
         .nbd_uri
         .clone()
         .unwrap();
-    let read = qemu_io(&uri, "read -P 0x77 0 4096").await;
+    // The credentials issued before the restart: the cluster's CA is the same.
+    let read = qemu_io(&uri, &creds(&tls), "read -P 0x77 0 4096").await;
     assert!(
         read.status.success()
             && !String::from_utf8_lossy(&read.stdout).contains("verification failed")

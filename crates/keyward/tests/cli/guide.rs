@@ -164,10 +164,31 @@ impl Guide {
         answer["disks"].as_array().unwrap().clone()
     }
 
-    /// qemu-io against an NBD URI: (ok, output).
+    /// The credentials directory `keyward disk credentials` writes.
+    fn creds(&self) -> std::path::PathBuf {
+        self.dir.path().join("nbd-credentials")
+    }
+
+    /// qemu-io against an `nbds://host:port/export` URI with qemu's TLS client object over
+    /// [`Guide::creds`]: (ok, output).
     fn qemu_io(&self, uri: &str, commands: &[&str]) -> (bool, String) {
+        let (server, export) = uri
+            .strip_prefix("nbds://")
+            .and_then(|rest| rest.split_once('/'))
+            .expect("nbds://host:port/export");
+        let (host, port) = server.rsplit_once(':').unwrap();
         let mut command = Command::new(require_tool("qemu-io"));
-        command.args(["-f", "raw", uri]);
+        command.args([
+            "--object",
+            &format!(
+                "tls-creds-x509,id=tls0,endpoint=client,dir={}",
+                self.creds().display()
+            ),
+            "--image-opts",
+            &format!(
+                "driver=nbd,server.type=inet,server.host={host},server.port={port},export={export},tls-creds=tls0"
+            ),
+        ]);
         for c in commands {
             command.args(["-c", c]);
         }
@@ -270,7 +291,35 @@ fn the_guide_end_to_end_with_the_aws_cli_as_the_customer_and_keyward_as_the_plat
         assert_eq!(class["offenders"], json!([]), "{class:#}");
     }
 
-    // A disk serves data over NBD.
+    // A disk serves data over NBD, with client credentials of the cluster's own CA.
+    let creds = guide.creds();
+    let (ok, out, err) =
+        guide
+            .up
+            .keyward(&["disk", "credentials", &id, "--dir", creds.to_str().unwrap()]);
+    assert!(ok, "keyward disk credentials: {err}");
+    assert!(
+        out.contains("nbdinfo") && out.contains("qemu-io") && out.contains("tls-creds-x509"),
+        "the client command lines: {out}"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            |p: std::path::PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(creds.clone()), 0o700);
+        assert_eq!(mode(creds.join("client-key.pem")), 0o600);
+        assert!(creds.join("ca-cert.pem").is_file() && creds.join("client-cert.pem").is_file());
+    }
+    let (ok, listed, err) =
+        guide
+            .up
+            .keyward(&["disk", "list", &id, "--dir", creds.to_str().unwrap()]);
+    assert!(ok, "keyward disk list: {err}");
+    assert!(
+        listed.contains(&format!("?tls-certificates={}", creds.display()))
+            && listed.contains("nbds://"),
+        "{listed}"
+    );
     let disks = guide.disks();
     assert_eq!(
         disks.len(),
@@ -282,7 +331,7 @@ fn the_guide_end_to_end_with_the_aws_cli_as_the_customer_and_keyward_as_the_plat
         .expect("an attached disk")
         .to_owned();
     let mut nbdinfo = Command::new(require_tool("nbdinfo"));
-    nbdinfo.arg(&uri);
+    nbdinfo.arg(format!("{uri}?tls-certificates={}", creds.display()));
     let (status, out, err) = run_with_deadline(&mut nbdinfo, DEADLINE);
     assert!(status.success(), "nbdinfo {uri}: {err}");
     assert!(
