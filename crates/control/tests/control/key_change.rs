@@ -196,7 +196,15 @@ async fn an_upload_cut_short_by_a_crash_does_not_outlive_the_next_start_or_a_key
     std::fs::write(&staged, &complete[..complete.len() / 2]).unwrap();
 
     let plane = env.plane("plane").await;
-    wait_ready(&plane, &acme.id, &cluster.id).await;
+    // The stored state is already `ready`; the data paths open once the operator has made the
+    // cluster's runtime again, which is when leftovers go.
+    wait_for("the documents to open", Duration::from_secs(30), || async {
+        plane
+            .get_document(&acme.id, &cluster.id, "reports/q1.pdf")
+            .await
+            .is_ok()
+    })
+    .await;
     assert!(!staged.exists(), "the start removed the unfinished upload");
     let new = env.customer_key(&cluster.role_arn).await;
     assert!(
