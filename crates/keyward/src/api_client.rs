@@ -121,6 +121,37 @@ impl ApiClient {
         })
     }
 
+    /// Like [`ApiClient::from_args`], acting with the admin token: `admin_token`, else the one in
+    /// `<data-dir>/up.json`.
+    pub fn admin_from_args(
+        args: &ApiArgs,
+        admin_token: Option<String>,
+    ) -> anyhow::Result<ApiClient> {
+        let mut client = Self::from_args(args)?;
+        let token = match admin_token {
+            Some(token) => token,
+            None => {
+                let path = args.data_dir.join("up.json");
+                let up: serde_json::Value = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|text| serde_json::from_str(&text).ok())
+                    .unwrap_or_default();
+                up["admin_token"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .with_context(|| {
+                        format!(
+                            "no admin token: pass --admin-token (or set KEYWARD_ADMIN_TOKEN); \
+                             `keyward up` keeps it in {}",
+                            path.display()
+                        )
+                    })?
+            }
+        };
+        client.token = Some(token);
+        Ok(client)
+    }
+
     /// Sends one request; answers the status and body of a success, or an [`ApiFailure`].
     pub async fn send(
         &self,

@@ -15,6 +15,7 @@ mod cluster_cmd;
 mod crypt_cmd;
 mod data_cmd;
 mod kms_cmd;
+mod org_cmd;
 mod root_key_place;
 mod up_cmd;
 mod volume_cmd;
@@ -42,6 +43,8 @@ enum Command {
     Backup(data_cmd::BackupArgs),
     /// A cluster's disks and their NBD addresses, through the keyward API.
     Disk(data_cmd::DiskArgs),
+    /// Organizations' API tokens, with the admin token.
+    Org(org_cmd::OrgArgs),
     /// The embedded AWS-compatible KMS.
     #[command(subcommand)]
     Kms(kms_cmd::KmsCommand),
@@ -80,6 +83,7 @@ fn main() -> std::process::ExitCode {
             Command::Doc(args) => data_cmd::doc(args).await,
             Command::Backup(args) => data_cmd::backup(args).await,
             Command::Disk(args) => data_cmd::disk(args).await,
+            Command::Org(args) => org_cmd::run(args).await,
             Command::Kms(command) => kms_cmd::run(command).await,
             Command::Encrypt(args) => crypt_cmd::encrypt(args).await,
             Command::Decrypt(args) => crypt_cmd::decrypt(args).await,

@@ -287,6 +287,44 @@ fn up_on_a_fresh_directory_prints_and_keeps_what_a_newcomer_needs_and_restarts_t
     assert!(!status.success());
     assert!(err.contains("unauthenticated (401)"), "{err}");
 
+    // The admin manages the organization's tokens (the admin token from up.json): a new token
+    // works at once, a revoked one is refused at once, and no listing shows a secret.
+    let org_id = info["organization"]["id"].as_str().unwrap();
+    let created = up.keyward_json(&["org", "token", "create", org_id]);
+    let new_token = created["token"].as_str().unwrap().to_owned();
+    let token_id = created["id"].as_str().unwrap().to_owned();
+    let listed = up.keyward_json(&["org", "token", "list", org_id]);
+    let ids: Vec<&str> = listed["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&token_id.as_str()) && ids.len() >= 2,
+        "{listed}"
+    );
+    let listed_text = listed.to_string();
+    assert!(
+        !listed_text.contains(&new_token) && !listed_text.contains(info["token"].as_str().unwrap())
+    );
+    let (ok, out, err) = up.keyward(&["cluster", "list", "--json", "--token", &new_token]);
+    assert!(ok && out.contains(&id), "the new token works: {err}");
+    let (ok, _, err) = up.keyward(&["org", "token", "revoke", org_id, &token_id]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = up.keyward(&["cluster", "list", "--token", &new_token]);
+    assert!(!ok && err.contains("unauthenticated (401)"), "{err}");
+    // An organization's token cannot manage tokens.
+    let (ok, _, err) = up.keyward(&[
+        "org",
+        "token",
+        "list",
+        org_id,
+        "--admin-token",
+        info["token"].as_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("(401)"), "{err}");
+
     // Restart: the same credentials, tokens and state.
     up.kill();
     let up = Up::start(&data, &[]);
