@@ -5,7 +5,9 @@ use keyward_control::{
     Check, ClusterState, ControlPlane, Encryption, Error, HealthStatus, NewCluster, Outcome,
 };
 
-use crate::harness::{self, external_cluster, org, wait_ready, Env, PLATFORM};
+use crate::harness::{
+    self, external_cluster, org, ready_external_cluster, wait_ready, Env, PLATFORM,
+};
 
 fn decoded(document: &str) -> serde_json::Value {
     let text = percent_encoding::percent_decode_str(document)
@@ -287,16 +289,7 @@ async fn organizations_are_isolated() {
     let plane = env.plane("plane").await;
     let acme = org(&plane, "acme").await;
     let evil = org(&plane, "evil").await;
-    let cluster = external_cluster(&plane, &acme, "prod").await;
-    let key = env.customer_key(&cluster.role_arn).await;
-    assert!(
-        plane
-            .associate_key(&acme.id, &cluster.id, &key)
-            .await
-            .unwrap()
-            .applied
-    );
-    wait_ready(&plane, &acme.id, &cluster.id).await;
+    let (cluster, key) = ready_external_cluster(&env, &plane, &acme, "prod").await;
     plane
         .put_document(
             &acme.id,

@@ -150,6 +150,25 @@ pub async fn external_cluster(plane: &ControlPlane, org: &Organization, name: &s
         .expect("create cluster")
 }
 
+/// An external cluster of `org` whose customer key (with the cluster's statements) is
+/// associated, once ready: the cluster and the key's ARN.
+pub async fn ready_external_cluster(
+    env: &Env,
+    plane: &ControlPlane,
+    org: &Organization,
+    name: &str,
+) -> (Cluster, String) {
+    let cluster = external_cluster(plane, org, name).await;
+    let key = env.customer_key(&cluster.role_arn).await;
+    let association = plane
+        .associate_key(&org.id, &cluster.id, &key)
+        .await
+        .expect("associate");
+    assert!(association.applied, "{:?}", association.report);
+    wait_ready(plane, &org.id, &cluster.id).await;
+    (cluster, key)
+}
+
 /// Polls until `done` says yes, or panics naming `what` after `limit`.
 pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut done: F)
 where

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use keyward_control::{ClusterState, HealthStatus};
 
 use crate::harness::{
-    self, creds, disk_credentials, external_cluster, org, qemu_io, wait_for, wait_ready,
+    self, creds, disk_credentials, org, qemu_io, ready_external_cluster, wait_for,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,16 +15,7 @@ async fn a_new_key_rewraps_everything_and_the_old_one_can_be_disabled() {
     let env = harness::start().await;
     let plane = env.plane("plane").await;
     let acme = org(&plane, "acme").await;
-    let cluster = external_cluster(&plane, &acme, "prod").await;
-    let old = env.customer_key(&cluster.role_arn).await;
-    assert!(
-        plane
-            .associate_key(&acme.id, &cluster.id, &old)
-            .await
-            .unwrap()
-            .applied
-    );
-    wait_ready(&plane, &acme.id, &cluster.id).await;
+    let (cluster, old) = ready_external_cluster(&env, &plane, &acme, "prod").await;
     for i in 0..5 {
         plane
             .put_document(
@@ -163,16 +154,7 @@ async fn an_upload_cut_short_by_a_crash_does_not_outlive_the_next_start_or_a_key
     let env = harness::start().await;
     let plane = env.plane("plane").await;
     let acme = org(&plane, "acme").await;
-    let cluster = external_cluster(&plane, &acme, "prod").await;
-    let old = env.customer_key(&cluster.role_arn).await;
-    assert!(
-        plane
-            .associate_key(&acme.id, &cluster.id, &old)
-            .await
-            .unwrap()
-            .applied
-    );
-    wait_ready(&plane, &acme.id, &cluster.id).await;
+    let (cluster, _) = ready_external_cluster(&env, &plane, &acme, "prod").await;
     plane
         .put_document(
             &acme.id,
