@@ -2,12 +2,13 @@
 //! round trip (the least any validation must do) measured in the same run as the baseline.
 //!
 //! `cargo bench -p keyward-control --bench association` prints the median and p99 of each and
-//! their ratio. Validation makes four KMS calls (DescribeKey, GenerateDataKey, Decrypt, CreateGrant
-//! with DryRun), each of which the KMS writes to its trail durably before answering.
+//! their ratio. Validation makes five KMS calls (DescribeKey, GenerateDataKey, Decrypt, and two
+//! CreateGrant with DryRun: for the role, allowed; for an outsider, refused), each of which the KMS
+//! writes to its trail durably before answering. The key policy is the guide's.
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_kms::types::GrantOperation;
+use keyward_control::AssociationTarget;
 
 const CUSTOMER: &str = "111122223333";
 const CLUSTER: &str = "arn:aws:iam::444455556666:user/cluster-c1";
@@ -52,22 +53,25 @@ async fn main() {
 
     let key = customer.create_key().send().await.unwrap();
     let arn = key.key_metadata().unwrap().arn().unwrap().to_string();
+    let default = customer.get_key_policy().key_id(&arn).send().await.unwrap();
+    let policy = keyward_control::merge_key_policy(default.policy().unwrap(), CLUSTER).unwrap();
     customer
-        .create_grant()
+        .put_key_policy()
         .key_id(&arn)
-        .grantee_principal(CLUSTER)
-        .operations(GrantOperation::DescribeKey)
-        .operations(GrantOperation::GenerateDataKey)
-        .operations(GrantOperation::Decrypt)
-        .operations(GrantOperation::CreateGrant)
+        .policy(policy.to_string())
         .send()
         .await
         .unwrap();
+    let target = AssociationTarget {
+        region: "us-east-1",
+        role_arn: CLUSTER,
+        refused_account: Some("444455556666"),
+    };
 
     // Warm up connections and caches, and check the key really validates.
     for _ in 0..20 {
         assert!(
-            keyward_control::validate_key_association(&cluster, &arn, "us-east-1")
+            keyward_control::validate_key_association(&cluster, &arn, &target)
                 .await
                 .may_apply()
         );
@@ -81,7 +85,7 @@ async fn main() {
         cluster.describe_key().key_id(&arn).send().await.unwrap();
         describe.push(t.elapsed());
         let t = Instant::now();
-        let report = keyward_control::validate_key_association(&cluster, &arn, "us-east-1").await;
+        let report = keyward_control::validate_key_association(&cluster, &arn, &target).await;
         validate.push(t.elapsed());
         assert!(report.may_apply());
     }

@@ -4,17 +4,21 @@
 //! Order and dependencies: the ARN checks and the region check need no KMS call; one DescribeKey
 //! shows existence, the DescribeKey permission, spec, usage and state; then GenerateDataKey with a
 //! probe encryption context, Decrypt of that probe, and CreateGrant with `DryRun` (which answers
-//! `DryRunOperationException` when the call would be allowed). When DescribeKey is denied, the
+//! `DryRunOperationException` when the call would be allowed): once as the operator attaches a
+//! disk (must be allowed), once for a principal other than the role (must be refused, so the
+//! role cannot hand the key to anyone). An external cluster's key must be the customer's: one of
+//! the platform's own account (another cluster's internal key) or of another partition is refused
+//! before any KMS call. When DescribeKey is denied, the
 //! other permissions are still probed, so one report names every missing permission. KMS errors
 //! are classified by their AWS error code, never by their message.
 
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_kms::types::{GrantOperation, KeySpec, KeyState, KeyUsageType};
+use aws_sdk_kms::types::{GrantConstraints, GrantOperation, KeySpec, KeyState, KeyUsageType};
 use keyward_envelope::{KmsCause, KmsErrorCode, KmsFailure};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use keyward_storage::vocab::{ASSOCIATION_PROBE, PROBE_CONTEXT_KEY};
+use keyward_storage::vocab::{ASSOCIATION_PROBE, PROBE_CONTEXT_KEY, VOLUME_ID_CONTEXT_KEY};
 
 use crate::policy::{BASIC_ACCESS_SID, CREATE_GRANT_SID};
 
@@ -24,6 +28,10 @@ use crate::policy::{BASIC_ACCESS_SID, CREATE_GRANT_SID};
 pub enum Check {
     NotAlias,
     ArnFormat,
+    /// The key is in the platform's partition (`aws`, `aws-cn`, `aws-us-gov` never mix).
+    Partition,
+    /// An external cluster's key is the customer's, not one of the platform's own account.
+    CustomerAccount,
     Region,
     KeyExists,
     DescribeKeyPermission,
@@ -34,6 +42,9 @@ pub enum Check {
     GenerateDataKeyPermission,
     DecryptPermission,
     CreateGrantPermission,
+    /// The role may create grants only for itself, with only the operations disks and key
+    /// changes use: a grant for anyone else is refused by the key policy.
+    CreateGrantLimitedToRole,
 }
 
 /// Why a check failed.
@@ -42,6 +53,10 @@ pub enum Check {
 pub enum Cause {
     MalformedArn,
     AliasInsteadOfKey,
+    /// The key's partition is not the platform's.
+    WrongPartition,
+    /// The key belongs to the platform's own account (another cluster's internal key).
+    PlatformKey,
     WrongRegion,
     KeyNotFound,
     NotSymmetric,
@@ -55,6 +70,8 @@ pub enum Cause {
     KmsUnreachable(String),
     /// Decrypt answered, but not with the data key GenerateDataKey returned.
     ProbeMismatch,
+    /// The key policy lets the role create grants for other principals or operations.
+    GrantTooBroad,
     /// An AWS error code this validation does not expect at this step.
     Unexpected(String),
 }
@@ -143,6 +160,8 @@ impl AssociationReport {
 }
 
 const AFTER_ARN: &[Check] = &[
+    Check::Partition,
+    Check::CustomerAccount,
     Check::Region,
     Check::KeyExists,
     Check::DescribeKeyPermission,
@@ -153,6 +172,7 @@ const AFTER_ARN: &[Check] = &[
     Check::GenerateDataKeyPermission,
     Check::DecryptPermission,
     Check::CreateGrantPermission,
+    Check::CreateGrantLimitedToRole,
 ];
 const DESCRIBED: &[Check] = &[
     Check::SymmetricKey,
@@ -164,16 +184,46 @@ const PROBES: &[Check] = &[
     Check::GenerateDataKeyPermission,
     Check::DecryptPermission,
     Check::CreateGrantPermission,
+    Check::CreateGrantLimitedToRole,
 ];
 
-/// Runs every check of associating `key_arn` with a cluster in `cluster_region`. `kms` acts as the
-/// cluster's role and must be configured for `cluster_region`. Never fails: what goes wrong is
-/// reported, check by check; see [`AssociationReport::may_apply`].
+/// The checks of [`AFTER_ARN`] that come after `check`.
+fn after(check: Check) -> &'static [Check] {
+    let at = AFTER_ARN
+        .iter()
+        .position(|c| *c == check)
+        .map_or(0, |i| i + 1);
+    &AFTER_ARN[at..]
+}
+
+/// What a key is checked against: the cluster it is for, and the platform it runs on.
+#[derive(Debug, Clone, Copy)]
+pub struct AssociationTarget<'a> {
+    /// The cluster's region: the key must be there.
+    pub region: &'a str,
+    /// The cluster's role, whose credentials `kms` carries. Its partition is the platform's; it
+    /// is the only grantee the `CreateGrant` statement may allow.
+    pub role_arn: &'a str,
+    /// The platform's own account, whose keys an external cluster must not use; `None` for an
+    /// internal cluster, whose key the platform made there.
+    pub refused_account: Option<&'a str>,
+}
+
+/// The grantee of the probe that must be refused: a principal of the key's account that is not
+/// the cluster's role (the account itself always exists, so KMS checks the policy, not the name).
+fn outside_grantee(partition: &str, account: &str) -> String {
+    format!("arn:{partition}:iam::{account}:root")
+}
+
+/// Runs every check of associating `key_arn` with the cluster `target` describes. `kms` acts as
+/// the cluster's role and must be configured for the cluster's region. Never fails: what goes
+/// wrong is reported, check by check; see [`AssociationReport::may_apply`].
 pub async fn validate_key_association(
     kms: &aws_sdk_kms::Client,
     key_arn: &str,
-    cluster_region: &str,
+    target: &AssociationTarget<'_>,
 ) -> AssociationReport {
+    let cluster_region = target.region;
     let key_arn = key_arn.trim();
     let mut report = AssociationReport {
         key_arn: key_arn.to_string(),
@@ -207,6 +257,43 @@ pub async fn validate_key_association(
         return report;
     };
     report.pass(Check::ArnFormat);
+    let platform_partition = target.role_arn.split(':').nth(1).unwrap_or("aws");
+    if arn.partition != platform_partition {
+        report.fail(
+            Check::Partition,
+            Cause::WrongPartition,
+            format!(
+                "the key is in the {} partition, the platform in {platform_partition}",
+                arn.partition
+            ),
+            format!(
+                "Create the key in an account of the {platform_partition} partition (ARNs \
+                 arn:{platform_partition}:kms:{cluster_region}:...): a role of one partition can never \
+                 use a key of another"
+            ),
+        );
+        report.skip(after(Check::Partition), "the key is in another partition");
+        return report;
+    }
+    report.pass(Check::Partition);
+    if target.refused_account == Some(arn.account) {
+        report.fail(
+            Check::CustomerAccount,
+            Cause::PlatformKey,
+            format!(
+                "the key belongs to the platform's own account {}, not to you",
+                arn.account
+            ),
+            format!(
+                "Create a key in your own AWS account, in {cluster_region}, with the key policy \
+                 statements for this cluster's role, and paste its ARN; keys of the platform's account \
+                 are the platform's and can be deleted with the cluster they belong to"
+            ),
+        );
+        report.skip(after(Check::CustomerAccount), "the key is the platform's");
+        return report;
+    }
+    report.pass(Check::CustomerAccount);
     if arn.region != cluster_region {
         report.fail(
             Check::Region,
@@ -221,7 +308,7 @@ pub async fn validate_key_association(
             ),
         );
         report.skip(
-            &AFTER_ARN[1..],
+            after(Check::Region),
             "the key is in another region than the cluster",
         );
         return report;
@@ -265,7 +352,7 @@ pub async fn validate_key_association(
                         ),
                     );
                     report.skip(
-                        &AFTER_ARN[2..],
+                        after(Check::KeyExists),
                         "the key does not exist (or is not visible from the cluster's account)",
                     );
                     return report;
@@ -289,7 +376,7 @@ pub async fn validate_key_association(
                 _ => {
                     let (cause, fix) = classify(&failure);
                     report.fail(Check::KeyExists, cause, failure.to_string(), fix);
-                    report.skip(&AFTER_ARN[2..], "DescribeKey did not answer");
+                    report.skip(after(Check::KeyExists), "DescribeKey did not answer");
                     return report;
                 }
             }
@@ -386,36 +473,116 @@ pub async fn validate_key_association(
         }
     }
 
-    // CreateGrant with DryRun: allowed when KMS answers DryRunOperationException. The grantee is the
-    // key account's root, a principal that always exists; nothing is created.
+    // CreateGrant with DryRun, as the operator attaches a disk: for the role itself, retirable by
+    // it, Decrypt under a volume-id constraint. Allowed when KMS answers DryRunOperationException;
+    // nothing is created.
     let grant = kms
         .create_grant()
         .key_id(key_arn)
-        .grantee_principal(format!("arn:aws:iam::{}:root", arn.account))
+        .grantee_principal(target.role_arn)
+        .retiring_principal(target.role_arn)
+        .operations(GrantOperation::Decrypt)
+        .constraints(
+            GrantConstraints::builder()
+                .encryption_context_subset(VOLUME_ID_CONTEXT_KEY, ASSOCIATION_PROBE)
+                .build(),
+        )
+        .dry_run(true)
+        .send()
+        .await;
+    let allowed = match grant {
+        Err(error) if KmsFailure::from_sdk(&error).is(&KmsErrorCode::DryRunOperationException) => {
+            report.pass(Check::CreateGrantPermission);
+            true
+        }
+        Err(error) => {
+            fail_probe(
+                &mut report,
+                Check::CreateGrantPermission,
+                "kms:CreateGrant",
+                CREATE_GRANT_SID,
+                &error,
+            );
+            false
+        }
+        Ok(out) => {
+            // KMS ignored DryRun and created the grant: the permission is there; the role retires
+            // its own grant.
+            if let Some(id) = out.grant_id() {
+                let _ = kms.retire_grant().key_id(key_arn).grant_id(id).send().await;
+            }
+            report.pass(Check::CreateGrantPermission);
+            true
+        }
+    };
+    if !allowed {
+        report.skip(
+            &[Check::CreateGrantLimitedToRole],
+            "the role may not create the grants disks need, so what else it may grant is moot",
+        );
+        return report;
+    }
+
+    // The same DryRun for a principal other than the role must be refused: otherwise whoever
+    // holds the platform's credentials could leave a Decrypt grant for an outsider on the key.
+    let outside = outside_grantee(arn.partition, arn.account);
+    let broad = kms
+        .create_grant()
+        .key_id(key_arn)
+        .grantee_principal(&outside)
         .operations(GrantOperation::Decrypt)
         .dry_run(true)
         .send()
         .await;
-    match grant {
-        Err(error) if KmsFailure::from_sdk(&error).is(&KmsErrorCode::DryRunOperationException) => {
-            report.pass(Check::CreateGrantPermission)
+    match broad {
+        Err(error) if KmsFailure::from_sdk(&error).cause() == KmsCause::AccessDenied => {
+            report.pass(Check::CreateGrantLimitedToRole)
         }
-        Err(error) => fail_probe(
-            &mut report,
-            Check::CreateGrantPermission,
-            "kms:CreateGrant",
-            CREATE_GRANT_SID,
-            &error,
-        ),
-        Ok(out) => {
-            // KMS ignored DryRun and created the grant: the permission is there; take the grant back.
-            if let Some(id) = out.grant_id() {
-                let _ = kms.revoke_grant().key_id(key_arn).grant_id(id).send().await;
+        Err(error) if !KmsFailure::from_sdk(&error).is(&KmsErrorCode::DryRunOperationException) => {
+            let failure = KmsFailure::from_sdk(&error);
+            let (cause, fix) = classify(&failure);
+            report.fail(
+                Check::CreateGrantLimitedToRole,
+                cause,
+                failure.to_string(),
+                fix,
+            );
+        }
+        other => {
+            if let Ok(out) = other {
+                if let Some(id) = out.grant_id() {
+                    let _ = kms.revoke_grant().key_id(key_arn).grant_id(id).send().await;
+                }
             }
-            report.pass(Check::CreateGrantPermission)
+            report.fail(
+                Check::CreateGrantLimitedToRole,
+                Cause::GrantTooBroad,
+                format!(
+                    "the key policy lets the cluster's role create a Decrypt grant for {outside}"
+                ),
+                grant_too_broad_fix(target.role_arn),
+            );
         }
     }
     report
+}
+
+/// The exact statement that replaces an unconditioned `CreateGrant` statement.
+fn grant_too_broad_fix(role_arn: &str) -> String {
+    let statement = serde_json::json!({
+        "Sid": CREATE_GRANT_SID,
+        "Effect": "Allow",
+        "Principal": { "AWS": role_arn },
+        "Action": ["kms:CreateGrant"],
+        "Resource": "*",
+        "Condition": crate::policy::create_grant_condition(role_arn)
+    });
+    format!(
+        "Replace the key policy's CreateGrant statement for the cluster's role with this one, which \
+         lets the role create grants only for itself and only for {}, and remove any other statement \
+         that allows it kms:CreateGrant without these conditions: {statement}",
+        crate::policy::GRANT_OPERATIONS.join(", ")
+    )
 }
 
 /// Spec, usage and state from DescribeKey. Returns whether the key can be used at all.
@@ -593,6 +760,7 @@ fn is_alias(value: &str) -> bool {
 
 /// A parsed key ARN: `arn:<partition>:kms:<region>:<12-digit account>:key/<key-id>`.
 struct KeyArn<'a> {
+    partition: &'a str,
     region: &'a str,
     account: &'a str,
 }
@@ -615,7 +783,11 @@ impl<'a> KeyArn<'a> {
             && account.len() == 12
             && account.bytes().all(|b| b.is_ascii_digit())
             && is_key_id(key_id);
-        ok.then_some(KeyArn { region, account })
+        ok.then_some(KeyArn {
+            partition,
+            region,
+            account,
+        })
     }
 }
 

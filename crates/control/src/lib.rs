@@ -59,7 +59,8 @@ mod runtime;
 mod shared;
 
 pub use association::{
-    validate_key_association, AssociationReport, Cause, Check, CheckResult, Outcome,
+    validate_key_association, AssociationReport, AssociationTarget, Cause, Check, CheckResult,
+    Outcome,
 };
 pub use cluster::{
     Association, BackupInfo, ClassVerification, Cluster, ClusterState, DiskInfo, DocumentInfo,
@@ -73,7 +74,11 @@ pub use migrations::MIGRATIONS;
 pub use operator::{RESERVED_PREFIX, STORE_MARKER};
 pub use org::{ApiToken, OrgId, Organization, TokenInfo, TOKEN_PREFIX};
 pub use plane::ControlPlane;
-pub use policy::{key_policy_statements, merge_key_policy, BASIC_ACCESS_SID, CREATE_GRANT_SID};
+pub use policy::{
+    create_grant_condition, key_policy_statements, merge_key_policy, BASIC_ACCESS_SID,
+    CREATE_GRANT_SID, GRANT_OPERATIONS,
+};
 pub use roles::{
-    role_arn, role_name, role_policy, trust_policy, ROLE_PATH, ROLE_POLICY_NAME, SESSION_NAME,
+    cluster_kms, role_arn, role_name, role_policy, trust_policy, ROLE_PATH, ROLE_POLICY_NAME,
+    SESSION_NAME,
 };

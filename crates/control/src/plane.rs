@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use crate::association::validate_key_association;
+use crate::association::{validate_key_association, AssociationTarget};
 use crate::cluster::{Association, Cluster, ClusterState, Encryption, NewCluster};
 use crate::config::{check_region, sdk_config, ControlConfig};
 use crate::db::{Db, DbError};
@@ -392,7 +392,14 @@ impl ControlPlane {
                 region: &cluster.region,
             })
             .await;
-        let report = validate_key_association(&kms, key_arn, &cluster.region).await;
+        // An external cluster must not borrow a key of the platform's account (another cluster's
+        // internal key, deleted with that cluster); an internal cluster's key is made there.
+        let target = AssociationTarget {
+            region: &cluster.region,
+            role_arn: &cluster.role_arn,
+            refused_account: (!internal).then_some(shared.config.platform_account_id.as_str()),
+        };
+        let report = validate_key_association(&kms, key_arn, &target).await;
         if !report.may_apply() {
             return Ok(Association {
                 applied: false,

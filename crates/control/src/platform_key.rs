@@ -1,5 +1,12 @@
 //! The platform's own keys, for clusters with `internal` encryption: made by the operator in the
-//! platform account, their policy naming each cluster role that uses them.
+//! platform account, their policy naming the one cluster role that uses them.
+//!
+//! The policy has no "Enable IAM User Permissions" statement for the account: with one, every
+//! identity policy of the platform account would apply to the key, and each cluster role's
+//! (`kms:Decrypt` on `*`, as it must be for customer keys) would open every other cluster's
+//! internal key. Instead the operator is named for administration only (it can describe,
+//! re-policy, tag and schedule the deletion of the key, never use it for data), and the cluster's
+//! role gets the guide's two statements, `CreateGrant` conditioned as for a customer key.
 
 use std::time::Duration;
 
@@ -10,27 +17,53 @@ use crate::error::{Error, Result};
 use crate::merge_key_policy;
 use crate::shared::Shared;
 
-/// The internal key of a cluster: made by the operator in the platform account, with the
-/// account's default statement and the two statements naming the cluster's role.
+/// `Sid` of the internal key's statement for the operator.
+pub const OPERATOR_ADMIN_SID: &str = "Allow the keyward operator to administer the key";
+
+/// What the operator may do with an internal key: administration, never data. `PutKeyPolicy`
+/// keeps the policy editable by its author (AWS's lockout check asks for it).
+pub const OPERATOR_ADMIN_ACTIONS: [&str; 12] = [
+    "kms:DescribeKey",
+    "kms:GetKeyPolicy",
+    "kms:PutKeyPolicy",
+    "kms:ListGrants",
+    "kms:RevokeGrant",
+    "kms:ListResourceTags",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:EnableKey",
+    "kms:DisableKey",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+];
+
+/// The internal key's policy: the operator's administration statement and the cluster role's
+/// two statements, nothing for anyone else.
+pub fn internal_key_policy(operator_arn: &str, role_arn: &str) -> Result<serde_json::Value> {
+    let admin = serde_json::json!({
+        "Version": "2012-10-17",
+        "Id": "keyward-internal-key",
+        "Statement": [{
+            "Sid": OPERATOR_ADMIN_SID,
+            "Effect": "Allow",
+            "Principal": { "AWS": operator_arn },
+            "Action": OPERATOR_ADMIN_ACTIONS,
+            "Resource": "*"
+        }]
+    });
+    merge_key_policy(&admin.to_string(), role_arn)
+}
+
+/// The internal key of a cluster: made by the operator in the platform account, with the policy
+/// of [`internal_key_policy`].
 pub(crate) async fn create(
     shared: &Shared,
     cluster_id: &str,
     role_arn: &str,
     region: &str,
 ) -> Result<String> {
-    let account = &shared.config.platform_account_id;
-    let default = serde_json::json!({
-        "Version": "2012-10-17",
-        "Id": "key-default-1",
-        "Statement": [{
-            "Sid": "Enable IAM User Permissions",
-            "Effect": "Allow",
-            "Principal": { "AWS": format!("arn:aws:iam::{account}:root") },
-            "Action": "kms:*",
-            "Resource": "*"
-        }]
-    });
-    let policy = merge_key_policy(&default.to_string(), role_arn)?.to_string();
+    let operator_arn = shared.operator_arn().await?;
+    let policy = internal_key_policy(&operator_arn, role_arn)?.to_string();
     let kms = shared.operator_kms(Some(region));
     // A role just created may not be visible to KMS yet on AWS (IAM is eventually
     // consistent): KMS then refuses the policy; retry a few times.

@@ -11,8 +11,29 @@ pub const BASIC_ACCESS_SID: &str = "Allow keyward cluster role basic key access"
 pub const CREATE_GRANT_SID: &str =
     "Allow keyward cluster role to create grants for encrypted disks";
 
+/// The only operations the cluster's role ever puts in a grant: `Decrypt` for attaching a disk
+/// (as EBS does), `ReEncryptFrom`/`ReEncryptTo` for the short-lived grants of a key change
+/// (`keyward_envelope::rewrap`). The `CreateGrant` statement allows nothing else.
+pub const GRANT_OPERATIONS: [&str; 3] = ["Decrypt", "ReEncryptFrom", "ReEncryptTo"];
+
+/// The condition of the `CreateGrant` statement: the role may create grants only for itself
+/// (grantee and retiring principal), only with [`GRANT_OPERATIONS`]. So whoever holds the
+/// platform's credentials cannot leave a grant for an outside principal on the key, and removing
+/// the statements later leaves no grant the customer did not see coming: every grant the role
+/// made names the role, and the role's own grants die with its access.
+pub fn create_grant_condition(role_arn: &str) -> Value {
+    json!({
+        "StringEquals": {
+            "kms:GranteePrincipal": role_arn,
+            "kms:RetiringPrincipal": role_arn
+        },
+        "ForAllValues:StringEquals": { "kms:GrantOperations": GRANT_OPERATIONS }
+    })
+}
+
 /// The two statements of the guide, exactly, with `role_arn` as the principal. Returned as a JSON
-/// array of statements, to copy into the key policy's `Statement` list.
+/// array of statements, to copy into the key policy's `Statement` list. The `CreateGrant`
+/// statement is conditioned (see [`create_grant_condition`]).
 pub fn key_policy_statements(role_arn: &str) -> Value {
     json!([
         {
@@ -27,7 +48,8 @@ pub fn key_policy_statements(role_arn: &str) -> Value {
             "Effect": "Allow",
             "Principal": { "AWS": role_arn },
             "Action": ["kms:CreateGrant"],
-            "Resource": "*"
+            "Resource": "*",
+            "Condition": create_grant_condition(role_arn)
         }
     ])
 }
@@ -87,6 +109,13 @@ mod tests {
         assert_eq!(s[1]["Action"], json!(["kms:CreateGrant"]));
         assert_eq!(s[1]["Resource"], "*");
         assert_eq!(s[1]["Effect"], "Allow");
+        let condition = &s[1]["Condition"];
+        assert_eq!(condition["StringEquals"]["kms:GranteePrincipal"], ROLE);
+        assert_eq!(condition["StringEquals"]["kms:RetiringPrincipal"], ROLE);
+        assert_eq!(
+            condition["ForAllValues:StringEquals"]["kms:GrantOperations"],
+            json!(["Decrypt", "ReEncryptFrom", "ReEncryptTo"])
+        );
     }
 
     #[test]

@@ -59,6 +59,11 @@ pub fn trust_policy(operator_arn: &str, cluster_id: &str) -> serde_json::Value {
 
 /// The role's identity policy: what the guide's key-policy statements allow, plus re-wrapping and
 /// retiring the grants the cluster made.
+///
+/// `kms:CreateGrant` is deliberately not conditioned here: the lock on what the role may grant is
+/// the customer's key policy ([`crate::create_grant_condition`]), which the platform cannot edit,
+/// whereas the platform's operator can rewrite this policy. A condition here too would also hide
+/// an unconditioned key-policy statement from the association probe that refuses it.
 pub fn role_policy() -> serde_json::Value {
     json!({
         "Version": "2012-10-17",

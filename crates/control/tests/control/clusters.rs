@@ -6,7 +6,8 @@ use keyward_control::{
 };
 
 use crate::harness::{
-    self, external_cluster, org, ready_external_cluster, wait_ready, Env, PLATFORM,
+    self, external_cluster, org, ready_external_cluster, wait_ready, Env, OPERATOR_KEY,
+    OPERATOR_SECRET, PLATFORM,
 };
 
 fn decoded(document: &str) -> serde_json::Value {
@@ -226,13 +227,56 @@ async fn association_failures_apply_nothing() {
                 .await,
             Check::DecryptPermission,
         ),
+        // A key whose CreateGrant statement lacks its conditions: the role could grant anyone.
+        (
+            env.customer_key_with(&{
+                let mut policy: serde_json::Value =
+                    serde_json::from_str(&harness::customer_policy(&cluster.role_arn, true))
+                        .unwrap();
+                policy["Statement"][2]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("Condition")
+                    .expect("the guide's CreateGrant statement is conditioned");
+                policy.to_string()
+            })
+            .await,
+            Check::CreateGrantLimitedToRole,
+        ),
+        // A key of another partition: a role of `aws` can never use it.
+        (good.replace("arn:aws:", "arn:aws-cn:"), Check::Partition),
+        // Another organization's internal key, which lives in the platform's account and is
+        // deleted with that organization's cluster.
+        (
+            {
+                let globex = org(&plane, "globex").await;
+                plane
+                    .create_cluster(
+                        &globex.id,
+                        NewCluster {
+                            name: "managed".into(),
+                            region: Some("us-east-1".into()),
+                            encryption: Encryption::Internal,
+                        },
+                    )
+                    .await
+                    .unwrap()
+                    .key_arn
+                    .expect("an internal key is applied at creation")
+            },
+            Check::CustomerAccount,
+        ),
     ];
     for (key, check) in cases {
         let association = plane
             .associate_key(&acme.id, &cluster.id, &key)
             .await
             .unwrap();
-        assert!(!association.applied, "{key} was applied");
+        assert!(
+            !association.applied,
+            "{key} was applied: {:#?}",
+            association.report
+        );
         match association.report.outcome(check) {
             Some(Outcome::Failed { fix, .. }) => assert!(!fix.is_empty()),
             other => panic!("{key}: {check:?} is {other:?}"),
@@ -358,8 +402,10 @@ async fn organizations_are_isolated() {
     plane.shutdown().await;
 }
 
-/// `internal` encryption: the platform makes the key in its own account, with the default
-/// statement and the role's two, and applies it at once.
+/// `internal` encryption: the platform makes the key in its own account, with the operator's
+/// administration statement and the role's two, and applies it at once. No other principal of the
+/// platform account may use it: another cluster's role, whose identity policy allows
+/// `kms:Decrypt` on `*`, is refused by the key policy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_encryption_uses_a_platform_key() {
     let env = harness::start().await;
@@ -393,13 +439,67 @@ async fn internal_encryption_uses_a_platform_key() {
         .unwrap();
     let policy: serde_json::Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
     let statements = policy["Statement"].as_array().unwrap();
-    assert_eq!(statements.len(), 3);
-    assert_eq!(
-        statements[0]["Principal"]["AWS"],
-        format!("arn:aws:iam::{PLATFORM}:root")
-    );
-    assert_eq!(statements[1]["Principal"]["AWS"], cluster.role_arn.as_str());
+    assert_eq!(statements.len(), 3, "{policy:#}");
+    let operator = format!("arn:aws:iam::{PLATFORM}:user/keyward-operator");
+    assert_eq!(statements[0]["Principal"]["AWS"], operator.as_str());
+    let admin = statements[0]["Action"].as_array().unwrap();
+    for data_action in [
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+        "kms:ReEncryptFrom",
+        "kms:*",
+    ] {
+        assert!(!admin.contains(&data_action.into()), "{data_action}");
+    }
+    for statement in &statements[1..] {
+        assert_eq!(statement["Principal"]["AWS"], cluster.role_arn.as_str());
+    }
     wait_ready(&plane, &acme.id, &cluster.id).await;
+    // Another cluster's role in the same account, allowed kms:* on any key by its identity
+    // policy, gets nothing from this key.
+    let other = plane
+        .create_cluster(
+            &acme.id,
+            NewCluster {
+                name: "neighbour".into(),
+                region: Some("us-east-1".into()),
+                encryption: Encryption::External,
+            },
+        )
+        .await
+        .unwrap();
+    let operator_config = env
+        .server
+        .sdk_config_as(OPERATOR_KEY, OPERATOR_SECRET)
+        .await;
+    let neighbour =
+        keyward_control::cluster_kms(&operator_config, &other.role_arn, &other.id, "us-east-1")
+            .await;
+    let refused = neighbour
+        .generate_data_key()
+        .key_id(&key)
+        .number_of_bytes(32)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.as_service_error().and_then(|e| e.meta().code()),
+        Some("AccessDeniedException"),
+        "{refused:?}"
+    );
+    let own = keyward_control::cluster_kms(
+        &operator_config,
+        &cluster.role_arn,
+        &cluster.id,
+        "us-east-1",
+    )
+    .await;
+    own.generate_data_key()
+        .key_id(&key)
+        .number_of_bytes(32)
+        .send()
+        .await
+        .expect("the cluster's own role uses its key");
     // The customer cannot swap in a key of their own.
     let swap = plane
         .associate_key(&acme.id, &cluster.id, &key)

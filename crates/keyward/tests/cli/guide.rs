@@ -363,12 +363,21 @@ fn the_guide_end_to_end_with_the_aws_cli_as_the_customer_and_keyward_as_the_plat
         .keyward_json(&["backup", "restore", &id, &backup_id]);
     let restored_id = restored["id"].as_str().unwrap().to_owned();
     assert_ne!(restored_id, id);
-    // The new cluster has its own role: the customer lets it use the key too, and the platform
-    // associates the key, as for any new cluster; the backup is restored before anything else.
+    // The new cluster has its own role: the customer adds that cluster's statements to the key
+    // policy too (each role may create grants only for itself, so the first cluster's statements
+    // cannot serve the second), and the platform associates the key, as for any new cluster; the
+    // backup is restored before anything else.
     let restored_role = restored["role_arn"].as_str().unwrap().to_owned();
+    let theirs = guide
+        .up
+        .keyward_json(&["cluster", "key-policy", &restored_id]);
     let mut both = policy.clone();
-    for statement in &mut both["Statement"].as_array_mut().unwrap()[1..] {
-        statement["Principal"]["AWS"] = json!([role_arn, restored_role]);
+    for statement in theirs["Statement"].as_array().unwrap() {
+        let mut statement = statement.clone();
+        assert_eq!(statement["Principal"]["AWS"], restored_role.as_str());
+        let sid = format!("{} ({restored_id})", statement["Sid"].as_str().unwrap());
+        statement["Sid"] = json!(sid);
+        both["Statement"].as_array_mut().unwrap().push(statement);
     }
     guide.put_policy(&key1, &both);
     let association = guide
