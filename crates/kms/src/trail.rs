@@ -88,9 +88,13 @@ pub(crate) fn api_records(
         .iter()
         .map(|(account, arn)| json!({"accountId": account, "type": "AWS::KMS::Key", "ARN": arn}))
         .collect();
+    // Cross-account calls go to both accounts' trails, except those refused for want of
+    // permission: AWS logs those only in the caller's account, so a key owner never sees who was
+    // denied its key (the AWS KMS Developer Guide, "Logging AWS KMS API calls with CloudTrail").
     let mut accounts = vec![caller.identity.account_id.clone()];
+    let denied = matches!(result, Err(e) if e.code == Code::AccessDeniedException);
     for (account, _) in &cx.resources {
-        if !accounts.contains(account) {
+        if !denied && !accounts.contains(account) {
             accounts.push(account.clone());
         }
     }
