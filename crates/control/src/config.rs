@@ -32,6 +32,8 @@ pub struct ControlConfig {
     pub disk_size_bytes: u64,
     /// Where the NBD exports listen.
     pub nbd_host: IpAddr,
+    /// How long the KMS audit keeps a record (CloudTrail's 90 days by default).
+    pub audit_retention: Duration,
 }
 
 impl std::fmt::Debug for ControlConfig {
@@ -48,6 +50,7 @@ impl std::fmt::Debug for ControlConfig {
             .field("search_disks", &self.search_disks)
             .field("disk_size_bytes", &self.disk_size_bytes)
             .field("nbd_host", &self.nbd_host)
+            .field("audit_retention", &self.audit_retention)
             .finish_non_exhaustive()
     }
 }
@@ -75,6 +78,7 @@ impl ControlConfig {
             search_disks: 3,
             disk_size_bytes: 64 << 20,
             nbd_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            audit_retention: Duration::from_secs(90 * 24 * 3600),
         }
     }
 
@@ -88,6 +92,9 @@ impl ControlConfig {
         }
         if self.probe_interval.is_zero() {
             return bad("probe_interval must be positive".into());
+        }
+        if self.audit_retention.is_zero() {
+            return bad("audit_retention must be positive".into());
         }
         if self.platform_account_id.len() != 12
             || !self.platform_account_id.bytes().all(|b| b.is_ascii_digit())

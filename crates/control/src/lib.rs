@@ -40,6 +40,7 @@
 #![forbid(unsafe_code)]
 
 mod association;
+mod audit;
 mod cluster;
 mod config;
 mod data;
@@ -62,6 +63,7 @@ pub use association::{
     validate_key_association, AssociationReport, AssociationTarget, Cause, Check, CheckResult,
     Outcome,
 };
+pub use audit::{AuditQuery, AuditRecord, AuditResult, AUDIT_QUEUE, MAX_AUDIT_PAGE};
 pub use cluster::{
     Association, BackupInfo, ClassVerification, Cluster, ClusterState, DiskInfo, DocumentInfo,
     Encryption, NewCluster, RewrapProgress, Verification,

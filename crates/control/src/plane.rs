@@ -15,6 +15,7 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use crate::association::{validate_key_association, AssociationTarget};
+use crate::audit::{AuditLog, AuditQuery, AuditRecord};
 use crate::cluster::{Association, Cluster, ClusterState, Encryption, NewCluster};
 use crate::config::{check_region, sdk_config, ControlConfig};
 use crate::db::{Db, DbError};
@@ -56,7 +57,8 @@ impl ControlPlane {
             interval: config.probe_interval,
             ..MonitorConfig::default()
         });
-        let (shared, kicks) = Shared::new(config, Repo::new(db), monitor, base);
+        let audit = AuditLog::start(db.clone());
+        let (shared, kicks) = Shared::new(config, Repo::new(db), monitor, audit, base);
         let inner = Arc::new(Inner {
             shared: Arc::new(shared),
             runtimes: Arc::new(Runtimes::default()),
@@ -345,6 +347,24 @@ impl ControlPlane {
                 "the control plane stopped during the deletion: it resumes at the next start",
             )),
         }
+    }
+
+    /// The KMS requests made as the cluster's role that match `query`, newest first: allowed
+    /// and denied alike (AWS logs a denied cross-account call only in the caller's account, so
+    /// the customer's own trail never shows these).
+    pub async fn audit(
+        &self,
+        org: &OrgId,
+        cluster_id: &str,
+        query: &AuditQuery,
+    ) -> Result<Vec<AuditRecord>> {
+        self.cluster(org, cluster_id).await?;
+        self.shared().audit.query(cluster_id, query).await
+    }
+
+    /// Records the audit could not keep because its queue was full (see [`crate::AUDIT_QUEUE`]).
+    pub fn audit_dropped(&self) -> u64 {
+        self.shared().audit.dropped()
     }
 
     /// The two statements the customer adds to their key policy, with the cluster's role:

@@ -192,6 +192,17 @@ pub async fn cluster_kms(
     cluster_id: &str,
     region: &str,
 ) -> aws_sdk_kms::Client {
+    audited_cluster_kms(base, role_arn, cluster_id, region, None).await
+}
+
+/// [`cluster_kms`], every request of which `audit` records.
+pub(crate) async fn audited_cluster_kms(
+    base: &SdkConfig,
+    role_arn: &str,
+    cluster_id: &str,
+    region: &str,
+    audit: Option<crate::audit::AuditInterceptor>,
+) -> aws_sdk_kms::Client {
     let region = aws_config::Region::new(region.to_owned());
     let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
         .external_id(cluster_id)
@@ -201,11 +212,13 @@ pub async fn cluster_kms(
         .configure(base)
         .build()
         .await;
-    let config = aws_sdk_kms::config::Builder::from(base)
+    let mut config = aws_sdk_kms::config::Builder::from(base)
         .region(region)
-        .credentials_provider(provider)
-        .build();
-    aws_sdk_kms::Client::from_conf(config)
+        .credentials_provider(provider);
+    if let Some(audit) = audit {
+        config = config.interceptor(audit);
+    }
+    aws_sdk_kms::Client::from_conf(config.build())
 }
 
 #[cfg(test)]

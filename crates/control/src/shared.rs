@@ -11,6 +11,7 @@ use aws_config::SdkConfig;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, OnceCell};
 
+use crate::audit::{session_arn, AuditLog};
 use crate::config::ControlConfig;
 use crate::error::{Error, Result};
 use crate::health::HealthMonitor;
@@ -31,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) config: ControlConfig,
     pub(crate) repo: Repo,
     pub(crate) monitor: HealthMonitor,
+    /// The per-cluster KMS audit; every role session's client records into it.
+    pub(crate) audit: AuditLog,
     /// The operator's SDK configuration (its own credentials).
     pub(crate) base: SdkConfig,
     pub(crate) iam: aws_sdk_iam::Client,
@@ -53,6 +56,7 @@ impl Shared {
         config: ControlConfig,
         repo: Repo,
         monitor: HealthMonitor,
+        audit: AuditLog,
         base: SdkConfig,
     ) -> (Shared, mpsc::UnboundedReceiver<String>) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -63,6 +67,7 @@ impl Shared {
             config,
             repo,
             monitor,
+            audit,
             operator_arn: OnceCell::new(),
             sessions: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
@@ -132,8 +137,7 @@ impl Shared {
         if let Some(client) = self.sessions.lock().get(role.cluster_id) {
             return client.clone();
         }
-        let client =
-            roles::cluster_kms(&self.base, role.role_arn, role.cluster_id, role.region).await;
+        let client = self.new_session(&role).await;
         self.sessions
             .lock()
             .entry(role.cluster_id.to_owned())
@@ -143,12 +147,25 @@ impl Shared {
 
     /// A fresh session for the cluster's role (a new `AssumeRole`), replacing the cached one.
     pub(crate) async fn renew_session(&self, role: RoleOf<'_>) -> aws_sdk_kms::Client {
-        let client =
-            roles::cluster_kms(&self.base, role.role_arn, role.cluster_id, role.region).await;
+        let client = self.new_session(&role).await;
         self.sessions
             .lock()
             .insert(role.cluster_id.to_owned(), client.clone());
         client
+    }
+
+    /// A client for the role's session, audited.
+    async fn new_session(&self, role: &RoleOf<'_>) -> aws_sdk_kms::Client {
+        let principal = session_arn(role.role_arn, roles::SESSION_NAME);
+        let audit = self.audit.interceptor(role.cluster_id, principal);
+        roles::audited_cluster_kms(
+            &self.base,
+            role.role_arn,
+            role.cluster_id,
+            role.region,
+            Some(audit),
+        )
+        .await
     }
 
     /// A KMS client as the operator itself (the platform's own keys), in `region`.

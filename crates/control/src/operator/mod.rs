@@ -89,7 +89,8 @@ impl Operator {
             Arc::downgrade(runtimes),
             changes,
         ));
-        self.tasks.lock().extend([worker, consumer]);
+        let expiry = tokio::spawn(expire_audit(Arc::downgrade(shared)));
+        self.tasks.lock().extend([worker, consumer, expiry]);
         for id in shared.repo.clusters_to_resume().await? {
             shared.kick(&id);
         }
@@ -106,6 +107,27 @@ impl Operator {
         for runtime in runtimes.drain() {
             runtime.release(shared).await;
         }
+    }
+}
+
+/// Deletes the KMS audit's records past their retention, at a quarter of the retention period
+/// (at least every second, at most every hour), so the table's size stays bounded.
+async fn expire_audit(shared: Weak<Shared>) {
+    loop {
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        let retention = strong.config.audit_retention;
+        let every = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+        let before = keyward_storage::vocab::now_ms()
+            .saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+        match strong.audit.expire(before).await {
+            Ok(0) => {}
+            Ok(expired) => tracing::debug!(expired, "KMS audit records past retention deleted"),
+            Err(error) => tracing::warn!(%error, "KMS audit retention could not run"),
+        }
+        drop(strong);
+        tokio::time::sleep(every).await;
     }
 }
 

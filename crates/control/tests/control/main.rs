@@ -9,6 +9,7 @@
 //! 444455556666.
 
 mod association;
+mod audit;
 mod backups;
 mod clusters;
 pub mod db;
