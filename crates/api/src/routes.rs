@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::{Json, Router};
 use http_body_util::BodyExt;
-use keyward_control::{ControlPlane, NewCluster, Organization};
+use keyward_control::{AuditQuery, AuditResult, ControlPlane, NewCluster, Organization};
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -49,6 +49,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/clusters/{id}/backups/{backup_id}/restore"),
     ("GET", "/v1/clusters/{id}/disks"),
     ("POST", "/v1/clusters/{id}/disk-credentials"),
+    ("GET", "/v1/clusters/{id}/audit"),
 ];
 
 /// The whole API over `plane`. `admin` is the bootstrap token of `POST /v1/organizations`.
@@ -106,7 +107,8 @@ pub fn router(plane: ControlPlane, admin: AdminToken, limits: Limits) -> Router 
             Method::POST,
             "/v1/clusters/{id}/disk-credentials",
             disk_credentials,
-        );
+        )
+        .add(Method::GET, "/v1/clusters/{id}/audit", audit);
     debug_assert_eq!(
         routes.served,
         ROUTES
@@ -503,6 +505,107 @@ async fn create_backup(
     Ok(json(
         StatusCode::CREATED,
         plane(&state).create_backup(&org.id, &id).await?,
+    ))
+}
+
+/// The cluster's KMS audit: `from`/`to` (unix ms, `to` exclusive), `operation`, `result`
+/// (`success`, `error`, `unreachable`), `limit` (1 to 1000), `format` (`json`, or `cloudtrail`
+/// for a CloudTrail log file's `{"Records": [...]}`). Any other parameter is refused.
+async fn audit(
+    Org(org): Org,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let (query, cloudtrail) = audit_query(&params)?;
+    let plane = plane(&state);
+    let records = plane.audit(&org.id, &id, &query).await?;
+    let body = if cloudtrail {
+        let region = plane.cluster(&org.id, &id).await?.region;
+        let events: Vec<serde_json::Value> =
+            records.iter().map(|r| r.to_cloudtrail(&region)).collect();
+        serde_json::json!({ "Records": events })
+    } else {
+        serde_json::json!({ "records": records, "dropped": plane.audit_dropped() })
+    };
+    Ok(json(StatusCode::OK, body))
+}
+
+/// The audit query of a request's parameters, and whether CloudTrail's format is asked for.
+fn audit_query(params: &HashMap<String, String>) -> ApiResult<(AuditQuery, bool)> {
+    const KNOWN: [&str; 6] = ["from", "to", "operation", "result", "limit", "format"];
+    if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(ApiError::invalid(format!(
+            "unknown parameter {unknown:?}; the audit takes {}",
+            KNOWN.join(", ")
+        )));
+    }
+    let time = |name: &str| -> ApiResult<Option<i64>> {
+        params
+            .get(name)
+            .map(|v| {
+                v.parse::<i64>().ok().filter(|t| *t >= 0).ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "{name} must be a time in unix milliseconds, not {v:?}"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let (from_ms, to_ms) = (time("from")?, time("to")?);
+    if let (Some(from), Some(to)) = (from_ms, to_ms) {
+        if from >= to {
+            return Err(ApiError::invalid("from must be before to"));
+        }
+    }
+    let operation = params.get("operation").cloned();
+    if let Some(op) = &operation {
+        if op.is_empty() || op.len() > 64 || !op.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(ApiError::invalid(format!(
+                "operation must be a KMS operation name such as Decrypt, not {op:?}"
+            )));
+        }
+    }
+    let result = params
+        .get("result")
+        .map(|v| {
+            AuditResult::parse(v).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "result must be success, error or unreachable, not {v:?}"
+                ))
+            })
+        })
+        .transpose()?;
+    let max = keyward_control::MAX_AUDIT_PAGE;
+    let limit = params
+        .get("limit")
+        .map(|v| {
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| {
+                    ApiError::invalid(format!("limit must be from 1 to {max}, not {v:?}"))
+                })
+        })
+        .transpose()?;
+    let cloudtrail = match params.get("format").map(String::as_str) {
+        None | Some("json") => false,
+        Some("cloudtrail") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "format must be json or cloudtrail, not {other:?}"
+            )))
+        }
+    };
+    Ok((
+        AuditQuery {
+            from_ms,
+            to_ms,
+            operation,
+            result,
+            limit,
+        },
+        cloudtrail,
     ))
 }
 

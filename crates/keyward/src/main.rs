@@ -11,6 +11,7 @@
 use clap::{Parser, Subcommand};
 
 mod api_client;
+mod audit_cmd;
 mod cluster_cmd;
 mod crypt_cmd;
 mod data_cmd;
@@ -43,6 +44,8 @@ enum Command {
     Backup(data_cmd::BackupArgs),
     /// A cluster's disks and their NBD addresses, through the keyward API.
     Disk(data_cmd::DiskArgs),
+    /// A cluster's KMS requests as keyward made them, allowed and denied (or as CloudTrail events).
+    Audit(audit_cmd::AuditArgs),
     /// Organizations' API tokens, with the admin token.
     Org(org_cmd::OrgArgs),
     /// The embedded AWS-compatible KMS.
@@ -84,6 +87,7 @@ fn main() -> std::process::ExitCode {
             Command::Backup(args) => data_cmd::backup(args).await,
             Command::Disk(args) => data_cmd::disk(args).await,
             Command::Org(args) => org_cmd::run(args).await,
+            Command::Audit(args) => audit_cmd::run(args).await,
             Command::Kms(command) => kms_cmd::run(command).await,
             Command::Encrypt(args) => crypt_cmd::encrypt(args).await,
             Command::Decrypt(args) => crypt_cmd::decrypt(args).await,

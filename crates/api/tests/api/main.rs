@@ -1,6 +1,7 @@
 //! keyward-api over a real control plane and the real embedded KMS (with IAM and STS) on
 //! loopback: requests go through the router with `oneshot`, as axum's testing example does.
 
+mod audit;
 mod auth;
 mod bad_names;
 mod errors;

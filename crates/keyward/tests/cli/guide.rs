@@ -450,6 +450,45 @@ fn the_guide_end_to_end_with_the_aws_cli_as_the_customer_and_keyward_as_the_plat
     guide.put_policy(&key1, &no_decrypt);
     guide.wait_health("key-inaccessible", Some("access-denied"), since);
     guide.document_refused("reports/q1.txt", "key_inaccessible (423)");
+    // Step 4's review: the denied Decrypt is in the cluster's audit, although the customer's
+    // own trail never holds it (AWS logs a denied cross-account call only in the caller's).
+    let denied = guide.up.keyward_json(&[
+        "audit",
+        &id,
+        "--operation",
+        "Decrypt",
+        "--result",
+        "error",
+        "--since",
+        "1h",
+    ]);
+    let record = &denied["records"][0];
+    assert_eq!(record["error_code"], "AccessDeniedException", "{denied:#}");
+    assert_eq!(record["key_arn"], key1.as_str());
+    let request_id = record["request_id"].as_str().unwrap().to_owned();
+    let customer_trail = guide.up.aws(&[
+        "cloudtrail",
+        "lookup-events",
+        "--lookup-attributes",
+        "AttributeKey=EventName,AttributeValue=Decrypt",
+    ]);
+    assert!(
+        !customer_trail["Events"].as_array().unwrap().is_empty(),
+        "the customer sees the platform's allowed Decrypts"
+    );
+    assert!(!customer_trail.to_string().contains(&request_id));
+    let (ok, lines, err) = guide
+        .up
+        .keyward(&["audit", &id, "--cloudtrail", "--limit", "5"]);
+    assert!(ok, "{err}");
+    let events: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 5);
+    assert!(events
+        .iter()
+        .all(|e| e["eventSource"] == "kms.amazonaws.com"));
     let since = now_ms();
     guide.put_policy(&key1, &policy);
     guide.wait_health("healthy", None, since);
