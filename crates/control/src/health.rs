@@ -1,10 +1,20 @@
 //! Key health: whether a cluster's KMS key can still be used by the cluster's role, checked
 //! against KMS itself — the signal that makes the platform fail closed.
 //!
-//! - [`probe_key`]: one probe, as the cluster's role: `DescribeKey` (the key's state), then a
-//!   `GenerateDataKey` + `Decrypt` round trip under the probe context (`keyward:cluster` = the
-//!   cluster id, `keyward:probe` = `key-health`, from `keyward_storage::vocab`). A key can be `Enabled` while
-//!   the role has lost `kms:Decrypt`, so the state alone is not enough.
+//! - [`probe_key`]: one full probe, as the cluster's role: `DescribeKey` (the key's state), then
+//!   a `GenerateDataKey` + `Decrypt` round trip under the probe context (`keyward:cluster` = the
+//!   cluster id, `keyward:probe` = `key-health`, from `keyward_storage::vocab`). A key can be
+//!   `Enabled` while the role has lost `kms:Decrypt`, so the state alone is not enough.
+//! - The monitor's periodic probe is cheaper: **one `Decrypt`** of the ciphertext the last full
+//!   probe made. That single request fails on each revocation the monitor exists for — a
+//!   disabled key (`DisabledException`), one pending deletion (`KMSInvalidStateException`), a
+//!   deleted one (`NotFoundException`), `kms:Decrypt` taken from the role (`AccessDeniedException`)
+//!   — and succeeds across rotations (KMS keeps every version of the material). Only when it
+//!   fails does a full probe run, to name the cause (and the deletion date). A full probe also
+//!   runs first for every watched key and on [`HealthMonitor::check_now`], which data paths call
+//!   after a KMS error: losing `kms:GenerateDataKey` alone is seen there. Each probe request is
+//!   billed to the customer's account; at the default 10 s interval a healthy cluster costs
+//!   259,200 requests a month instead of 777,600.
 //! - [`classify_kms_error`]: what an error seen on a data path (Decrypt, GenerateDataKey, a
 //!   volume attach) says about the key, so the data path can ask for an immediate probe
 //!   ([`HealthMonitor::check_now`]) and refuse service at once.
@@ -246,6 +256,16 @@ fn inaccessible_message(
 /// `Decrypt` round trip under the probe context proves the role may still use the key; a
 /// refusal there is classified like a data path's error. The probe's data key is zeroized.
 pub async fn probe_key(kms: &aws_sdk_kms::Client, key_arn: &str, cluster_id: &str) -> KeyHealth {
+    full_probe(kms, key_arn, cluster_id).await.0
+}
+
+/// [`probe_key`], and when healthy the probe's ciphertext, for the cheap probes that follow.
+async fn full_probe(
+    kms: &aws_sdk_kms::Client,
+    key_arn: &str,
+    cluster_id: &str,
+) -> (KeyHealth, Option<aws_sdk_kms::primitives::Blob>) {
+    let health = |h: KeyHealth| (h, None);
     let inaccessible = |reason: InaccessibleReason, detail: &str| {
         KeyHealth::inaccessible(
             reason,
@@ -266,13 +286,13 @@ pub async fn probe_key(kms: &aws_sdk_kms::Client, key_arn: &str, cluster_id: &st
         Ok(out) => match out.key_metadata {
             Some(m) => m,
             None => {
-                return inaccessible(
+                return health(inaccessible(
                     InaccessibleReason::KmsUnreachable,
                     "DescribeKey answered without KeyMetadata",
-                )
+                ))
             }
         },
-        Err(error) => return from_failure(KmsFailure::from_sdk(&error)),
+        Err(error) => return health(from_failure(KmsFailure::from_sdk(&error))),
     };
     match metadata.key_state() {
         Some(KeyState::Enabled) => {}
@@ -285,22 +305,22 @@ pub async fn probe_key(kms: &aws_sdk_kms::Client, key_arn: &str, cluster_id: &st
                 })
                 .map(|d| format!("deletion date {d}"))
                 .unwrap_or_default();
-            return inaccessible(InaccessibleReason::PendingDeletion, &when);
+            return health(inaccessible(InaccessibleReason::PendingDeletion, &when));
         }
-        Some(KeyState::Disabled) => return inaccessible(InaccessibleReason::Disabled, ""),
+        Some(KeyState::Disabled) => return health(inaccessible(InaccessibleReason::Disabled, "")),
         Some(other) => {
             // PendingImport, Unavailable, Creating, Updating: unusable, and enabling (or
             // importing material) is the customer's way out.
-            return inaccessible(
+            return health(inaccessible(
                 InaccessibleReason::Disabled,
                 &format!("key state {}", other.as_str()),
-            );
+            ));
         }
         None => {
-            return inaccessible(
+            return health(inaccessible(
                 InaccessibleReason::KmsUnreachable,
                 "DescribeKey answered without a KeyState",
-            )
+            ))
         }
     }
 
@@ -314,7 +334,7 @@ pub async fn probe_key(kms: &aws_sdk_kms::Client, key_arn: &str, cluster_id: &st
         .await;
     let generated = match generated {
         Ok(out) => out,
-        Err(error) => return from_failure(KmsFailure::from_sdk(&error)),
+        Err(error) => return health(from_failure(KmsFailure::from_sdk(&error))),
     };
     let plaintext = Zeroizing::new(
         generated
@@ -323,10 +343,10 @@ pub async fn probe_key(kms: &aws_sdk_kms::Client, key_arn: &str, cluster_id: &st
             .unwrap_or_default(),
     );
     let Some(blob) = generated.ciphertext_blob() else {
-        return inaccessible(
+        return health(inaccessible(
             InaccessibleReason::KmsUnreachable,
             "GenerateDataKey answered without a CiphertextBlob",
-        );
+        ));
     };
     let decrypted = kms
         .decrypt()
@@ -346,17 +366,38 @@ pub async fn probe_key(kms: &aws_sdk_kms::Client, key_arn: &str, cluster_id: &st
             let same = plaintext.len() == 32
                 && aws_lc_rs::constant_time::verify_slices_are_equal(&plaintext, &back).is_ok();
             if same {
-                KeyHealth::healthy(key_arn)
+                (KeyHealth::healthy(key_arn), Some(blob.clone()))
             } else {
-                inaccessible(
+                health(inaccessible(
                     InaccessibleReason::KmsUnreachable,
                     "Decrypt returned another data key than GenerateDataKey: the endpoint is \
                      not behaving as KMS",
-                )
+                ))
             }
         }
-        Err(error) => from_failure(KmsFailure::from_sdk(&error)),
+        Err(error) => health(from_failure(KmsFailure::from_sdk(&error))),
     }
+}
+
+/// The periodic probe of a key last seen healthy: one `Decrypt` of `blob` (made by a full probe
+/// under the probe context). `true` when KMS decrypted it with `key_arn`; anything else asks for
+/// a full probe.
+async fn quick_probe(
+    kms: &aws_sdk_kms::Client,
+    key_arn: &str,
+    cluster_id: &str,
+    blob: &aws_sdk_kms::primitives::Blob,
+) -> bool {
+    let decrypted = kms
+        .decrypt()
+        .key_id(key_arn)
+        .ciphertext_blob(blob.clone())
+        .encryption_context(CLUSTER_CONTEXT_KEY, cluster_id)
+        .encryption_context(PROBE_CONTEXT_KEY, HEALTH_PROBE)
+        .send()
+        .await;
+    // The data key itself is dropped (zeroized) at once: only the answer's key id matters.
+    matches!(decrypted, Ok(out) if out.key_id() == Some(key_arn) && out.plaintext().is_some_and(|p| p.as_ref().len() == 32))
 }
 
 /// [`probe_key`], then [`settle`] against the health known before.
@@ -491,6 +532,8 @@ struct Watched {
     generation: u64,
     /// Serializes the probes of this cluster.
     probing: Arc<tokio::sync::Mutex<()>>,
+    /// The ciphertext of the last healthy full probe: the periodic probe decrypts it.
+    probe_blob: Option<aws_sdk_kms::primitives::Blob>,
 }
 
 /// A change of a cluster's key health, as sent on the monitor's channel.
@@ -592,6 +635,7 @@ impl HealthMonitor {
                 health: initial.unwrap_or_else(KeyHealth::unknown),
                 generation,
                 probing,
+                probe_blob: None,
             },
         );
     }
@@ -628,7 +672,7 @@ impl HealthMonitor {
     /// channel like a periodic probe does, and returns the health. `None` when the cluster is
     /// not watched. A deleted key is not probed again.
     pub async fn check_now(&self, cluster_id: &str) -> Option<KeyHealth> {
-        probe_cluster(&self.inner, cluster_id).await
+        probe_cluster(&self.inner, cluster_id, Probe::Full).await
     }
 
     /// Stops the probe loop; `check_now` keeps working.
@@ -665,7 +709,7 @@ async fn run(
             futures::stream::iter(clusters).for_each_concurrent(config.concurrency, |cluster_id| {
                 let inner = inner.clone();
                 async move {
-                    probe_cluster(&inner, &cluster_id).await;
+                    probe_cluster(&inner, &cluster_id, Probe::Periodic).await;
                 }
             });
         tokio::select! {
@@ -675,10 +719,19 @@ async fn run(
     }
 }
 
-async fn probe_cluster(inner: &MonitorInner, cluster_id: &str) -> Option<KeyHealth> {
+/// Which probe a cluster gets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// The round's: one `Decrypt` when the key was healthy and a probe ciphertext is kept.
+    Periodic,
+    /// Asked for (a data path saw a KMS error): every check.
+    Full,
+}
+
+async fn probe_cluster(inner: &MonitorInner, cluster_id: &str, probe: Probe) -> Option<KeyHealth> {
     let probing = inner.watched.lock().get(cluster_id)?.probing.clone();
     let _one_at_a_time = probing.lock().await;
-    let (key_arn, kms, generation, previous) = {
+    let (key_arn, kms, generation, previous, blob) = {
         let watched = inner.watched.lock();
         let w = watched.get(cluster_id)?;
         (
@@ -686,6 +739,7 @@ async fn probe_cluster(inner: &MonitorInner, cluster_id: &str) -> Option<KeyHeal
             w.kms.clone(),
             w.generation,
             w.health.clone(),
+            w.probe_blob.clone(),
         )
     };
     if previous.status == HealthStatus::KeyDeleted {
@@ -694,13 +748,25 @@ async fn probe_cluster(inner: &MonitorInner, cluster_id: &str) -> Option<KeyHeal
     inner
         .probes
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let current = probe_key_since(&kms, &key_arn, cluster_id, &previous).await;
+    let quick = match (&blob, probe) {
+        (Some(blob), Probe::Periodic) if previous.status == HealthStatus::Healthy => {
+            quick_probe(&kms, &key_arn, cluster_id, blob).await
+        }
+        _ => false,
+    };
+    let (current, blob) = if quick {
+        (KeyHealth::healthy(&key_arn), blob)
+    } else {
+        let (probed, blob) = full_probe(&kms, &key_arn, cluster_id).await;
+        (settle(&previous, probed, &key_arn), blob)
+    };
     let mut watched = inner.watched.lock();
     let w = watched.get_mut(cluster_id)?;
     if w.generation != generation {
         // Re-watched with another key (or removed and added) meanwhile: this result is stale.
         return Some(w.health.clone());
     }
+    w.probe_blob = blob;
     w.health = current.clone();
     if !previous.same_state(&current) {
         let _ = inner.changes.send(HealthChange {

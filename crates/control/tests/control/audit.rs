@@ -195,3 +195,67 @@ async fn records_past_retention_are_deleted() {
     .await;
     plane.shutdown().await;
 }
+
+/// The periodic probe of a healthy key is one `Decrypt` (the audit counts every request), and
+/// that one request still sees revocation within an interval: here `kms:Decrypt` taken away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_key_costs_one_kms_request_per_probe_and_revocation_is_still_seen() {
+    let env = harness::start().await;
+    let plane = env.plane("plane").await;
+    let acme = org(&plane, "acme").await;
+    let (cluster, key) = ready_external_cluster(&env, &plane, &acme, "prod").await;
+    let is_health_probe = |r: &keyward_control::AuditRecord| {
+        r.probe
+            && r.encryption_context
+                .as_ref()
+                .is_some_and(|c| c["keyward:probe"] == "key-health")
+    };
+    // Let the first full probe pass, then watch a few rounds.
+    tokio::time::sleep(harness::PROBE_INTERVAL * 2).await;
+    let start = keyward_storage::vocab::now_ms();
+    tokio::time::sleep(harness::PROBE_INTERVAL * 4).await;
+    let window = plane
+        .audit(
+            &acme.id,
+            &cluster.id,
+            &AuditQuery {
+                from_ms: Some(start),
+                ..AuditQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    let probes: Vec<_> = window.iter().filter(|r| is_health_probe(r)).collect();
+    assert!(probes.len() >= 2, "{window:#?}");
+    assert!(
+        probes
+            .iter()
+            .all(|r| r.operation == "Decrypt" && r.result == AuditResult::Success),
+        "a healthy key's probe is one Decrypt: {probes:#?}"
+    );
+
+    // Decrypt taken away: the next periodic probe fails and names the cause.
+    let since = keyward_storage::vocab::now_ms();
+    env.customer
+        .put_key_policy()
+        .key_id(&key)
+        .policy(harness::customer_policy(&cluster.role_arn, false))
+        .send()
+        .await
+        .unwrap();
+    harness::wait_for(
+        "the periodic probe to see the revocation",
+        harness::PROBE_INTERVAL * 2 + std::time::Duration::from_secs(1),
+        || async {
+            let c = plane.cluster(&acme.id, &cluster.id).await.unwrap();
+            c.health.status == HealthStatus::KeyInaccessible && c.health.checked_at_ms >= since
+        },
+    )
+    .await;
+    let health = plane.cluster(&acme.id, &cluster.id).await.unwrap().health;
+    assert_eq!(
+        health.reason,
+        Some(keyward_control::InaccessibleReason::AccessDenied)
+    );
+    plane.shutdown().await;
+}
