@@ -348,15 +348,7 @@ async fn full_probe(
             "GenerateDataKey answered without a CiphertextBlob",
         ));
     };
-    let decrypted = kms
-        .decrypt()
-        .key_id(key_arn)
-        .ciphertext_blob(blob.clone())
-        .encryption_context(CLUSTER_CONTEXT_KEY, cluster_id)
-        .encryption_context(PROBE_CONTEXT_KEY, HEALTH_PROBE)
-        .send()
-        .await;
-    match decrypted {
+    match probe_decrypt(kms, key_arn, cluster_id, blob).await {
         Ok(out) => {
             let back = Zeroizing::new(
                 out.plaintext()
@@ -379,6 +371,25 @@ async fn full_probe(
     }
 }
 
+/// `Decrypt` of a probe ciphertext under the probe context.
+async fn probe_decrypt(
+    kms: &aws_sdk_kms::Client,
+    key_arn: &str,
+    cluster_id: &str,
+    blob: &aws_sdk_kms::primitives::Blob,
+) -> Result<
+    aws_sdk_kms::operation::decrypt::DecryptOutput,
+    SdkError<aws_sdk_kms::operation::decrypt::DecryptError>,
+> {
+    kms.decrypt()
+        .key_id(key_arn)
+        .ciphertext_blob(blob.clone())
+        .encryption_context(CLUSTER_CONTEXT_KEY, cluster_id)
+        .encryption_context(PROBE_CONTEXT_KEY, HEALTH_PROBE)
+        .send()
+        .await
+}
+
 /// The periodic probe of a key last seen healthy: one `Decrypt` of `blob` (made by a full probe
 /// under the probe context). `true` when KMS decrypted it with `key_arn`; anything else asks for
 /// a full probe.
@@ -388,14 +399,7 @@ async fn quick_probe(
     cluster_id: &str,
     blob: &aws_sdk_kms::primitives::Blob,
 ) -> bool {
-    let decrypted = kms
-        .decrypt()
-        .key_id(key_arn)
-        .ciphertext_blob(blob.clone())
-        .encryption_context(CLUSTER_CONTEXT_KEY, cluster_id)
-        .encryption_context(PROBE_CONTEXT_KEY, HEALTH_PROBE)
-        .send()
-        .await;
+    let decrypted = probe_decrypt(kms, key_arn, cluster_id, blob).await;
     // The data key itself is dropped (zeroized) at once: only the answer's key id matters.
     matches!(decrypted, Ok(out) if out.key_id() == Some(key_arn) && out.plaintext().is_some_and(|p| p.as_ref().len() == 32))
 }
