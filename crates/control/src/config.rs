@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 
+use crate::clock::Clock;
 use crate::error::{Error, Result};
+
+/// How long the backups of a deleted cluster are kept by default: 30 days.
+pub const DEFAULT_BACKUP_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 
 /// How the control plane is set up. Build it with [`ControlConfig::embedded`] and change fields.
 pub struct ControlConfig {
@@ -32,6 +36,11 @@ pub struct ControlConfig {
     pub disk_size_bytes: u64,
     /// Where the NBD exports listen.
     pub nbd_host: IpAddr,
+    /// How long the backups of a deleted cluster are kept (listed and restorable by its
+    /// organization) before the operator deletes them; zero deletes them with the cluster.
+    pub backup_retention: Duration,
+    /// The clock retention runs on (the wall clock unless a test moves it).
+    pub clock: Clock,
 }
 
 impl std::fmt::Debug for ControlConfig {
@@ -48,13 +57,15 @@ impl std::fmt::Debug for ControlConfig {
             .field("search_disks", &self.search_disks)
             .field("disk_size_bytes", &self.disk_size_bytes)
             .field("nbd_host", &self.nbd_host)
+            .field("backup_retention", &self.backup_retention)
             .finish_non_exhaustive()
     }
 }
 
 impl ControlConfig {
     /// The embedded setup's defaults: SQLite in `data_dir`, the platform account `111122223333`,
-    /// `us-east-1`, probes every 10 s, 3 + 3 disks of 64 MiB, NBD on 127.0.0.1.
+    /// `us-east-1`, probes every 10 s, 3 + 3 disks of 64 MiB, NBD on 127.0.0.1, backups of a
+    /// deleted cluster kept [`DEFAULT_BACKUP_RETENTION`] (30 days).
     pub fn embedded(
         data_dir: impl Into<PathBuf>,
         endpoint: impl Into<String>,
@@ -75,6 +86,8 @@ impl ControlConfig {
             search_disks: 3,
             disk_size_bytes: 64 << 20,
             nbd_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            backup_retention: DEFAULT_BACKUP_RETENTION,
+            clock: Clock::default(),
         }
     }
 
@@ -84,6 +97,12 @@ impl ControlConfig {
             return bad(format!(
                 "disk_size_bytes {} must be a positive multiple of 4096",
                 self.disk_size_bytes
+            ));
+        }
+        if self.backup_retention > Duration::from_secs(10 * 365 * 86_400) {
+            return bad(format!(
+                "backup_retention {:?} is longer than ten years",
+                self.backup_retention
             ));
         }
         if self.probe_interval.is_zero() {

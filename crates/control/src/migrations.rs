@@ -14,4 +14,9 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "token_ids",
         sql: include_str!("../migrations/0002_token_ids.sql"),
     },
+    Migration {
+        version: 3,
+        name: "backup_retention",
+        sql: include_str!("../migrations/0003_backup_retention.sql"),
+    },
 ];
