@@ -2,6 +2,7 @@
 //! loopback: requests go through the router with `oneshot`, as axum's testing example does.
 
 mod auth;
+mod backups;
 mod bad_names;
 mod errors;
 mod isolation;
