@@ -247,14 +247,7 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
                     None,
                 )
                 .await?;
-            if as_json {
-                return print_json(&c);
-            }
-            println!(
-                "backup {backup_id} restored into the new cluster {} ({})",
-                s(&c["id"]),
-                s(&c["state"])
-            );
+            print_restored(as_json, &backup_id, &c)?;
         }
         BackupCommand::Rm {
             cluster_id,
@@ -298,14 +291,7 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
                     None,
                 )
                 .await?;
-            if as_json {
-                return print_json(&c);
-            }
-            println!(
-                "backup {backup_id} restored into the new cluster {} ({})",
-                s(&c["id"]),
-                s(&c["state"])
-            );
+            print_restored(as_json, &backup_id, &c)?;
         }
         BackupCommand::RmRetained { backup_id } => {
             api.json(
@@ -320,6 +306,19 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
             println!("deleted backup {backup_id}");
         }
     }
+    Ok(())
+}
+
+/// What a restore made: the new cluster.
+fn print_restored(as_json: bool, backup_id: &str, c: &serde_json::Value) -> anyhow::Result<()> {
+    if as_json {
+        return print_json(c);
+    }
+    println!(
+        "backup {backup_id} restored into the new cluster {} ({})",
+        s(&c["id"]),
+        s(&c["state"])
+    );
     Ok(())
 }
 

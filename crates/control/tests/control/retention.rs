@@ -48,6 +48,26 @@ async fn key_state(env: &Env, key_arn: &str) -> KeyState {
         .clone()
 }
 
+/// Waits until the organization keeps no backup (the operator's sweep deleted them).
+async fn wait_none_kept(plane: &ControlPlane, org: &OrgId) {
+    wait_for(
+        "the kept backups to be deleted",
+        Duration::from_secs(30),
+        || async { plane.list_retained_backups(org).await.unwrap().is_empty() },
+    )
+    .await;
+}
+
+/// Waits until the platform key is scheduled for deletion.
+async fn wait_pending_deletion(env: &Env, key_arn: &str) {
+    wait_for(
+        "the key to be scheduled for deletion",
+        Duration::from_secs(30),
+        || async { key_state(env, key_arn).await == KeyState::PendingDeletion },
+    )
+    .await;
+}
+
 /// The principals a key policy names.
 async fn policy_principals(env: &Env, key_arn: &str) -> Vec<String> {
     let policy = env
@@ -113,12 +133,7 @@ async fn a_restored_internal_cluster_has_its_own_key_and_outlives_its_source() {
     // The source goes; its backups' retention ends; its key's deletion window passes.
     plane.delete_cluster(&acme.id, &source.id).await.unwrap();
     plane.config().clock.advance(31 * DAY);
-    wait_for(
-        "the source's key to be scheduled for deletion",
-        Duration::from_secs(30),
-        || async { key_state(&env, &source_key).await == KeyState::PendingDeletion },
-    )
-    .await;
+    wait_pending_deletion(&env, &source_key).await;
     env.server.engine().advance_clock(8 * DAY).await.unwrap();
     let gone = env
         .operator_kms
@@ -238,24 +253,8 @@ async fn kept_until_retention_ends(env: &Env, plane: &ControlPlane) {
 
     // The retention ends: the backup is gone, and only then is the key scheduled for deletion.
     plane.config().clock.advance(2 * DAY);
-    wait_for(
-        "the kept backup to be deleted",
-        Duration::from_secs(30),
-        || async {
-            plane
-                .list_retained_backups(&acme.id)
-                .await
-                .unwrap()
-                .is_empty()
-        },
-    )
-    .await;
-    wait_for(
-        "the key to be scheduled for deletion",
-        Duration::from_secs(30),
-        || async { key_state(env, &key).await == KeyState::PendingDeletion },
-    )
-    .await;
+    wait_none_kept(plane, &acme.id).await;
+    wait_pending_deletion(env, &key).await;
     assert_eq!(
         plane
             .restore_retained_backup(&acme.id, &backup.id)
@@ -385,12 +384,7 @@ async fn deleting_a_backup_is_scoped_to_its_organization_and_the_last_one_frees_
         .await
         .unwrap()
         .is_empty());
-    wait_for(
-        "the key to be scheduled for deletion",
-        Duration::from_secs(30),
-        || async { key_state(&env, &key).await == KeyState::PendingDeletion },
-    )
-    .await;
+    wait_pending_deletion(&env, &key).await;
     plane.shutdown().await;
 }
 
@@ -416,18 +410,7 @@ async fn a_restore_whose_backup_is_gone_fails_once_with_a_clear_error() {
         1
     );
     plane.config().clock.advance(31 * DAY);
-    wait_for(
-        "the kept backup to be deleted",
-        Duration::from_secs(30),
-        || async {
-            plane
-                .list_retained_backups(&acme.id)
-                .await
-                .unwrap()
-                .is_empty()
-        },
-    )
-    .await;
+    wait_none_kept(&plane, &acme.id).await;
 
     // The customer associates a key with the new cluster: its restore finds nothing to read.
     let key = env.customer_key(&restored.role_arn).await;
