@@ -185,6 +185,22 @@ mod tests {
     }
 
     #[test]
+    fn backup_retention_defaults_to_30_days_and_is_bounded() {
+        let mut c =
+            ControlConfig::embedded("keyward-data", "http://127.0.0.1:1", "AKIAOPERATOR", "s");
+        assert_eq!(c.backup_retention, Duration::from_secs(30 * 86_400));
+        c.check().unwrap();
+        c.backup_retention = Duration::ZERO;
+        c.check().unwrap();
+        c.backup_retention = Duration::from_secs(11 * 365 * 86_400);
+        let refused = c.check().unwrap_err();
+        assert!(
+            refused.to_string().contains("backup_retention"),
+            "{refused}"
+        );
+    }
+
+    #[test]
     fn config_debug_hides_the_secret() {
         let c = ControlConfig::embedded(
             "/tmp/x",

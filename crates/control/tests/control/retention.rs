@@ -276,8 +276,8 @@ async fn kept_until_retention_ends(env: &Env, plane: &ControlPlane) {
 }
 
 /// Deleting a backup: a running cluster's by its organization only; a deleted cluster's kept one
-/// by its organization only (another is told `not_found` and nothing changes); when the last kept
-/// backup goes, the internal key is scheduled for deletion.
+/// (kept across a restart) by its organization only (another is told `not_found` and nothing
+/// changes); when the last kept backup goes, the internal key is scheduled for deletion.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_backup_is_scoped_to_its_organization_and_the_last_one_frees_the_key() {
     let env = harness::start().await;
@@ -328,8 +328,11 @@ async fn deleting_a_backup_is_scoped_to_its_organization_and_the_last_one_frees_
         "not_found"
     );
 
-    // A deleted cluster's kept backups.
+    // A deleted cluster's kept backups, still kept after a restart.
     plane.delete_cluster(&acme.id, &cluster.id).await.unwrap();
+    plane.shutdown().await;
+    drop(plane);
+    let plane = env.plane("plane").await;
     let kept = plane.list_retained_backups(&acme.id).await.unwrap();
     assert_eq!(kept.len(), 2);
     assert!(plane
