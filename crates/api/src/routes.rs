@@ -47,9 +47,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/clusters/{id}/backups"),
     ("GET", "/v1/clusters/{id}/backups"),
     ("POST", "/v1/clusters/{id}/backups/{backup_id}/restore"),
+    ("DELETE", "/v1/clusters/{id}/backups/{backup_id}"),
     ("GET", "/v1/clusters/{id}/disks"),
     ("POST", "/v1/clusters/{id}/disk-credentials"),
     ("GET", "/v1/clusters/{id}/audit"),
+    ("GET", "/v1/backups"),
+    ("POST", "/v1/backups/{backup_id}/restore"),
+    ("DELETE", "/v1/backups/{backup_id}"),
 ];
 
 /// The whole API over `plane`. `admin` is the bootstrap token of `POST /v1/organizations`.
@@ -102,13 +106,29 @@ pub fn router(plane: ControlPlane, admin: AdminToken, limits: Limits) -> Router 
             "/v1/clusters/{id}/backups/{backup_id}/restore",
             restore_backup,
         )
+        .add(
+            Method::DELETE,
+            "/v1/clusters/{id}/backups/{backup_id}",
+            delete_backup,
+        )
         .add(Method::GET, "/v1/clusters/{id}/disks", list_disks)
         .add(
             Method::POST,
             "/v1/clusters/{id}/disk-credentials",
             disk_credentials,
         )
-        .add(Method::GET, "/v1/clusters/{id}/audit", audit);
+        .add(Method::GET, "/v1/clusters/{id}/audit", audit)
+        .add(Method::GET, "/v1/backups", list_retained_backups)
+        .add(
+            Method::POST,
+            "/v1/backups/{backup_id}/restore",
+            restore_retained_backup,
+        )
+        .add(
+            Method::DELETE,
+            "/v1/backups/{backup_id}",
+            delete_retained_backup,
+        );
     debug_assert_eq!(
         routes.served,
         ROUTES
@@ -632,6 +652,50 @@ async fn restore_backup(
             .restore_backup(&org.id, &id, &backup_id)
             .await?,
     ))
+}
+
+async fn delete_backup(
+    DataOrg(org, _permit): DataOrg,
+    State(state): State<AppState>,
+    Path((id, backup_id)): Path<(String, String)>,
+) -> ApiResult {
+    plane(&state)
+        .delete_backup(&org.id, &id, &backup_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The organization's backups of deleted clusters, kept until their retention ends.
+async fn list_retained_backups(Org(org): Org, State(state): State<AppState>) -> ApiResult {
+    let backups = plane(&state).list_retained_backups(&org.id).await?;
+    Ok(json(
+        StatusCode::OK,
+        serde_json::json!({ "backups": backups }),
+    ))
+}
+
+async fn restore_retained_backup(
+    DataOrg(org, _permit): DataOrg,
+    State(state): State<AppState>,
+    Path(backup_id): Path<String>,
+) -> ApiResult {
+    Ok(json(
+        StatusCode::CREATED,
+        plane(&state)
+            .restore_retained_backup(&org.id, &backup_id)
+            .await?,
+    ))
+}
+
+async fn delete_retained_backup(
+    DataOrg(org, _permit): DataOrg,
+    State(state): State<AppState>,
+    Path(backup_id): Path<String>,
+) -> ApiResult {
+    plane(&state)
+        .delete_retained_backup(&org.id, &backup_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn list_disks(

@@ -58,6 +58,9 @@ pub enum ClusterState {
     Rewrapping,
     /// Being deleted.
     Deleting,
+    /// Stopped for good (a restore whose backup is gone); `failure` says why. Nothing is retried:
+    /// delete the cluster.
+    Failed,
 }
 
 impl ClusterState {
@@ -68,6 +71,7 @@ impl ClusterState {
             ClusterState::Ready => "ready",
             ClusterState::Rewrapping => "rewrapping",
             ClusterState::Deleting => "deleting",
+            ClusterState::Failed => "failed",
         }
     }
 
@@ -78,6 +82,7 @@ impl ClusterState {
             "ready" => ClusterState::Ready,
             "rewrapping" => ClusterState::Rewrapping,
             "deleting" => ClusterState::Deleting,
+            "failed" => ClusterState::Failed,
             other => {
                 return Err(Error::internal(format!(
                     "unknown cluster state {other:?} in the database"
@@ -110,6 +115,8 @@ pub struct Cluster {
     pub state: ClusterState,
     pub health: KeyHealth,
     pub rewrap: Option<RewrapProgress>,
+    /// Why the cluster is `failed`; `None` otherwise.
+    pub failure: Option<String>,
     pub created_at_ms: i64,
 }
 
@@ -160,6 +167,22 @@ pub struct BackupInfo {
     pub complete: bool,
     pub created_at_ms: i64,
     pub bytes: u64,
+}
+
+/// A backup kept after its cluster was deleted: listed, restored into a new cluster or deleted
+/// by the organization until `retained_until_ms`, when the operator deletes it.
+#[derive(Debug, Serialize, Clone, PartialEq, Eq)]
+pub struct RetainedBackup {
+    pub id: String,
+    /// The deleted cluster it is a backup of.
+    pub cluster_id: String,
+    pub cluster_name: String,
+    pub encryption: Encryption,
+    pub created_at_ms: i64,
+    /// Stored (encrypted) bytes.
+    pub bytes: u64,
+    pub cluster_deleted_at_ms: i64,
+    pub retained_until_ms: i64,
 }
 
 /// The console's encryption status of a cluster, one entry per storage class.

@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 
+use crate::clock::Clock;
 use crate::error::{Error, Result};
+
+/// How long the backups of a deleted cluster are kept by default: 30 days.
+pub const DEFAULT_BACKUP_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 
 /// How the control plane is set up. Build it with [`ControlConfig::embedded`] and change fields.
 pub struct ControlConfig {
@@ -34,6 +38,11 @@ pub struct ControlConfig {
     pub nbd_host: IpAddr,
     /// How long the KMS audit keeps a record (CloudTrail's 90 days by default).
     pub audit_retention: Duration,
+    /// How long the backups of a deleted cluster are kept (listed and restorable by its
+    /// organization) before the operator deletes them; zero deletes them with the cluster.
+    pub backup_retention: Duration,
+    /// The clock retention runs on (the wall clock unless a test moves it).
+    pub clock: Clock,
 }
 
 impl std::fmt::Debug for ControlConfig {
@@ -51,13 +60,15 @@ impl std::fmt::Debug for ControlConfig {
             .field("disk_size_bytes", &self.disk_size_bytes)
             .field("nbd_host", &self.nbd_host)
             .field("audit_retention", &self.audit_retention)
+            .field("backup_retention", &self.backup_retention)
             .finish_non_exhaustive()
     }
 }
 
 impl ControlConfig {
     /// The embedded setup's defaults: SQLite in `data_dir`, the platform account `111122223333`,
-    /// `us-east-1`, probes every 10 s, 3 + 3 disks of 64 MiB, NBD on 127.0.0.1.
+    /// `us-east-1`, probes every 10 s, 3 + 3 disks of 64 MiB, NBD on 127.0.0.1, backups of a
+    /// deleted cluster kept [`DEFAULT_BACKUP_RETENTION`] (30 days).
     pub fn embedded(
         data_dir: impl Into<PathBuf>,
         endpoint: impl Into<String>,
@@ -79,6 +90,8 @@ impl ControlConfig {
             disk_size_bytes: 64 << 20,
             nbd_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             audit_retention: Duration::from_secs(90 * 24 * 3600),
+            backup_retention: DEFAULT_BACKUP_RETENTION,
+            clock: Clock::default(),
         }
     }
 
@@ -88,6 +101,12 @@ impl ControlConfig {
             return bad(format!(
                 "disk_size_bytes {} must be a positive multiple of 4096",
                 self.disk_size_bytes
+            ));
+        }
+        if self.backup_retention > Duration::from_secs(10 * 365 * 86_400) {
+            return bad(format!(
+                "backup_retention {:?} is longer than ten years",
+                self.backup_retention
             ));
         }
         if self.probe_interval.is_zero() {
@@ -170,6 +189,22 @@ mod tests {
         for bad in ["", "us", "us-east", "US-EAST-1", "us-east-x", "us--1"] {
             assert!(check_region(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn backup_retention_defaults_to_30_days_and_is_bounded() {
+        let mut c =
+            ControlConfig::embedded("keyward-data", "http://127.0.0.1:1", "AKIAOPERATOR", "s");
+        assert_eq!(c.backup_retention, Duration::from_secs(30 * 86_400));
+        c.check().unwrap();
+        c.backup_retention = Duration::ZERO;
+        c.check().unwrap();
+        c.backup_retention = Duration::from_secs(11 * 365 * 86_400);
+        let refused = c.check().unwrap_err();
+        assert!(
+            refused.to_string().contains("backup_retention"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -11,12 +11,14 @@ use keyward_storage::vocab::{now_ms, StorageClass};
 use keyward_storage::{AwsKms, ObjectError, ScanRequest};
 
 use crate::cluster::{
-    BackupInfo, ClassVerification, Cluster, ClusterState, DiskInfo, DocumentInfo, Verification,
+    BackupInfo, ClassVerification, Cluster, ClusterState, DiskInfo, DocumentInfo, RetainedBackup,
+    Verification,
 };
 use crate::error::{Error, Result};
 use crate::operator::{RESERVED_PREFIX, STORE_MARKER};
 use crate::org::OrgId;
 use crate::plane::ControlPlane;
+use crate::repo::RetainedCluster;
 use crate::runtime::ClusterRuntime;
 
 /// Sectors read from each disk by verification.
@@ -44,6 +46,7 @@ impl ControlPlane {
                     cluster.id
                 )))
             }
+            ClusterState::Failed => return Err(crate::plane::failed(&cluster)),
             ClusterState::Provisioning | ClusterState::Ready | ClusterState::Rewrapping => {}
         }
         let runtime = self.runtime(&cluster.id);
@@ -378,18 +381,18 @@ impl ControlPlane {
             .collect())
     }
 
-    /// Restores a backup into a new cluster of the same organization, under the same key.
+    /// Restores a backup into a new cluster of the same organization.
     ///
-    /// The new cluster has its own role, which the key's policy must name before the key can be
-    /// used for it:
-    /// - `internal` encryption: the platform adds the new role's statements to its key's
-    ///   policy and applies the key at once;
-    /// - `external`: the new cluster waits for its key like any new cluster (its key-policy
-    ///   statements name the new role); once the customer has added them and associated the
-    ///   key, the operator restores the backup's disks and documents before anything else.
+    /// The new cluster has its own role and, with `internal` encryption, its own platform key
+    /// (applied at once); with `external` encryption it waits for its key like any new cluster
+    /// (its key-policy statements name the new role), and once the customer has associated it,
+    /// the operator restores the backup's disks and documents before anything else. The restore
+    /// writes everything anew under the new cluster's key.
     ///
-    /// The source cluster must stay accessible until the restore is done: its role reads the
-    /// backup.
+    /// The backup is read as the source cluster's role: the source must be accessible until the
+    /// restore is done. If the source is deleted meanwhile, its backups are kept for the
+    /// retention period and the restore reads them there; a backup gone for good fails the new
+    /// cluster (state `failed`).
     pub async fn restore_backup(
         &self,
         org: &OrgId,
@@ -403,12 +406,100 @@ impl ControlPlane {
         if let Err(error) = backup::read_manifest(&runtime.backups(), backup_id).await {
             return Err(self.backup_error(&runtime, error).await);
         }
-        let mut name = format!("{}-{backup_id}", source.name);
-        name.truncate(64);
-        let name = name.trim_end().to_owned();
+        let name = restored_name(&source.name, backup_id);
         let restore_from = format!("{}/{backup_id}", source.id);
-        self.create_cluster_restoring(org, &source, &name, &restore_from)
+        self.create_cluster_restoring(
+            org,
+            (&source.region, source.encryption),
+            &name,
+            &restore_from,
+        )
+        .await
+    }
+
+    /// Deletes one backup of a running cluster, complete or not.
+    pub async fn delete_backup(
+        &self,
+        org: &OrgId,
+        cluster_id: &str,
+        backup_id: &str,
+    ) -> Result<()> {
+        let (_, runtime) = self.serving(org, cluster_id).await?;
+        if !backup::valid_backup_id(backup_id) {
+            return Err(Error::not_found(format!("backup {backup_id}")));
+        }
+        match backup::delete_backup(&runtime.backups(), backup_id).await {
+            Ok(()) => Ok(()),
+            Err(error) => Err(self.backup_error(&runtime, error).await),
+        }
+    }
+
+    /// The organization's backups of deleted clusters, kept until their retention ends. No KMS
+    /// call.
+    pub async fn list_retained_backups(&self, org: &OrgId) -> Result<Vec<RetainedBackup>> {
+        self.organization(org).await?;
+        self.shared().repo.retained_backups(org).await
+    }
+
+    /// Restores a kept backup of a deleted cluster into a new cluster of the organization, with
+    /// the deleted cluster's region and encryption (see [`ControlPlane::restore_backup`]). The
+    /// backup is read as the deleted cluster's role, which is kept as long as its backups are.
+    pub async fn restore_retained_backup(&self, org: &OrgId, backup_id: &str) -> Result<Cluster> {
+        let kept = self.retained(org, backup_id).await?;
+        let store = crate::runtime::retained_backups(self.shared(), &kept).await?;
+        if let Err(error) = backup::read_manifest(&store, backup_id).await {
+            return Err(match error {
+                BackupError::NotFound { .. } => Error::not_found(format!("backup {backup_id}")),
+                other => Error::Internal(format!(
+                    "reading backup {backup_id} of the deleted cluster {}: {other}",
+                    kept.cluster_id
+                )),
+            });
+        }
+        let name = restored_name(&kept.name, backup_id);
+        let restore_from = format!("{}/{backup_id}", kept.cluster_id);
+        self.create_cluster_restoring(org, (&kept.region, kept.encryption), &name, &restore_from)
             .await
+    }
+
+    /// Deletes a kept backup of a deleted cluster now. Once a deleted cluster keeps no backup,
+    /// the operator deletes its role and (internal encryption) schedules its key for deletion
+    /// when no other cluster uses it.
+    pub async fn delete_retained_backup(&self, org: &OrgId, backup_id: &str) -> Result<()> {
+        let shared = self.shared();
+        let kept = self.retained(org, backup_id).await?;
+        // Unlisted first; its objects then (a crash between leaves objects the retirement of
+        // the deleted cluster's store removes).
+        if !shared
+            .repo
+            .delete_retained_backup(&kept.cluster_id, backup_id)
+            .await?
+        {
+            return Err(Error::not_found(format!("backup {backup_id}")));
+        }
+        let store = crate::runtime::retained_backups(shared, &kept).await?;
+        match backup::delete_backup(&store, backup_id).await {
+            Ok(()) | Err(BackupError::NotFound { .. }) => {}
+            Err(error) => {
+                tracing::warn!(backup = %backup_id, %error, "objects of a deleted backup left for the retirement of its store")
+            }
+        }
+        shared.wake_retention();
+        Ok(())
+    }
+
+    /// The deleted cluster of the organization that keeps `backup_id`; another organization's
+    /// is `not_found`, as one that does not exist.
+    async fn retained(&self, org: &OrgId, backup_id: &str) -> Result<RetainedCluster> {
+        let missing = || Error::not_found(format!("backup {backup_id}"));
+        if !backup::valid_backup_id(backup_id) {
+            return Err(missing());
+        }
+        self.shared()
+            .repo
+            .retained_backup(org, backup_id)
+            .await?
+            .ok_or_else(missing)
     }
 
     async fn backup_error(&self, runtime: &Arc<ClusterRuntime>, error: BackupError) -> Error {
@@ -437,6 +528,14 @@ impl ControlPlane {
             }
         }
     }
+}
+
+/// The name of a cluster restored from a backup: `<source name>-<backup id>`, at most 64
+/// characters.
+fn restored_name(source: &str, backup_id: &str) -> String {
+    let mut name = format!("{source}-{backup_id}");
+    name.truncate(64);
+    name.trim_end().to_owned()
 }
 
 /// Document names are object keys; the `.keyward/` prefix is the platform's.

@@ -23,7 +23,11 @@
 //! - a key change (`operator/rekey.rs`): every data key re-wrapped under the new key online, with
 //!   progress, after which nothing refers to the old key;
 //! - backups (`data.rs`, on the storage crate's backup format) and their restore into a new
-//!   cluster of the same organization under the same key (`operator/restore.rs`);
+//!   cluster of the same organization (`operator/restore.rs`): under the same customer key, or
+//!   (internal encryption) under a platform key of the new cluster's own; a deleted cluster's
+//!   backups are kept for a retention period, listed, restorable and deletable by the
+//!   organization, then deleted by the operator (`operator/retention.rs`), and a platform key is
+//!   scheduled for deletion only once no cluster and no kept backup uses it;
 //! - verification per storage class, built on `keyward_storage::scan`;
 //! - state in SQLite or PostgreSQL ([`db`]), with the same migrations.
 //!
@@ -41,6 +45,7 @@
 
 mod association;
 mod audit;
+mod clock;
 mod cluster;
 mod config;
 mod data;
@@ -64,11 +69,12 @@ pub use association::{
     Outcome,
 };
 pub use audit::{AuditQuery, AuditRecord, AuditResult, AUDIT_QUEUE, MAX_AUDIT_PAGE};
+pub use clock::Clock;
 pub use cluster::{
     Association, BackupInfo, ClassVerification, Cluster, ClusterState, DiskInfo, DocumentInfo,
-    Encryption, NewCluster, RewrapProgress, Verification,
+    Encryption, NewCluster, RetainedBackup, RewrapProgress, Verification,
 };
-pub use config::ControlConfig;
+pub use config::{ControlConfig, DEFAULT_BACKUP_RETENTION};
 pub use error::{Error, Result};
 pub use health::{HealthStatus, InaccessibleReason, KeyHealth};
 pub use keyward_storage::vocab::PROBE_CONTEXT_KEY;

@@ -16,7 +16,12 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 3,
+        name: "backup_retention",
+        sql: include_str!("../migrations/0003_backup_retention.sql"),
+    },
+    Migration {
+        version: 4,
         name: "kms_audit",
-        sql: include_str!("../migrations/0003_kms_audit.sql"),
+        sql: include_str!("../migrations/0004_kms_audit.sql"),
     },
 ];

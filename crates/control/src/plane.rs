@@ -186,33 +186,30 @@ impl ControlPlane {
     }
 
     /// A new cluster that restores `restore_from` (`<source cluster>/<backup id>`) when it is
-    /// provisioned, with the source's region and encryption (and, for internal encryption, the
-    /// source's key).
+    /// provisioned, with the source's region and encryption. An internal one gets its own
+    /// platform key, like any new internal cluster: the restore writes everything anew under it.
     pub(crate) async fn create_cluster_restoring(
         &self,
         org: &OrgId,
-        source: &Cluster,
+        source: (&str, Encryption),
         name: &str,
         restore_from: &str,
     ) -> Result<Cluster> {
+        let (region, encryption) = source;
         let req = NewCluster {
             name: name.to_owned(),
-            region: Some(source.region.clone()),
-            encryption: source.encryption,
+            region: Some(region.to_owned()),
+            encryption,
         };
-        let reuse = source
-            .key_arn
-            .clone()
-            .map(|key| (key, restore_from.to_owned()));
-        self.create_cluster_from(org, req, reuse).await
+        self.create_cluster_from(org, req, Some(restore_from)).await
     }
 
-    /// `restoring`: the source's key and the restore source, for a restore.
+    /// `restore_from`: the backup a restore reads, `<source cluster>/<backup id>`.
     async fn create_cluster_from(
         &self,
         org: &OrgId,
         req: NewCluster,
-        restoring: Option<(String, String)>,
+        restore_from: Option<&str>,
     ) -> Result<Cluster> {
         let shared = self.shared();
         check_name("cluster", &req.name)?;
@@ -233,7 +230,7 @@ impl ControlPlane {
                 region: &region,
                 encryption: req.encryption,
                 role_arn: &role_arn,
-                restore_from: restoring.as_ref().map(|(_, from)| from.as_str()),
+                restore_from,
             })
             .await;
         match inserted {
@@ -255,14 +252,8 @@ impl ControlPlane {
                 )));
             }
             if req.encryption == Encryption::Internal {
-                let key_arn = match &restoring {
-                    // A restore under the source's platform key: the new role joins its policy.
-                    Some((key_arn, _)) => {
-                        platform_key::add_role(shared, key_arn, &role_arn).await?;
-                        key_arn.clone()
-                    }
-                    None => platform_key::create(shared, &id, &role_arn, &region).await?,
-                };
+                // Its own key, also for a restore: deleting the source never locks it.
+                let key_arn = platform_key::create(shared, &id, &role_arn, &region).await?;
                 let cluster = self.cluster(org, &id).await?;
                 let association = self.associate(&cluster, &key_arn, true).await?;
                 if !association.applied {
@@ -316,8 +307,11 @@ impl ControlPlane {
         Ok(self.with_live_health(cluster))
     }
 
-    /// Deletes a cluster: its disks are detached and deleted, its documents and backups deleted,
-    /// its role deleted, and (internal encryption) its key scheduled for deletion.
+    /// Deletes a cluster: its disks are detached and deleted, its documents deleted. Its complete
+    /// backups are kept for the configured retention (listed by [`ControlPlane::list_retained_backups`],
+    /// restorable and deletable by the organization), with its role and key; when they are gone
+    /// its role is deleted and (internal encryption) its key scheduled for deletion, unless
+    /// another cluster still uses it.
     ///
     /// The cluster is marked `deleting` here; the operator takes it apart, and this returns when
     /// the operator's attempt did (a failed attempt is retried by the operator, also after a
@@ -490,6 +484,19 @@ fn check_may_associate(cluster: &Cluster) -> Result<()> {
         ClusterState::Rewrapping => Err(Error::Conflict(format!(
             "cluster {id} is changing its key already; wait until the re-wrap is done"
         ))),
+        ClusterState::Failed => Err(failed(cluster)),
         _ => Ok(()),
     }
+}
+
+/// What a failed cluster answers to everything but its deletion.
+pub(crate) fn failed(cluster: &Cluster) -> Error {
+    Error::Conflict(format!(
+        "cluster {} failed: {}",
+        cluster.id,
+        cluster
+            .failure
+            .as_deref()
+            .unwrap_or("no reason was recorded")
+    ))
 }

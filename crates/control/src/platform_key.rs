@@ -1,5 +1,6 @@
 //! The platform's own keys, for clusters with `internal` encryption: made by the operator in the
-//! platform account, their policy naming the one cluster role that uses them.
+//! platform account, one per cluster (a restored cluster gets its own too), each policy naming
+//! only its cluster's role; scheduled for deletion only once nothing uses the key.
 //!
 //! The policy has no "Enable IAM User Permissions" statement for the account: with one, every
 //! identity policy of the platform account would apply to the key, and each cluster role's
@@ -16,6 +17,9 @@ use keyward_storage::vocab::CLUSTER_CONTEXT_KEY;
 use crate::error::{Error, Result};
 use crate::merge_key_policy;
 use crate::shared::Shared;
+
+/// The deletion window of a platform key no cluster uses any more.
+const PENDING_WINDOW_DAYS: i32 = 7;
 
 /// `Sid` of the internal key's statement for the operator.
 pub const OPERATOR_ADMIN_SID: &str = "Allow the keyward operator to administer the key";
@@ -108,42 +112,25 @@ pub(crate) async fn create(
     }
 }
 
-/// Adds the two statements for `role_arn` to the policy of the platform's key `key_arn`.
-pub(crate) async fn add_role(shared: &Shared, key_arn: &str, role_arn: &str) -> Result<()> {
-    let kms = shared.operator_kms(None);
-    let kms_error = |what: &str, e: &dyn std::fmt::Display| {
-        Error::Internal(format!("KMS {what} of {key_arn} failed: {e}"))
-    };
-    let current = kms
-        .get_key_policy()
-        .key_id(key_arn)
-        .policy_name("default")
-        .send()
-        .await
-        .map_err(|e| kms_error("GetKeyPolicy", &aws_sdk_kms::error::DisplayErrorContext(&e)))?;
-    let policy = current.policy().unwrap_or("{}");
-    // Keep the statements of the other clusters sharing the key: ours get their own Sids.
-    let mut merged: serde_json::Value =
-        serde_json::from_str(policy).map_err(|e| kms_error("GetKeyPolicy", &e))?;
-    let ours = crate::key_policy_statements(role_arn);
-    if let (Some(list), Some(add)) = (merged["Statement"].as_array_mut(), ours.as_array()) {
-        for statement in add {
-            let mut statement = statement.clone();
-            let sid = format!(
-                "{} ({})",
-                statement["Sid"].as_str().unwrap_or_default(),
-                role_arn.rsplit('/').next().unwrap_or_default()
-            );
-            statement["Sid"] = serde_json::Value::String(sid);
-            list.push(statement);
-        }
+/// Schedules the platform key `key_arn` of the cluster `owner` for deletion, unless another
+/// cluster, live or deleted with its backups kept, still uses it (a key shared by a restore made
+/// before each restored cluster got its own key): the customer cannot cancel the deletion of a
+/// platform key, so it must never lock data that is still wanted. A key already pending deletion
+/// is left as it is.
+pub(crate) async fn retire(shared: &Shared, key_arn: &str, owner: &str) -> Result<()> {
+    if shared.repo.key_in_use(key_arn, owner).await? {
+        tracing::info!(cluster = %owner, key = %key_arn, "platform key still in use: kept");
+        return Ok(());
     }
-    kms.put_key_policy()
+    if let Err(error) = shared
+        .operator_kms(None)
+        .schedule_key_deletion()
         .key_id(key_arn)
-        .policy_name("default")
-        .policy(merged.to_string())
+        .pending_window_in_days(PENDING_WINDOW_DAYS)
         .send()
         .await
-        .map_err(|e| kms_error("PutKeyPolicy", &aws_sdk_kms::error::DisplayErrorContext(&e)))?;
+    {
+        tracing::warn!(cluster = %owner, error = %aws_sdk_kms::error::DisplayErrorContext(&error), "platform key not scheduled for deletion");
+    }
     Ok(())
 }

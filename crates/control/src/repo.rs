@@ -7,7 +7,7 @@
 
 use keyward_storage::vocab::{now_ms, StorageClass};
 
-use crate::cluster::{Cluster, ClusterState, Encryption, RewrapProgress};
+use crate::cluster::{Cluster, ClusterState, Encryption, RetainedBackup, RewrapProgress};
 use crate::db::{Db, DbError, Row, Value};
 use crate::error::{Error, Result};
 use crate::health::{HealthStatus, InaccessibleReason, KeyHealth};
@@ -16,7 +16,11 @@ use crate::org::{OrgId, Organization, TokenInfo};
 /// The columns of `clusters` a [`Cluster`] is read from.
 const CLUSTER_COLUMNS: &str = "id, org_id, name, region, encryption, role_arn, key_arn, state, \
      health_status, health_reason, health_message, health_checked_at_ms, rewrap_to, rewrap_done, \
-     rewrap_total, created_at_ms";
+     rewrap_total, failure, created_at_ms";
+
+/// The columns of `retained_clusters` a [`RetainedCluster`] is read from.
+const RETAINED_COLUMNS: &str = "cluster_id, org_id, name, region, encryption, role_arn, key_arn, \
+     deleted_at_ms, retain_until_ms";
 
 /// The row name of an object store in `cluster_resources` (a disk's is `engine-0`, ...).
 pub(crate) const STORE_RESOURCE: &str = "store";
@@ -73,6 +77,28 @@ pub(crate) struct RestoredDisk<'a> {
     pub(crate) disk_id: &'a str,
     pub(crate) key_arn: &'a str,
     pub(crate) size: u64,
+}
+
+/// A deleted cluster whose backups are kept until `retain_until_ms`: what reading them needs
+/// (its role is kept meanwhile).
+#[derive(Debug, Clone)]
+pub(crate) struct RetainedCluster {
+    pub(crate) cluster_id: String,
+    pub(crate) org_id: String,
+    pub(crate) name: String,
+    pub(crate) region: String,
+    pub(crate) encryption: Encryption,
+    pub(crate) role_arn: String,
+    pub(crate) key_arn: String,
+    pub(crate) deleted_at_ms: i64,
+    pub(crate) retain_until_ms: i64,
+}
+
+/// A complete backup of a cluster being deleted, to keep.
+pub(crate) struct RetainedBackupRow {
+    pub(crate) backup_id: String,
+    pub(crate) created_at_ms: i64,
+    pub(crate) stored_bytes: u64,
 }
 
 /// The control plane's tables. Cheap to clone.
@@ -478,15 +504,208 @@ impl Repo {
         Ok(())
     }
 
-    /// Removes a deleted cluster and its resources.
-    pub(crate) async fn delete_cluster(&self, id: &str) -> Result<()> {
+    /// Removes a deleted cluster and its resources; with `retained`, its backups are recorded
+    /// as kept, in the same transaction.
+    pub(crate) async fn delete_cluster(
+        &self,
+        id: &str,
+        retained: Option<(&RetainedCluster, &[RetainedBackupRow])>,
+    ) -> Result<()> {
+        let mut statements: Vec<(String, Vec<Value>)> = Vec::new();
+        if let Some((cluster, backups)) = retained {
+            statements.push((
+                format!(
+                    "INSERT INTO retained_clusters ({RETAINED_COLUMNS}) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                ),
+                vec![
+                    cluster.cluster_id.as_str().into(),
+                    cluster.org_id.as_str().into(),
+                    cluster.name.as_str().into(),
+                    cluster.region.as_str().into(),
+                    cluster.encryption.as_str().into(),
+                    cluster.role_arn.as_str().into(),
+                    cluster.key_arn.as_str().into(),
+                    cluster.deleted_at_ms.into(),
+                    cluster.retain_until_ms.into(),
+                ],
+            ));
+            statements.extend(backups.iter().map(|b| {
+                (
+                    "INSERT INTO retained_backups (cluster_id, backup_id, created_at_ms, stored_bytes) \
+                     VALUES ($1, $2, $3, $4)"
+                        .to_owned(),
+                    vec![
+                        cluster.cluster_id.as_str().into(),
+                        b.backup_id.as_str().into(),
+                        b.created_at_ms.into(),
+                        (b.stored_bytes as i64).into(),
+                    ],
+                )
+            }));
+        }
+        statements.push((
+            "DELETE FROM cluster_resources WHERE cluster_id = $1".into(),
+            vec![id.into()],
+        ));
+        statements.push(("DELETE FROM clusters WHERE id = $1".into(), vec![id.into()]));
+        self.db.transaction(statements).await?;
+        Ok(())
+    }
+
+    /// The cluster failed for good: it says why, and nothing retries it.
+    pub(crate) async fn mark_failed(&self, id: &str, failure: &str) -> Result<()> {
+        self.db
+            .execute(
+                "UPDATE clusters SET state = $1, failure = $2 WHERE id = $3",
+                &[
+                    ClusterState::Failed.as_str().into(),
+                    failure.into(),
+                    id.into(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Whether a cluster other than `except` (live, or deleted with its backups kept) uses the
+    /// key: a platform key is scheduled for deletion only when none does.
+    pub(crate) async fn key_in_use(&self, key_arn: &str, except: &str) -> Result<bool> {
+        let row = self
+            .db
+            .query_one(
+                "SELECT (SELECT COUNT(*) FROM clusters \
+                         WHERE (key_arn = $1 OR rewrap_to = $1) AND id <> $2) \
+                      + (SELECT COUNT(*) FROM retained_clusters \
+                         WHERE key_arn = $1 AND cluster_id <> $2) AS users",
+                &[key_arn.into(), except.into()],
+            )
+            .await?;
+        Ok(row.int("users")? > 0)
+    }
+
+    // ---- backups kept after their cluster ----
+
+    /// The organization's kept backups, oldest cluster deletion first, each cluster's backups
+    /// oldest first.
+    pub(crate) async fn retained_backups(&self, org: &OrgId) -> Result<Vec<RetainedBackup>> {
+        let rows = self
+            .db
+            .query(
+                "SELECT b.backup_id AS backup_id, b.created_at_ms AS created_at_ms, \
+                 b.stored_bytes AS stored_bytes, c.cluster_id AS cluster_id, c.name AS name, \
+                 c.encryption AS encryption, c.deleted_at_ms AS deleted_at_ms, \
+                 c.retain_until_ms AS retain_until_ms \
+                 FROM retained_backups b JOIN retained_clusters c ON c.cluster_id = b.cluster_id \
+                 WHERE c.org_id = $1 ORDER BY c.deleted_at_ms, c.cluster_id, b.created_at_ms, b.backup_id",
+                &[org.into()],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RetainedBackup {
+                    id: row.text("backup_id")?,
+                    cluster_id: row.text("cluster_id")?,
+                    cluster_name: row.text("name")?,
+                    encryption: Encryption::parse(&row.text("encryption")?)?,
+                    created_at_ms: row.int("created_at_ms")?,
+                    bytes: row.int("stored_bytes")?.max(0) as u64,
+                    cluster_deleted_at_ms: row.int("deleted_at_ms")?,
+                    retained_until_ms: row.int("retain_until_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The deleted cluster of the organization that kept the backup `backup_id`.
+    pub(crate) async fn retained_backup(
+        &self,
+        org: &OrgId,
+        backup_id: &str,
+    ) -> Result<Option<RetainedCluster>> {
+        let row = self
+            .db
+            .query_opt(
+                &format!(
+                    "SELECT {RETAINED_COLUMNS} FROM retained_clusters WHERE org_id = $1 AND \
+                     cluster_id IN (SELECT cluster_id FROM retained_backups WHERE backup_id = $2) \
+                     ORDER BY deleted_at_ms DESC LIMIT 1"
+                ),
+                &[org.into(), backup_id.into()],
+            )
+            .await?;
+        row.as_ref().map(retained_of_row).transpose()
+    }
+
+    /// A deleted cluster whose backups are kept, by id.
+    pub(crate) async fn retained_cluster(&self, id: &str) -> Result<Option<RetainedCluster>> {
+        let row = self
+            .db
+            .query_opt(
+                &format!("SELECT {RETAINED_COLUMNS} FROM retained_clusters WHERE cluster_id = $1"),
+                &[id.into()],
+            )
+            .await?;
+        row.as_ref().map(retained_of_row).transpose()
+    }
+
+    /// Whether the deleted cluster still keeps the backup.
+    pub(crate) async fn keeps_backup(&self, cluster_id: &str, backup_id: &str) -> Result<bool> {
+        Ok(self
+            .db
+            .query_opt(
+                "SELECT backup_id FROM retained_backups WHERE cluster_id = $1 AND backup_id = $2",
+                &[cluster_id.into(), backup_id.into()],
+            )
+            .await?
+            .is_some())
+    }
+
+    /// Stops keeping one backup: whether it was kept.
+    pub(crate) async fn delete_retained_backup(
+        &self,
+        cluster_id: &str,
+        backup_id: &str,
+    ) -> Result<bool> {
+        let deleted = self
+            .db
+            .execute(
+                "DELETE FROM retained_backups WHERE cluster_id = $1 AND backup_id = $2",
+                &[cluster_id.into(), backup_id.into()],
+            )
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    /// The deleted clusters whose retention has ended at `now_ms`, or that keep no backup any
+    /// more.
+    pub(crate) async fn retained_to_retire(&self, now_ms: i64) -> Result<Vec<RetainedCluster>> {
+        let rows = self
+            .db
+            .query(
+                &format!(
+                    "SELECT {RETAINED_COLUMNS} FROM retained_clusters c WHERE retain_until_ms <= $1 \
+                     OR NOT EXISTS (SELECT 1 FROM retained_backups b WHERE b.cluster_id = c.cluster_id) \
+                     ORDER BY retain_until_ms"
+                ),
+                &[now_ms.into()],
+            )
+            .await?;
+        rows.iter().map(retained_of_row).collect()
+    }
+
+    /// Forgets a deleted cluster whose backups are gone.
+    pub(crate) async fn forget_retained(&self, id: &str) -> Result<()> {
         self.db
             .transaction(vec![
                 (
-                    "DELETE FROM cluster_resources WHERE cluster_id = $1".into(),
+                    "DELETE FROM retained_backups WHERE cluster_id = $1".into(),
                     vec![id.into()],
                 ),
-                ("DELETE FROM clusters WHERE id = $1".into(), vec![id.into()]),
+                (
+                    "DELETE FROM retained_clusters WHERE cluster_id = $1".into(),
+                    vec![id.into()],
+                ),
             ])
             .await?;
         Ok(())
@@ -660,7 +879,22 @@ fn cluster_of_row(row: &Row) -> Result<Cluster> {
             checked_at_ms: row.int("health_checked_at_ms")?,
         },
         rewrap,
+        failure: row.opt_text("failure")?,
         created_at_ms: row.int("created_at_ms")?,
+    })
+}
+
+fn retained_of_row(row: &Row) -> Result<RetainedCluster> {
+    Ok(RetainedCluster {
+        cluster_id: row.text("cluster_id")?,
+        org_id: row.text("org_id")?,
+        name: row.text("name")?,
+        region: row.text("region")?,
+        encryption: Encryption::parse(&row.text("encryption")?)?,
+        role_arn: row.text("role_arn")?,
+        key_arn: row.text("key_arn")?,
+        deleted_at_ms: row.int("deleted_at_ms")?,
+        retain_until_ms: row.int("retain_until_ms")?,
     })
 }
 

@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::health::{HealthStatus, InaccessibleReason, KeyHealth};
+use crate::repo::RetainedCluster;
 use crate::shared::{RoleOf, Shared};
 
 /// How long cached data keys may be used (DESIGN invariant 2: short).
@@ -632,21 +633,8 @@ impl Keys {
         write: String,
         old: Option<String>,
     ) -> Result<Keys> {
-        let mut keyring = KmsKeyring::new(kms.clone(), &write);
-        if let Some(old) = &old {
-            keyring = keyring.with_decrypt_key(old);
-        }
-        let esdk = Arc::new(
-            Esdk::new(keyring, keyward_envelope::Config::default())
-                .map_err(Error::internal)?
-                .with_cache(cache.clone()),
-        );
-        let objects_dir = shared.objects_dir();
-        let store = |class| {
-            EncryptedStore::local(&objects_dir, cluster_id, class, esdk.clone())
-                .map(Arc::new)
-                .map_err(Error::internal)
-        };
+        let esdk = Arc::new(esdk_client(kms, &write, old.as_deref())?.with_cache(cache.clone()));
+        let store = |class| local_store(shared, cluster_id, class, &esdk);
         Ok(Keys {
             documents: store(ObjectClass::Documents)?,
             backups: store(ObjectClass::Backups)?,
@@ -656,6 +644,48 @@ impl Keys {
             old_key_arn: old,
         })
     }
+}
+
+/// An ESDK client writing under `write` and (during a key change) reading under `old` too.
+fn esdk_client(
+    kms: &aws_sdk_kms::Client,
+    write: &str,
+    old: Option<&str>,
+) -> Result<Esdk<KmsKeyring>> {
+    let mut keyring = KmsKeyring::new(kms.clone(), write);
+    if let Some(old) = old {
+        keyring = keyring.with_decrypt_key(old);
+    }
+    Esdk::new(keyring, keyward_envelope::Config::default()).map_err(Error::internal)
+}
+
+/// The cluster's object store of `class` under `<data_dir>/objects`.
+fn local_store(
+    shared: &Shared,
+    cluster_id: &str,
+    class: ObjectClass,
+    esdk: &Arc<Esdk<KmsKeyring>>,
+) -> Result<Arc<EncryptedStore>> {
+    EncryptedStore::local(&shared.objects_dir(), cluster_id, class, esdk.clone())
+        .map(Arc::new)
+        .map_err(Error::internal)
+}
+
+/// The backups store of a deleted cluster whose backups are kept: read as its role (kept as
+/// long as its backups are) under its key. Listing and deleting make no KMS call.
+pub(crate) async fn retained_backups(
+    shared: &Shared,
+    retained: &RetainedCluster,
+) -> Result<Arc<EncryptedStore>> {
+    let kms = shared
+        .session(RoleOf {
+            cluster_id: &retained.cluster_id,
+            role_arn: &retained.role_arn,
+            region: &retained.region,
+        })
+        .await;
+    let esdk = Arc::new(esdk_client(&kms, &retained.key_arn, None)?);
+    local_store(shared, &retained.cluster_id, ObjectClass::Backups, &esdk)
 }
 
 /// The runtimes of one control plane, by cluster id.

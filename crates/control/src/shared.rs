@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     kick: Mutex<Option<mpsc::UnboundedSender<String>>>,
     /// Those waiting for a cluster's deletion to be finished by the operator.
     deletions: Mutex<HashMap<String, Vec<DeletionWaiter>>>,
+    /// Wakes the operator's sweep of kept backups (one was deleted).
+    retention: Arc<tokio::sync::Notify>,
 }
 
 impl Shared {
@@ -73,6 +75,7 @@ impl Shared {
             locks: Mutex::new(HashMap::new()),
             kick: Mutex::new(Some(tx)),
             deletions: Mutex::new(HashMap::new()),
+            retention: Arc::new(tokio::sync::Notify::new()),
         };
         (shared, rx)
     }
@@ -110,6 +113,16 @@ impl Shared {
         for tx in waiting {
             let _ = tx.send(outcome.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         }
+    }
+
+    /// Asks the operator to sweep the kept backups soon (a permit is stored if it is busy).
+    pub(crate) fn wake_retention(&self) {
+        self.retention.notify_one();
+    }
+
+    /// What the operator's sweep of kept backups waits on.
+    pub(crate) fn retention_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.retention.clone()
     }
 
     // ---- per-cluster locks ----

@@ -270,6 +270,9 @@ fn print_cluster(c: &Value) {
         c["key_arn"].as_str().unwrap_or("(none yet)")
     );
     println!("  state       {}", s(&c["state"]));
+    if let Some(failure) = c["failure"].as_str() {
+        println!("  failure     {failure}");
+    }
     println!("  key health  {}", health_line(&c["health"]));
     if let Some(rewrap) = c["rewrap"].as_object() {
         println!(

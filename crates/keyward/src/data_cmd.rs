@@ -63,11 +63,23 @@ enum BackupCommand {
     Create { cluster_id: String },
     /// The cluster's backups.
     List { cluster_id: String },
-    /// Restore a backup into a new cluster of the same organization and key.
+    /// Restore a backup into a new cluster of the same organization (the same customer key, or
+    /// for internal encryption a platform key of its own).
     Restore {
         cluster_id: String,
         backup_id: String,
     },
+    /// Delete one of the cluster's backups.
+    Rm {
+        cluster_id: String,
+        backup_id: String,
+    },
+    /// The organization's backups of deleted clusters, kept until their retention ends.
+    Retained,
+    /// Restore a kept backup of a deleted cluster into a new cluster.
+    RestoreRetained { backup_id: String },
+    /// Delete a kept backup of a deleted cluster now.
+    RmRetained { backup_id: String },
 }
 
 #[derive(Args)]
@@ -235,16 +247,78 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
                     None,
                 )
                 .await?;
+            print_restored(as_json, &backup_id, &c)?;
+        }
+        BackupCommand::Rm {
+            cluster_id,
+            backup_id,
+        } => {
+            api.json(
+                Method::DELETE,
+                &cluster_path(
+                    &cluster_id,
+                    &format!("/backups/{}", encode_path(&backup_id)),
+                ),
+                None,
+            )
+            .await?;
             if as_json {
-                return print_json(&c);
+                return print_json(&json!({"deleted": backup_id}));
             }
-            println!(
-                "backup {backup_id} restored into the new cluster {} ({})",
-                s(&c["id"]),
-                s(&c["state"])
-            );
+            println!("deleted backup {backup_id} of cluster {cluster_id}");
+        }
+        BackupCommand::Retained => {
+            let answer = api.json(Method::GET, "/v1/backups", None).await?;
+            if as_json {
+                return print_json(&answer);
+            }
+            for b in answer["backups"].as_array().into_iter().flatten() {
+                println!(
+                    "{}  {:>12} bytes  of deleted cluster {} ({}), kept until {} (unix ms)",
+                    s(&b["id"]),
+                    b["bytes"],
+                    s(&b["cluster_id"]),
+                    s(&b["cluster_name"]),
+                    b["retained_until_ms"]
+                );
+            }
+        }
+        BackupCommand::RestoreRetained { backup_id } => {
+            let c = api
+                .json(
+                    Method::POST,
+                    &format!("/v1/backups/{}/restore", encode_path(&backup_id)),
+                    None,
+                )
+                .await?;
+            print_restored(as_json, &backup_id, &c)?;
+        }
+        BackupCommand::RmRetained { backup_id } => {
+            api.json(
+                Method::DELETE,
+                &format!("/v1/backups/{}", encode_path(&backup_id)),
+                None,
+            )
+            .await?;
+            if as_json {
+                return print_json(&json!({"deleted": backup_id}));
+            }
+            println!("deleted backup {backup_id}");
         }
     }
+    Ok(())
+}
+
+/// What a restore made: the new cluster.
+fn print_restored(as_json: bool, backup_id: &str, c: &serde_json::Value) -> anyhow::Result<()> {
+    if as_json {
+        return print_json(c);
+    }
+    println!(
+        "backup {backup_id} restored into the new cluster {} ({})",
+        s(&c["id"]),
+        s(&c["state"])
+    );
     Ok(())
 }
 

@@ -49,6 +49,10 @@ pub struct UpArgs {
     /// How often every cluster's key is probed, e.g. 10s, 2s, 500ms.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     probe_interval: Duration,
+    /// How long a deleted cluster's backups are kept (listed by `keyward backup retained`,
+    /// restorable) before they are deleted, e.g. 30d, 12h.
+    #[arg(long, default_value = "30d", value_parser = parse_duration)]
+    backup_retention: Duration,
     /// The size of each engine and search disk, e.g. 64M, 1G (a multiple of 4 KiB).
     #[arg(long, default_value = "64M", value_parser = parse_size)]
     disk_size: u64,
@@ -130,6 +134,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     config.probe_interval = args.probe_interval;
     config.disk_size_bytes = args.disk_size;
+    config.backup_retention = args.backup_retention;
     let plane = ControlPlane::open(config)
         .await
         .context("cannot start the control plane")?;
@@ -329,7 +334,7 @@ fn write_private_replace(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let bad = || format!("{text:?} is not a duration like 10s, 500ms or 1m");
+    let bad = || format!("{text:?} is not a duration like 10s, 500ms, 1m, 12h or 30d");
     let (digits, unit) = text
         .find(|c: char| !c.is_ascii_digit())
         .map(|i| text.split_at(i))
@@ -338,7 +343,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration = match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        "d" => Duration::from_secs(n.saturating_mul(86_400)),
         _ => return Err(bad()),
     };
     if duration.is_zero() {
@@ -376,7 +383,15 @@ mod tests {
         assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
-        for bad in ["", "2", "s", "0s", "2h", "-1s"] {
+        assert_eq!(
+            parse_duration("12h").unwrap(),
+            Duration::from_secs(12 * 3600)
+        );
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86_400)
+        );
+        for bad in ["", "2", "s", "0s", "0d", "2w", "-1s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
         assert_eq!(parse_size("64M").unwrap(), 64 << 20);

@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod backups;
 mod bad_names;
 mod errors;
 mod isolation;

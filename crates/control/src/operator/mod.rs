@@ -7,7 +7,9 @@
 //!
 //! **Reconciliation** (one run at a time per cluster, several clusters at once) brings a cluster
 //! with an applied key to this, idempotently ([`provision`]):
-//! 1. a restore into a new cluster first, when it was made from a backup ([`restore`]);
+//! 1. a restore into a new cluster first, when it was made from a backup ([`restore`]); a
+//!    restore whose backup is gone (deleted, or its retention ended) fails the cluster for good
+//!    (state `failed`, with the reason), and it is not retried;
 //! 2. the documents and backups stores: `EncryptedStore`s under `<data_dir>/objects/<cluster>/`,
 //!    each holding a small marker object written at provisioning (`.keyward/store`), so the
 //!    store proves its key to verification before the customer has stored anything;
@@ -33,13 +35,16 @@
 //! never delays the probes; an access denial first renews the role's session and probes again.
 //!
 //! **Deletion** ([`delete`]): a cluster marked `deleting` loses its runtime (export stopped,
-//! disks detached), its volume files and objects, its internal key (scheduled for deletion), its
-//! role and its rows; a crash during it resumes at the next start.
+//! disks detached), its volume files, documents and rows; its complete backups are kept for the
+//! configured retention, with its role and key, until [`retention`] deletes them (its internal
+//! key then scheduled for deletion when no other cluster uses it); a cluster without backups
+//! loses them at once. A crash during it resumes at the next start.
 
 mod delete;
 mod provision;
 mod rekey;
 mod restore;
+mod retention;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Weak};
@@ -90,7 +95,8 @@ impl Operator {
             changes,
         ));
         let expiry = tokio::spawn(expire_audit(Arc::downgrade(shared)));
-        self.tasks.lock().extend([worker, consumer, expiry]);
+        let sweeper = tokio::spawn(retention::run(Arc::downgrade(shared)));
+        self.tasks.lock().extend([worker, consumer, expiry, sweeper]);
         for id in shared.repo.clusters_to_resume().await? {
             shared.kick(&id);
         }
@@ -119,7 +125,10 @@ async fn expire_audit(shared: Weak<Shared>) {
         };
         let retention = strong.config.audit_retention;
         let every = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
-        let before = keyward_storage::vocab::now_ms()
+        let before = strong
+            .config
+            .clock
+            .now_ms()
             .saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
         match strong.audit.expire(before).await {
             Ok(0) => {}
@@ -211,14 +220,18 @@ async fn reconcile(shared: &Shared, runtimes: &Runtimes, cluster_id: &str) -> Re
         return Ok(());
     };
     match cluster.state {
-        ClusterState::AwaitingKey => Ok(()),
+        // A failed cluster is never retried: only its deletion changes it.
+        ClusterState::AwaitingKey | ClusterState::Failed => Ok(()),
         ClusterState::Deleting => {
             let outcome = delete::finish(shared, runtimes, &cluster).await;
             shared.deletion_done(cluster_id, &outcome);
             outcome
         }
         ClusterState::Provisioning | ClusterState::Ready | ClusterState::Rewrapping => {
-            let runtime = provision::run(shared, runtimes, &cluster).await?;
+            let Some(runtime) = provision::run(shared, runtimes, &cluster).await? else {
+                // Failed for good (its restore's backup is gone).
+                return Ok(());
+            };
             if cluster.state == ClusterState::Rewrapping {
                 rekey::run(shared, &cluster, &runtime).await?;
             }

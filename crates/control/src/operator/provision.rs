@@ -19,15 +19,16 @@ pub const STORE_MARKER: &str = ".keyward/store";
 /// Object names under this prefix are the platform's, not the customer's.
 pub const RESERVED_PREFIX: &str = ".keyward/";
 
-/// Makes whatever the cluster lacks; returns its runtime.
+/// Makes whatever the cluster lacks; returns its runtime, or `None` when the cluster failed for
+/// good (its restore's backup is gone).
 pub(super) async fn run(
     shared: &Shared,
     runtimes: &Runtimes,
     cluster: &Cluster,
-) -> Result<Arc<ClusterRuntime>> {
+) -> Result<Option<Arc<ClusterRuntime>>> {
     let runtime = runtimes.get_or_create(shared, cluster).await?;
     if runtime.is_deleted() {
-        return Ok(runtime);
+        return Ok(Some(runtime));
     }
     let key_arn = runtime.key_arn();
     let repo = &shared.repo;
@@ -35,7 +36,12 @@ pub(super) async fn run(
 
     // 1. A restore into this new cluster, before anything else is made.
     if let Some(restore_from) = repo.restore_from(&cluster.id).await? {
-        restore::run(shared, runtimes, cluster, &runtime, &restore_from).await?;
+        if let Err(failure) =
+            restore::run(shared, runtimes, cluster, &runtime, &restore_from).await?
+        {
+            restore::fail(shared, runtimes, cluster, &failure).await?;
+            return Ok(None);
+        }
     }
 
     // 2. The object stores and their markers.
@@ -153,5 +159,5 @@ pub(super) async fn run(
         repo.mark_ready(&cluster.id).await?;
         tracing::info!(cluster = %cluster.id, "provisioned");
     }
-    Ok(runtime)
+    Ok(Some(runtime))
 }

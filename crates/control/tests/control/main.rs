@@ -19,6 +19,7 @@ pub mod health;
 mod key_change;
 mod policy;
 mod provision;
+mod retention;
 mod rewrap;
 
 pub const CUSTOMER: &str = "111122223333";

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod backups;
 mod crypt;
 mod guide;
 mod kms;
