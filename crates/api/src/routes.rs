@@ -14,6 +14,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::{Json, Router};
+use futures::StreamExt;
 use http_body_util::BodyExt;
 use keyward_control::{ControlPlane, NewCluster, Organization};
 use serde::Deserialize;
@@ -256,31 +257,81 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-/// Reads a whole body of at most `limit` bytes; more is `413 payload_too_large`, refused before
-/// reading when `Content-Length` already says so.
-async fn read_body(body: Body, limit: usize) -> ApiResult<bytes::Bytes> {
-    let too_large = || {
-        ApiError::new(
-            "payload_too_large",
-            format!("the request body is larger than the limit of {limit} bytes"),
-        )
-    };
-    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
-        return Err(too_large());
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        "payload_too_large",
+        format!("the request body is larger than the limit of {limit} bytes"),
+    )
+}
+
+/// Reads a whole body of at most `limit` bytes (JSON bodies only; documents are streamed); more
+/// is `413 payload_too_large`, refused before reading when `Content-Length` already says so.
+async fn read_body(body: Body, limit: u64) -> ApiResult<bytes::Bytes> {
+    if axum::body::HttpBody::size_hint(&body).lower() > limit {
+        return Err(too_large(limit));
     }
-    match http_body_util::Limited::new(body, limit).collect().await {
+    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+    match http_body_util::Limited::new(body, cap).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error)
             if error
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(too_large())
+            Err(too_large(limit))
         }
         Err(error) => Err(ApiError::invalid(format!(
             "cannot read the request body: {error}"
         ))),
     }
+}
+
+/// Why a document body stopped being read, kept for the answer.
+#[derive(Clone, Default)]
+struct BodyFailure(Arc<std::sync::Mutex<Option<ApiError>>>);
+
+impl BodyFailure {
+    fn set(&self, error: ApiError) {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert(error);
+    }
+
+    fn take(&self) -> Option<ApiError> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// A document body as a reader that fails once more than `limit` bytes came (or the client's
+/// body broke), recording why in the [`BodyFailure`]: the store then aborts the upload, so
+/// nothing of it is kept.
+fn document_body(
+    body: Body,
+    limit: u64,
+) -> (
+    impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    BodyFailure,
+) {
+    let failure = BodyFailure::default();
+    let seen = failure.clone();
+    let mut read = 0u64;
+    let chunks = body.into_data_stream().map(move |chunk| match chunk {
+        Ok(bytes) => {
+            read += bytes.len() as u64;
+            if read > limit {
+                seen.set(too_large(limit));
+                Err(std::io::Error::other("the document is over the size limit"))
+            } else {
+                Ok(bytes)
+            }
+        }
+        Err(error) => {
+            seen.set(ApiError::invalid(format!(
+                "cannot read the request body: {error}"
+            )));
+            Err(std::io::Error::other(error))
+        }
+    });
+    (tokio_util::io::StreamReader::new(chunks), failure)
 }
 
 async fn read_json<T: serde::de::DeserializeOwned>(state: &AppState, body: Body) -> ApiResult<T> {
@@ -463,25 +514,45 @@ async fn put_document(
     Path((id, name)): Path<(String, String)>,
     body: Body,
 ) -> ApiResult {
-    let bytes = read_body(body, state.0.limits.max_document_bytes).await?;
-    let info = plane(&state)
-        .put_document(&org.id, &id, &name, bytes)
-        .await?;
-    Ok(json(StatusCode::OK, info))
+    let limit = state.0.limits.max_document_bytes;
+    if axum::body::HttpBody::size_hint(&body).lower() > limit {
+        return Err(too_large(limit));
+    }
+    // The body is read as it is encrypted, never whole; the permit is held until it is stored.
+    let (reader, failure) = document_body(body, limit);
+    match plane(&state)
+        .put_document(&org.id, &id, &name, reader)
+        .await
+    {
+        Ok(info) => Ok(json(StatusCode::OK, info)),
+        // The store failed because the body did: that is the answer, not the store's error.
+        Err(error) => Err(failure.take().unwrap_or_else(|| error.into())),
+    }
 }
 
 async fn get_document(
-    DataOrg(org, _permit): DataOrg,
+    DataOrg(org, permit): DataOrg,
     State(state): State<AppState>,
     Path((id, name)): Path<(String, String)>,
 ) -> ApiResult {
-    let bytes = plane(&state).get_document(&org.id, &id, &name).await?;
+    let document = plane(&state).get_document(&org.id, &id, &name).await?;
+    let cluster = id;
+    // The permit goes with the body: the request counts against the organization's cap until
+    // its last byte is sent (or the client goes).
+    let body = document.map(move |chunk| {
+        let _held = &permit;
+        chunk.map_err(|error| {
+            // The response is aborted: the client sees a cut-short body, never a complete one.
+            tracing::warn!(cluster = %cluster, %error, "document download cut short");
+            error
+        })
+    });
     Ok((
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         )],
-        bytes,
+        Body::from_stream(body),
     )
         .into_response())
 }

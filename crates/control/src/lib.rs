@@ -44,6 +44,7 @@ mod cluster;
 mod config;
 mod data;
 pub mod db;
+mod document_stream;
 mod error;
 pub mod health;
 mod migrations;
@@ -66,6 +67,7 @@ pub use cluster::{
     Encryption, NewCluster, RewrapProgress, Verification,
 };
 pub use config::ControlConfig;
+pub use data::DocumentStream;
 pub use error::{Error, Result};
 pub use health::{HealthStatus, InaccessibleReason, KeyHealth};
 pub use keyward_storage::vocab::PROBE_CONTEXT_KEY;
