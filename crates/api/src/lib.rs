@@ -11,6 +11,10 @@
 //! - Errors: `{"error": {"code", "message"}}` with the HTTP status mapped from the code in one
 //!   `match` ([`error::status_of`]); internal errors answer a generic message and are logged in
 //!   full. Request bodies are bounded ([`Limits`]): too large is `413 payload_too_large`.
+//! - Documents stream: an upload is encrypted as it arrives and a download decrypted as it is
+//!   sent, so a request's memory is a few frames and upload parts whatever the document's size.
+//!   A download that fails after its first byte (the key seen inaccessible, a frame that fails
+//!   authentication) is aborted, never ended as if whole.
 //! - [`embedded`]: the identities of the embedded setup (`keyward up` and tests).
 //!
 //! - Concurrency: each organization has at most [`Limits::max_data_requests_per_org`] data

@@ -308,30 +308,64 @@ fn document_body(
     body: Body,
     limit: u64,
 ) -> (
-    impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    tokio_util::io::StreamReader<LimitedBody, bytes::Bytes>,
     BodyFailure,
 ) {
     let failure = BodyFailure::default();
-    let seen = failure.clone();
-    let mut read = 0u64;
-    let chunks = body.into_data_stream().map(move |chunk| match chunk {
-        Ok(bytes) => {
-            read += bytes.len() as u64;
-            if read > limit {
-                seen.set(too_large(limit));
-                Err(std::io::Error::other("the document is over the size limit"))
-            } else {
-                Ok(bytes)
-            }
-        }
-        Err(error) => {
-            seen.set(ApiError::invalid(format!(
-                "cannot read the request body: {error}"
-            )));
-            Err(std::io::Error::other(error))
-        }
-    });
+    let chunks = LimitedBody {
+        chunks: body.into_data_stream(),
+        limit,
+        read: 0,
+        failure: failure.clone(),
+    };
     (tokio_util::io::StreamReader::new(chunks), failure)
+}
+
+/// The chunks of a document body, cut at its size limit (see [`document_body`]).
+struct LimitedBody {
+    chunks: axum::body::BodyDataStream,
+    limit: u64,
+    read: u64,
+    failure: BodyFailure,
+}
+
+impl LimitedBody {
+    /// What is left of the body.
+    fn into_rest(self) -> axum::body::BodyDataStream {
+        self.chunks
+    }
+}
+
+impl futures::Stream for LimitedBody {
+    type Item = std::io::Result<bytes::Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let chunk = match std::task::ready!(this.chunks.poll_next_unpin(cx)) {
+            None => None,
+            Some(Ok(bytes)) => {
+                this.read += bytes.len() as u64;
+                if this.read > this.limit {
+                    this.failure.set(too_large(this.limit));
+                    Some(Err(std::io::Error::other(
+                        "the document is over the size limit",
+                    )))
+                } else {
+                    Some(Ok(bytes))
+                }
+            }
+            Some(Err(error)) => {
+                this.failure.set(ApiError::invalid(format!(
+                    "cannot read the request body: {error}"
+                )));
+                Some(Err(std::io::Error::other(error)))
+            }
+        };
+        std::task::Poll::Ready(chunk)
+    }
 }
 
 async fn read_json<T: serde::de::DeserializeOwned>(state: &AppState, body: Body) -> ApiResult<T> {
@@ -509,25 +543,54 @@ async fn list_documents(
 }
 
 async fn put_document(
-    DataOrg(org, _permit): DataOrg,
+    DataOrg(org, permit): DataOrg,
     State(state): State<AppState>,
     Path((id, name)): Path<(String, String)>,
     body: Body,
 ) -> ApiResult {
     let limit = state.0.limits.max_document_bytes;
     if axum::body::HttpBody::size_hint(&body).lower() > limit {
+        linger(body.into_data_stream(), permit);
         return Err(too_large(limit));
     }
     // The body is read as it is encrypted, never whole; the permit is held until it is stored.
-    let (reader, failure) = document_body(body, limit);
+    let (mut reader, failure) = document_body(body, limit);
     match plane(&state)
-        .put_document(&org.id, &id, &name, reader)
+        .put_document(&org.id, &id, &name, &mut reader)
         .await
     {
         Ok(info) => Ok(json(StatusCode::OK, info)),
-        // The store failed because the body did: that is the answer, not the store's error.
-        Err(error) => Err(failure.take().unwrap_or_else(|| error.into())),
+        Err(error) => {
+            linger(reader.into_inner().into_rest(), permit);
+            // The store failed because the body did: that is the answer, not the store's error.
+            Err(failure.take().unwrap_or_else(|| error.into()))
+        }
     }
+}
+
+/// How much of a refused upload's body is still read, and for how long, before the connection
+/// is closed (see [`linger`]).
+const LINGER_BYTES: u64 = 16 << 20;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and drops what is left of a refused upload's body, for a bounded while, holding the
+/// request's permit. A connection closed with unread bytes is reset by the kernel, which can
+/// destroy the refusal before the client has read it; a client still sending then sees a broken
+/// pipe instead of its 413. Past the bound the connection is closed anyway.
+fn linger(mut rest: axum::body::BodyDataStream, permit: tokio::sync::OwnedSemaphorePermit) {
+    tokio::spawn(async move {
+        let _held = permit;
+        let mut read = 0u64;
+        let drained = async {
+            while let Some(Ok(chunk)) = rest.next().await {
+                read += chunk.len() as u64;
+                if read > LINGER_BYTES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, drained).await;
+    });
 }
 
 async fn get_document(

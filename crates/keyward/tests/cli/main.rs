@@ -4,6 +4,7 @@
 mod support;
 
 mod crypt;
+mod documents;
 mod guide;
 mod kms;
 mod up;
