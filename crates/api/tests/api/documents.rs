@@ -336,3 +336,47 @@ async fn the_423_body_and_the_health_message_carry_the_kms_code_and_message_not_
         refused.json["error"]["message"].as_str().unwrap(),
     );
 }
+
+/// A download holds its organization's data-request permit until its body is done: with the cap
+/// taken by downloads still sending, another data request is 429; once one body is dropped, the
+/// next is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_counts_against_the_cap_until_its_body_is_done() {
+    let api = Api::start_with(Limits {
+        max_data_requests_per_org: 2,
+        ..Limits::default()
+    })
+    .await;
+    let (_, token) = api.organization("acme").await;
+    let id = api.ready_cluster(&token, "prod").await;
+    let path = format!("/v1/clusters/{id}/documents/large.bin");
+    let put = api
+        .call(Method::PUT, &path, Some(&token), vec![5u8; 4 * MIB])
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.json);
+
+    let mut downloads = Vec::new();
+    for _ in 0..2 {
+        let request = Request::builder()
+            .uri(&path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = api.router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut body = response.into_body();
+        body.frame().await.unwrap().unwrap();
+        downloads.push(body);
+    }
+    let refused = api
+        .call(Method::GET, &path, Some(&token), Body::empty())
+        .await;
+    assert_error(&refused, 429, "too_many_requests");
+
+    drop(downloads.pop());
+    let served = api
+        .call(Method::GET, &path, Some(&token), Body::empty())
+        .await;
+    assert_eq!(served.status, StatusCode::OK, "{}", served.json);
+    assert_eq!(served.bytes.len(), 4 * MIB);
+}
