@@ -3,9 +3,10 @@
 //! server's peak resident memory (VmHWM of the `keyward up` process) stays within a stated
 //! bound above what it was before.
 //!
-//! The document is 1 GiB (about ten seconds each way on two cores; `KEYWARD_TEST_DOCUMENT_MIB`
+//! The document is 1 GiB (about five seconds each way on two cores; `KEYWARD_TEST_DOCUMENT_MIB`
 //! sets another size). An upload over `--max-document-size` is refused by the server and
-//! reported by the CLI as the 413 it is, and nothing is stored.
+//! reported by the CLI as the 413 it is, and nothing is stored. A download under way when the
+//! key is disabled is cut short: the CLI exits non-zero, having got only what was in flight.
 
 use std::io::{Read, Write};
 use std::process::Stdio;
@@ -231,4 +232,86 @@ fn an_upload_over_the_largest_document_size_is_413_and_stores_nothing() {
         left.iter().all(|name| name == ".keyward"),
         "files left among the documents: {left:?}"
     );
+}
+
+/// A download under way when the customer disables the key: once `keyward up` sees the key
+/// inaccessible it sends no more of the document and aborts the response, so `keyward doc get`
+/// gets a cut-short body and exits non-zero saying so — never a whole-looking document.
+#[test]
+fn a_download_is_cut_short_when_the_key_is_disabled_mid_way() {
+    crate::support::require_tool("aws");
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&dir.path().join("keyward-data"), &[]);
+    let customer = up.info["customer"]["account_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cluster = up.keyward_json(&["cluster", "create", "cut", "--encryption", "external"]);
+    let id = cluster["id"].as_str().unwrap().to_owned();
+    let policy = up.keyward_json(&["cluster", "key-policy", &id, "--full-policy-for", &customer]);
+    let policy_file = dir.path().join("policy.json");
+    std::fs::write(&policy_file, policy.to_string()).unwrap();
+    let key = up.aws(&[
+        "kms",
+        "create-key",
+        "--policy",
+        &format!("file://{}", policy_file.display()),
+    ]);
+    let key_arn = key["KeyMetadata"]["Arn"].as_str().unwrap().to_owned();
+    let association = up.keyward_json(&["cluster", "associate", &id, &key_arn]);
+    assert_eq!(association["applied"], true, "{association:#}");
+    let started = Instant::now();
+    while up.keyward_json(&["cluster", "show", &id])["state"] != "ready" {
+        assert!(started.elapsed() < Duration::from_secs(60), "not ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A document far larger than every buffer on the way (socket buffers, pipes).
+    let mib = 256;
+    let mut put = piped(&up, &["doc", "put", &id, "large.bin"]);
+    let mut stdin = put.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let mut buffer = vec![0u8; MIB as usize];
+        for index in 0..mib {
+            chunk(index, &mut buffer);
+            stdin.write_all(&buffer).unwrap();
+        }
+    });
+    let put_err = stderr_of(&mut put);
+    assert!(put.wait().unwrap().success(), "doc put: {put_err}");
+    feeder.join().unwrap();
+
+    // The first MiB arrives; then the key is disabled and the cluster checked at once.
+    let mut get = piped(&up, &["doc", "get", &id, "large.bin"]);
+    let mut stdout = get.stdout.take().unwrap();
+    let (mut expected, mut got) = (vec![0u8; MIB as usize], vec![0u8; MIB as usize]);
+    chunk(0, &mut expected);
+    stdout.read_exact(&mut got).unwrap();
+    assert!(got == expected);
+    up.aws(&["kms", "disable-key", "--key-id", &key_arn]);
+    let health = up.keyward_json(&["cluster", "health", &id, "--now"]);
+    assert_eq!(health["status"], "key-inaccessible", "{health:#}");
+
+    // What was already on its way may still arrive; the rest never does.
+    let mut received = MIB;
+    loop {
+        let n = stdout.read(&mut got).unwrap();
+        if n == 0 {
+            break;
+        }
+        received += n as u64;
+    }
+    let err = stderr_of(&mut get);
+    let status = get.wait().unwrap();
+    eprintln!(
+        "documents: {received} of {} bytes arrived before the cut",
+        mib * MIB
+    );
+    // In flight when the gate closed: socket buffers and pipes, a few MiB on loopback.
+    assert!(
+        received < 32 * MIB,
+        "{received} bytes arrived: more than was in flight when the key was disabled"
+    );
+    assert!(!status.success(), "a cut-short download exited 0");
+    assert!(err.contains("broke off"), "{err}");
 }
