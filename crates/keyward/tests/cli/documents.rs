@@ -74,6 +74,30 @@ fn stderr_of(child: &mut std::process::Child) -> String {
     text
 }
 
+/// `keyward doc put <id> <name> --json` of `mib` MiB generated on the fly into its standard input
+/// (no file of that size anywhere): what it printed.
+fn put_generated(up: &Up, id: &str, name: &str, mib: u64) -> String {
+    let mut put = piped(up, &["doc", "put", id, name, "--json"]);
+    let mut stdin = put.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let mut buffer = vec![0u8; MIB as usize];
+        for index in 0..mib {
+            chunk(index, &mut buffer);
+            stdin.write_all(&buffer).unwrap();
+        }
+    });
+    let mut answer = String::new();
+    put.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut answer)
+        .unwrap();
+    let put_err = stderr_of(&mut put);
+    assert!(put.wait().unwrap().success(), "doc put: {put_err}");
+    feeder.join().unwrap();
+    answer
+}
+
 /// A new cluster with internal encryption (a platform key), once ready: its id.
 fn ready_internal_cluster(up: &Up) -> String {
     let cluster = up.keyward_json(&["cluster", "create", "big", "--encryption", "internal"]);
@@ -109,24 +133,7 @@ fn streams_in_bounded_memory(mib: u64) {
 
     // Upload from standard input, generated on the fly (no file of that size anywhere).
     let started = Instant::now();
-    let mut put = piped(&up, &["doc", "put", &id, "large.bin", "--json"]);
-    let mut stdin = put.stdin.take().unwrap();
-    let feeder = std::thread::spawn(move || {
-        let mut buffer = vec![0u8; MIB as usize];
-        for index in 0..mib {
-            chunk(index, &mut buffer);
-            stdin.write_all(&buffer).unwrap();
-        }
-    });
-    let mut answer = String::new();
-    put.stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut answer)
-        .unwrap();
-    let put_err = stderr_of(&mut put);
-    assert!(put.wait().unwrap().success(), "doc put: {put_err}");
-    feeder.join().unwrap();
+    let answer = put_generated(&up, &id, "large.bin", mib);
     let upload = started.elapsed();
     let info: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert!(info["size"].as_u64().unwrap() > mib * MIB, "{info}");
@@ -268,18 +275,7 @@ fn a_download_is_cut_short_when_the_key_is_disabled_mid_way() {
 
     // A document far larger than every buffer on the way (socket buffers, pipes).
     let mib = 256;
-    let mut put = piped(&up, &["doc", "put", &id, "large.bin"]);
-    let mut stdin = put.stdin.take().unwrap();
-    let feeder = std::thread::spawn(move || {
-        let mut buffer = vec![0u8; MIB as usize];
-        for index in 0..mib {
-            chunk(index, &mut buffer);
-            stdin.write_all(&buffer).unwrap();
-        }
-    });
-    let put_err = stderr_of(&mut put);
-    assert!(put.wait().unwrap().success(), "doc put: {put_err}");
-    feeder.join().unwrap();
+    put_generated(&up, &id, "large.bin", mib);
 
     // The first MiB arrives; then the key is disabled and the cluster checked at once.
     let mut get = piped(&up, &["doc", "get", &id, "large.bin"]);
