@@ -11,6 +11,10 @@
 //! - Errors: `{"error": {"code", "message"}}` with the HTTP status mapped from the code in one
 //!   `match` ([`error::status_of`]); internal errors answer a generic message and are logged in
 //!   full. Request bodies are bounded ([`Limits`]): too large is `413 payload_too_large`.
+//! - Documents stream: an upload is encrypted as it arrives and a download decrypted as it is
+//!   sent, so a request's memory is a few frames and upload parts whatever the document's size.
+//!   A download that fails after its first byte (the key seen inaccessible, a frame that fails
+//!   authentication) is aborted, never ended as if whole.
 //! - [`embedded`]: the identities of the embedded setup (`keyward up` and tests).
 //!
 //! - Concurrency: each organization has at most [`Limits::max_data_requests_per_org`] data
@@ -38,15 +42,20 @@ pub use routes::{router, ROUTES};
 /// The OpenAPI 3.1 document of this API, as served at `GET /v1/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
 
+/// The default largest document: 5 GiB, the largest object S3 takes in one `PutObject`.
+pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 5 << 30;
+
 /// Upper bounds of request bodies.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// JSON bodies (cluster creation, key association, organizations). 64 KiB: the largest is a
     /// key ARN or a name; AWS caps a whole key policy at 32 KiB.
-    pub max_json_bytes: usize,
-    /// A document uploaded with `PUT /v1/clusters/{id}/documents/{name}` (held in memory while it
-    /// is encrypted).
-    pub max_document_bytes: usize,
+    pub max_json_bytes: u64,
+    /// A document uploaded with `PUT /v1/clusters/{id}/documents/{name}`. Documents are streamed
+    /// (encrypted as they arrive, decrypted as they are sent), so this bounds what a cluster
+    /// stores per document, not memory. A `Content-Length` over it is refused before reading; a
+    /// body without one is cut at it; either way `413 payload_too_large` and nothing is stored.
+    pub max_document_bytes: u64,
     /// Data requests (document put/get/delete/list, backup create/restore) one organization may
     /// have in flight at once; past it the API answers `429 too_many_requests` with
     /// `Retry-After`. Each holds its permit for the whole request, the body read included.
@@ -57,7 +66,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_json_bytes: 64 * 1024,
-            max_document_bytes: 64 * 1024 * 1024,
+            max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
             max_data_requests_per_org: 8,
         }
     }

@@ -14,6 +14,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::{Json, Router};
+use futures::StreamExt;
 use http_body_util::BodyExt;
 use keyward_control::{AuditQuery, AuditResult, ControlPlane, NewCluster, Organization};
 use serde::Deserialize;
@@ -278,30 +279,114 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-/// Reads a whole body of at most `limit` bytes; more is `413 payload_too_large`, refused before
-/// reading when `Content-Length` already says so.
-async fn read_body(body: Body, limit: usize) -> ApiResult<bytes::Bytes> {
-    let too_large = || {
-        ApiError::new(
-            "payload_too_large",
-            format!("the request body is larger than the limit of {limit} bytes"),
-        )
-    };
-    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
-        return Err(too_large());
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        "payload_too_large",
+        format!("the request body is larger than the limit of {limit} bytes"),
+    )
+}
+
+/// Reads a whole body of at most `limit` bytes (JSON bodies only; documents are streamed); more
+/// is `413 payload_too_large`, refused before reading when `Content-Length` already says so.
+async fn read_body(body: Body, limit: u64) -> ApiResult<bytes::Bytes> {
+    if axum::body::HttpBody::size_hint(&body).lower() > limit {
+        return Err(too_large(limit));
     }
-    match http_body_util::Limited::new(body, limit).collect().await {
+    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+    match http_body_util::Limited::new(body, cap).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error)
             if error
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(too_large())
+            Err(too_large(limit))
         }
         Err(error) => Err(ApiError::invalid(format!(
             "cannot read the request body: {error}"
         ))),
+    }
+}
+
+/// Why a document body stopped being read, kept for the answer.
+#[derive(Clone, Default)]
+struct BodyFailure(Arc<std::sync::Mutex<Option<ApiError>>>);
+
+impl BodyFailure {
+    fn set(&self, error: ApiError) {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert(error);
+    }
+
+    fn take(&self) -> Option<ApiError> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// A document body as a reader that fails once more than `limit` bytes came (or the client's
+/// body broke), recording why in the [`BodyFailure`]: the store then aborts the upload, so
+/// nothing of it is kept.
+fn document_body(
+    body: Body,
+    limit: u64,
+) -> (
+    tokio_util::io::StreamReader<LimitedBody, bytes::Bytes>,
+    BodyFailure,
+) {
+    let failure = BodyFailure::default();
+    let chunks = LimitedBody {
+        chunks: body.into_data_stream(),
+        limit,
+        read: 0,
+        failure: failure.clone(),
+    };
+    (tokio_util::io::StreamReader::new(chunks), failure)
+}
+
+/// The chunks of a document body, cut at its size limit (see [`document_body`]).
+struct LimitedBody {
+    chunks: axum::body::BodyDataStream,
+    limit: u64,
+    read: u64,
+    failure: BodyFailure,
+}
+
+impl LimitedBody {
+    /// What is left of the body.
+    fn into_rest(self) -> axum::body::BodyDataStream {
+        self.chunks
+    }
+}
+
+impl futures::Stream for LimitedBody {
+    type Item = std::io::Result<bytes::Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let chunk = match std::task::ready!(this.chunks.poll_next_unpin(cx)) {
+            None => None,
+            Some(Ok(bytes)) => {
+                this.read += bytes.len() as u64;
+                if this.read > this.limit {
+                    this.failure.set(too_large(this.limit));
+                    Some(Err(std::io::Error::other(
+                        "the document is over the size limit",
+                    )))
+                } else {
+                    Some(Ok(bytes))
+                }
+            }
+            Some(Err(error)) => {
+                this.failure.set(ApiError::invalid(format!(
+                    "cannot read the request body: {error}"
+                )));
+                Some(Err(std::io::Error::other(error)))
+            }
+        };
+        std::task::Poll::Ready(chunk)
     }
 }
 
@@ -480,30 +565,79 @@ async fn list_documents(
 }
 
 async fn put_document(
-    DataOrg(org, _permit): DataOrg,
+    DataOrg(org, permit): DataOrg,
     State(state): State<AppState>,
     Path((id, name)): Path<(String, String)>,
     body: Body,
 ) -> ApiResult {
-    let bytes = read_body(body, state.0.limits.max_document_bytes).await?;
-    let info = plane(&state)
-        .put_document(&org.id, &id, &name, bytes)
-        .await?;
-    Ok(json(StatusCode::OK, info))
+    let limit = state.0.limits.max_document_bytes;
+    if axum::body::HttpBody::size_hint(&body).lower() > limit {
+        linger(body.into_data_stream(), permit);
+        return Err(too_large(limit));
+    }
+    // The body is read as it is encrypted, never whole; the permit is held until it is stored.
+    let (mut reader, failure) = document_body(body, limit);
+    match plane(&state)
+        .put_document(&org.id, &id, &name, &mut reader)
+        .await
+    {
+        Ok(info) => Ok(json(StatusCode::OK, info)),
+        Err(error) => {
+            linger(reader.into_inner().into_rest(), permit);
+            // The store failed because the body did: that is the answer, not the store's error.
+            Err(failure.take().unwrap_or_else(|| error.into()))
+        }
+    }
+}
+
+/// How much of a refused upload's body is still read, and for how long, before the connection
+/// is closed (see [`linger`]).
+const LINGER_BYTES: u64 = 16 << 20;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and drops what is left of a refused upload's body, for a bounded while, holding the
+/// request's permit. A connection closed with unread bytes is reset by the kernel, which can
+/// destroy the refusal before the client has read it; a client still sending then sees a broken
+/// pipe instead of its 413. Past the bound the connection is closed anyway.
+fn linger(mut rest: axum::body::BodyDataStream, permit: tokio::sync::OwnedSemaphorePermit) {
+    tokio::spawn(async move {
+        let _held = permit;
+        let mut read = 0u64;
+        let drained = async {
+            while let Some(Ok(chunk)) = rest.next().await {
+                read += chunk.len() as u64;
+                if read > LINGER_BYTES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, drained).await;
+    });
 }
 
 async fn get_document(
-    DataOrg(org, _permit): DataOrg,
+    DataOrg(org, permit): DataOrg,
     State(state): State<AppState>,
     Path((id, name)): Path<(String, String)>,
 ) -> ApiResult {
-    let bytes = plane(&state).get_document(&org.id, &id, &name).await?;
+    let document = plane(&state).get_document(&org.id, &id, &name).await?;
+    let cluster = id;
+    // The permit goes with the body: the request counts against the organization's cap until
+    // its last byte is sent (or the client goes).
+    let body = document.map(move |chunk| {
+        let _held = &permit;
+        chunk.map_err(|error| {
+            // The response is aborted: the client sees a cut-short body, never a complete one.
+            tracing::warn!(cluster = %cluster, %error, "document download cut short");
+            error
+        })
+    });
     Ok((
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         )],
-        bytes,
+        Body::from_stream(body),
     )
         .into_response())
 }

@@ -44,12 +44,7 @@ async fn main() {
         let (cluster, key) = common::associated_cluster(&env, &plane, &org, "probe").await;
         common::wait_ready(&plane, &org, &cluster.id).await;
         plane
-            .put_document(
-                &org.id,
-                &cluster.id,
-                "d0",
-                bytes::Bytes::from_static(b"hello"),
-            )
+            .put_document(&org.id, &cluster.id, "d0", &b"hello"[..])
             .await
             .unwrap();
         let nbd = nbd_addresses(&plane, &org, &cluster.id).await;
@@ -113,7 +108,7 @@ async fn main() {
         // A document whose data key is not cached yet: reading it calls KMS Decrypt.
         let name = format!("fresh-{trial}");
         plane
-            .put_document(&org.id, &cluster.id, &name, bytes::Bytes::from_static(b"x"))
+            .put_document(&org.id, &cluster.id, &name, &b"x"[..])
             .await
             .unwrap();
         let t0 = Instant::now();
@@ -227,7 +222,7 @@ async fn wait_refused(
         }
         if r.put.is_none()
             && plane
-                .put_document(&org.id, cluster_id, "w", bytes::Bytes::from_static(b"w"))
+                .put_document(&org.id, cluster_id, "w", &b"w"[..])
                 .await
                 .is_err()
         {

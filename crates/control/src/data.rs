@@ -21,6 +21,9 @@ use crate::plane::ControlPlane;
 use crate::repo::RetainedCluster;
 use crate::runtime::ClusterRuntime;
 
+pub use crate::document_stream::DocumentStream;
+use crate::document_stream::DOWNLOAD_PIPE_BYTES;
+
 /// Sectors read from each disk by verification.
 const VERIFY_SECTORS: usize = 4;
 /// Objects decrypted in full per object class by verification.
@@ -117,39 +120,67 @@ impl ControlPlane {
         runtime.check_now(self.shared()).await;
     }
 
-    pub async fn put_document(
+    /// Stores the document `name` from `body`, encrypting it frame by frame as it is read: the
+    /// memory it takes is about one ESDK frame plus the store's upload parts, whatever its size.
+    /// The document appears (replacing any previous version) only once the whole body is stored;
+    /// if reading `body` fails — a client gone, a body over the caller's limit — nothing is
+    /// written and the previous version stays.
+    pub async fn put_document<R>(
         &self,
         org: &OrgId,
         cluster_id: &str,
         name: &str,
-        body: bytes::Bytes,
-    ) -> Result<DocumentInfo> {
+        mut body: R,
+    ) -> Result<DocumentInfo>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send,
+    {
         check_document_name(name)?;
         let (_, runtime) = self.serving(org, cluster_id).await?;
         let _writing = runtime.writing().await;
         let store = runtime.documents();
-        match store.put_bytes(name, &body).await {
-            Ok(size) => Ok(DocumentInfo {
+        if let Err(error) = store.put_reader(name, &mut body).await {
+            return Err(self.object_error(&runtime, error).await);
+        }
+        // The stored size, read from the backend as a listing shows it (no KMS call).
+        match store.head(name).await {
+            Ok(info) => Ok(DocumentInfo {
                 name: name.to_owned(),
-                size,
-                key_arn: runtime.write_key_arn(),
+                size: info.size,
+                key_arn: info.kms_key_arns.join(","),
             }),
             Err(error) => Err(self.object_error(&runtime, error).await),
         }
     }
 
-    pub async fn get_document(&self, org: &OrgId, cluster_id: &str, name: &str) -> Result<Vec<u8>> {
+    /// The document `name`'s plaintext as a stream of authenticated frames.
+    ///
+    /// Answers once the first frame is authenticated (or the document is known empty), so a
+    /// missing document, a locked key or a refused `Decrypt` is an error here, before anything
+    /// is sent. Afterwards the stream checks the cluster's gate before each chunk: once the key
+    /// is seen inaccessible no more plaintext leaves, and the stream ends with that error — as it
+    /// does when a later frame fails authentication. A consumer must treat a stream that ends in
+    /// an error as cut short and discard what it got (an HTTP response is aborted).
+    pub async fn get_document(
+        &self,
+        org: &OrgId,
+        cluster_id: &str,
+        name: &str,
+    ) -> Result<DocumentStream> {
         check_document_name(name)?;
         let (_, runtime) = self.serving(org, cluster_id).await?;
         let store = runtime.documents();
-        match store.get_bytes(name).await {
-            Ok(body) => {
-                // The gate may have closed while this ran: no plaintext leaves after it did.
-                runtime.gate()?;
-                Ok(body)
+        let (mut writer, reader) = tokio::io::duplex(DOWNLOAD_PIPE_BYTES);
+        let plane = self.clone();
+        let owner = runtime.clone();
+        let key = name.to_owned();
+        let producer = tokio::spawn(async move {
+            match store.get_to(&key, &mut writer).await {
+                Ok(n) => Ok(n),
+                Err(error) => Err(plane.object_error(&owner, error).await),
             }
-            Err(error) => Err(self.object_error(&runtime, error).await),
-        }
+        });
+        DocumentStream::start(runtime, reader, producer).await
     }
 
     pub async fn list_documents(
@@ -196,6 +227,33 @@ impl ControlPlane {
         }
     }
 
+    /// Ends the cluster's NBD server as a failure of it would (its address unlisted at once, the
+    /// operator asked to serve the disks again), and answers once it has ended. For tests of
+    /// that restart; not in the API. The operator cannot reconcile the cluster until the
+    /// returned guard is dropped, so a test sees the stopped state before the restart.
+    #[doc(hidden)]
+    pub async fn fail_nbd_server(
+        &self,
+        org: &OrgId,
+        cluster_id: &str,
+    ) -> Result<tokio::sync::OwnedMutexGuard<()>> {
+        let (_, runtime) = self.serving(org, cluster_id).await?;
+        let held = self.shared().cluster_lock(cluster_id).lock_owned().await;
+        if !runtime.disks().await.fail_nbd() {
+            return Err(Error::Conflict(format!(
+                "cluster {cluster_id} has no NBD server"
+            )));
+        }
+        let started = std::time::Instant::now();
+        while runtime.disks().await.nbd_port().is_some() {
+            if started.elapsed() > std::time::Duration::from_secs(10) {
+                return Err(Error::Internal("the NBD server did not stop".into()));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        Ok(held)
+    }
+
     /// Fresh client credentials for the cluster's disks (mutual TLS under the cluster's own
     /// CA): the CA certificate, a client certificate and its private key. Served only while the
     /// cluster's data is.
@@ -208,7 +266,8 @@ impl ControlPlane {
         runtime.nbd_credentials(self.shared()).await
     }
 
-    /// The cluster's disks with their NBD addresses (while attached).
+    /// The cluster's disks with their NBD addresses: only while attached and while the cluster's
+    /// NBD server runs (a stopped one is never advertised; the operator restarts it).
     pub async fn list_disks(&self, org: &OrgId, cluster_id: &str) -> Result<Vec<DiskInfo>> {
         let (_, runtime) = self.serving(org, cluster_id).await?;
         let host = match self.config().nbd_host {

@@ -50,6 +50,7 @@ mod cluster;
 mod config;
 mod data;
 pub mod db;
+mod document_stream;
 mod error;
 pub mod health;
 mod migrations;
@@ -75,6 +76,7 @@ pub use cluster::{
     Encryption, NewCluster, RetainedBackup, RewrapProgress, Verification,
 };
 pub use config::{ControlConfig, DEFAULT_BACKUP_RETENTION};
+pub use data::DocumentStream;
 pub use error::{Error, Result};
 pub use health::{HealthStatus, InaccessibleReason, KeyHealth};
 pub use keyward_storage::vocab::PROBE_CONTEXT_KEY;

@@ -34,6 +34,13 @@ pub struct TokenInfo {
     pub last4: Option<String>,
 }
 
+/// A token to store: its digest, id and last four characters (never the token itself).
+pub(crate) struct NewTokenRow {
+    pub(crate) digest: String,
+    pub(crate) id: String,
+    pub(crate) last4: String,
+}
+
 /// A new API token, shown once. Not `Debug`, not `Clone`, not `Serialize`; wiped on drop.
 pub struct ApiToken(Zeroizing<String>);
 
@@ -52,8 +59,8 @@ impl ApiToken {
     }
 
     /// The row to store: digest, a new id, the last four characters.
-    pub(crate) fn row(&self) -> Result<crate::repo::NewTokenRow> {
-        Ok(crate::repo::NewTokenRow {
+    pub(crate) fn row(&self) -> Result<NewTokenRow> {
+        Ok(NewTokenRow {
             digest: token_digest(self.expose()),
             id: random_id("t-")?,
             last4: self.0[self.0.len() - 4..].to_owned(),

@@ -11,7 +11,7 @@ use crate::cluster::{Cluster, ClusterState, Encryption, RetainedBackup, RewrapPr
 use crate::db::{Db, DbError, Row, Value};
 use crate::error::{Error, Result};
 use crate::health::{HealthStatus, InaccessibleReason, KeyHealth};
-use crate::org::{OrgId, Organization, TokenInfo};
+use crate::org::{NewTokenRow, OrgId, Organization, TokenInfo};
 
 /// The columns of `clusters` a [`Cluster`] is read from.
 const CLUSTER_COLUMNS: &str = "id, org_id, name, region, encryption, role_arn, key_arn, state, \
@@ -110,13 +110,6 @@ pub(crate) struct Repo {
 const INSERT_TOKEN: &str =
     "INSERT INTO api_tokens (token_sha256, org_id, created_at_ms, id, last4) \
      VALUES ($1, $2, $3, $4, $5)";
-
-/// A token to store: its digest, id and last four characters (never the token itself).
-pub(crate) struct NewTokenRow {
-    pub(crate) digest: String,
-    pub(crate) id: String,
-    pub(crate) last4: String,
-}
 
 impl Repo {
     pub(crate) fn new(db: Db) -> Repo {

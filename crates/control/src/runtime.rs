@@ -128,17 +128,56 @@ impl Disk {
 #[derive(Default)]
 pub(crate) struct Disks {
     pub(crate) list: Vec<Disk>,
-    nbd: Option<(u16, JoinHandle<()>)>,
+    nbd: Option<NbdTask>,
+}
+
+/// A cluster's running NBD server.
+struct NbdTask {
+    port: u16,
+    task: JoinHandle<()>,
+    /// Set by the task when the server ended on its own (an error, a panic), before it asks
+    /// the operator for a restart.
+    ended: Arc<std::sync::atomic::AtomicBool>,
+    /// Ends the server as if it had failed (tests of the restart).
+    fail: Arc<tokio::sync::Notify>,
+}
+
+impl NbdTask {
+    fn is_serving(&self) -> bool {
+        !self.ended.load(std::sync::atomic::Ordering::Acquire) && !self.task.is_finished()
+    }
 }
 
 impl Disks {
+    /// The port of the cluster's NBD server while it serves: `None` once it stopped, so a dead
+    /// address is never advertised.
     pub(crate) fn nbd_port(&self) -> Option<u16> {
-        self.nbd.as_ref().map(|(port, _)| *port)
+        self.nbd
+            .as_ref()
+            .filter(|nbd| nbd.is_serving())
+            .map(|nbd| nbd.port)
+    }
+
+    /// The port of the last server, serving or not: a restart takes it again if it can.
+    pub(crate) fn last_nbd_port(&self) -> Option<u16> {
+        self.nbd.as_ref().map(|nbd| nbd.port)
     }
 
     fn stop_nbd(&mut self) {
-        if let Some((_, task)) = self.nbd.take() {
-            task.abort();
+        if let Some(nbd) = self.nbd.take() {
+            nbd.task.abort();
+        }
+    }
+
+    /// Ends the NBD server as a failure would (no port advertised, the operator asked to
+    /// restart it). For tests; `false` when no server ran.
+    pub(crate) fn fail_nbd(&self) -> bool {
+        match &self.nbd {
+            Some(nbd) => {
+                nbd.fail.notify_one();
+                true
+            }
+            None => false,
         }
     }
 }
@@ -505,7 +544,7 @@ impl ClusterRuntime {
     pub(crate) async fn reattach_disks(&self, shared: &Shared) -> Result<()> {
         let kms = AwsKms::new(self.kms(shared).await);
         let mut disks = self.disks.lock().await;
-        let port = disks.nbd_port().unwrap_or(0);
+        let port = disks.last_nbd_port().unwrap_or(0);
         disks.stop_nbd();
         for disk in disks.list.iter_mut() {
             if let Some(old) = disk.attachment.take() {
@@ -573,12 +612,34 @@ impl ClusterRuntime {
         let tls = ca.server_tls(&identity).map_err(Error::internal)?;
         let server = NbdServer::new(exports, NbdConfig::tls(tls));
         let id = self.id.clone();
+        let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let fail = Arc::new(tokio::sync::Notify::new());
+        let (ended_by_task, failed) = (ended.clone(), fail.clone());
+        let operator = shared.kicker();
         let task = tokio::spawn(async move {
-            server.serve_tcp(listener).await;
-            tracing::warn!(cluster = %id, "NBD server stopped");
+            use futures::FutureExt as _;
+            let serving = std::panic::AssertUnwindSafe(server.serve_tcp(listener)).catch_unwind();
+            tokio::select! {
+                outcome = serving => match outcome {
+                    Ok(()) => tracing::warn!(cluster = %id, "NBD server stopped"),
+                    Err(_) => tracing::error!(cluster = %id, "NBD server panicked"),
+                },
+                () = failed.notified() => tracing::warn!(cluster = %id, "NBD server made to fail"),
+            }
+            // Its address is no longer listed from here on; the operator serves the disks again.
+            ended_by_task.store(true, std::sync::atomic::Ordering::Release);
+            if let Some(operator) = operator.and_then(|weak| weak.upgrade()) {
+                let _ = operator.send(id);
+            }
         });
-        if let Some((_, old)) = disks.nbd.replace((port, task)) {
-            old.abort();
+        let started = NbdTask {
+            port,
+            task,
+            ended,
+            fail,
+        };
+        if let Some(old) = disks.nbd.replace(started) {
+            old.task.abort();
         }
         Ok(())
     }

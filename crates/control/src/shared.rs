@@ -90,6 +90,12 @@ impl Shared {
         }
     }
 
+    /// A handle on the operator's queue for a background task that must not keep it open (an
+    /// NBD server asking to be restarted); `None` when the operator has stopped.
+    pub(crate) fn kicker(&self) -> Option<mpsc::WeakUnboundedSender<String>> {
+        self.kick.lock().as_ref().map(|tx| tx.downgrade())
+    }
+
     /// Closes the queue: the operator's worker ends.
     pub(crate) fn stop_kicks(&self) {
         self.kick.lock().take();

@@ -10,8 +10,11 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::Args;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode};
+use futures::TryStreamExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
@@ -67,10 +70,16 @@ impl std::fmt::Display for ApiFailure {
 
 impl std::error::Error for ApiFailure {}
 
+/// A request body: whole (JSON) or streamed from a reader (a document).
+type RequestBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// Bytes read from a document's source per body chunk.
+const UPLOAD_CHUNK: usize = 256 * 1024;
+
 pub struct ApiClient {
     base: String,
     token: Option<String>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpConnector, RequestBody>,
 }
 
 impl ApiClient {
@@ -159,20 +168,93 @@ impl ApiClient {
         path: &str,
         body: Option<(&'static str, Bytes)>,
     ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let body = body.map(|(content_type, bytes)| {
+            let whole = Full::new(bytes).map_err(|never| match never {});
+            (content_type, None, UnsyncBoxBody::new(whole))
+        });
+        let response = self.request(method.clone(), path, body).await?;
+        let status = response.status();
+        Ok((status, body_of(response, &method, path).await?))
+    }
+
+    /// PUTs `reader`'s bytes as they are read (never whole in memory) and answers the body of
+    /// the success. With `length` (sent as `Content-Length`) the server refuses a document over
+    /// its limit before reading it.
+    pub async fn put_stream<R>(
+        &self,
+        path: &str,
+        reader: R,
+        length: Option<u64>,
+    ) -> anyhow::Result<Bytes>
+    where
+        R: tokio::io::AsyncRead + Send + 'static,
+    {
+        let chunks = tokio_util::io::ReaderStream::with_capacity(reader, UPLOAD_CHUNK);
+        let body = UnsyncBoxBody::new(StreamBody::new(chunks.map_ok(Frame::data)));
+        let response = self
+            .request(
+                Method::PUT,
+                path,
+                Some(("application/octet-stream", length, body)),
+            )
+            .await?;
+        body_of(response, &Method::PUT, path).await
+    }
+
+    /// GETs `path` and writes its body into `writer` as it arrives; answers the bytes written.
+    /// An answer that breaks off is an error: what was written is then incomplete.
+    pub async fn get_to<W>(&self, path: &str, writer: &mut W) -> anyhow::Result<u64>
+    where
+        W: tokio::io::AsyncWrite + Unpin + ?Sized,
+    {
+        use tokio::io::AsyncWriteExt as _;
+        let mut body = self.request(Method::GET, path, None).await?.into_body();
+        let mut written = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.with_context(|| {
+                format!(
+                    "the answer of GET {path} broke off after {written} bytes: what was written \
+                     is incomplete (the server log says why; a key made inaccessible stops a \
+                     download)"
+                )
+            })?;
+            if let Ok(data) = frame.into_data() {
+                writer.write_all(&data).await?;
+                written += data.len() as u64;
+            }
+        }
+        writer.flush().await?;
+        Ok(written)
+    }
+
+    /// Sends one request (a body with its content type and length, if known); answers the
+    /// response of a success with its body unread, or an [`ApiFailure`].
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&'static str, Option<u64>, RequestBody)>,
+    ) -> anyhow::Result<Response<Incoming>> {
         let url = format!("{}{path}", self.base);
         let mut request = Request::builder().method(method.clone()).uri(&url);
         if let Some(token) = &self.token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
         let payload = match body {
-            Some((content_type, bytes)) => {
+            Some((content_type, length, body)) => {
                 request = request.header("content-type", content_type);
-                bytes
+                if let Some(length) = length {
+                    request = request.header("content-length", length);
+                }
+                body
             }
-            None => Bytes::new(),
+            None => UnsyncBoxBody::new(
+                http_body_util::Empty::new()
+                    .map_err(|never: std::convert::Infallible| match never {}),
+            ),
         };
         let request = request
-            .body(Full::new(payload))
+            .body(payload)
             .with_context(|| format!("{url} is not a valid URL"))?;
         let response = self.client.request(request).await.with_context(|| {
             format!(
@@ -181,15 +263,10 @@ impl ApiClient {
             )
         })?;
         let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .with_context(|| format!("the answer of {method} {path} broke off"))?
-            .to_bytes();
         if status.is_success() {
-            return Ok((status, bytes));
+            return Ok(response);
         }
+        let bytes = body_of(response, &method, path).await?;
         let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
         Err(ApiFailure {
             status,
@@ -220,6 +297,20 @@ impl ApiClient {
         }
         serde_json::from_slice(&bytes).context("the API answered something that is not JSON")
     }
+}
+
+/// The whole body of an answer (JSON, an error: small).
+async fn body_of(
+    response: Response<Incoming>,
+    method: &Method,
+    path: &str,
+) -> anyhow::Result<Bytes> {
+    Ok(response
+        .into_body()
+        .collect()
+        .await
+        .with_context(|| format!("the answer of {method} {path} broke off"))?
+        .to_bytes())
 }
 
 /// A path segment (or a document name, whose `/` are kept) made safe for a URL.

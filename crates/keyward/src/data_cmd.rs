@@ -1,11 +1,10 @@
 //! `keyward doc|backup|disk ...`: a cluster's data paths through the keyward API — documents,
 //! backups, and the disks' NBD addresses.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use bytes::Bytes;
 use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::json;
@@ -109,6 +108,13 @@ enum DiskCommand {
     },
 }
 
+/// `<file>.partial`, where a download is written until it is whole.
+fn partial_path(file: &Path) -> PathBuf {
+    let mut name = file.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    file.with_file_name(name)
+}
+
 fn doc_path(cluster_id: &str, name: &str) -> String {
     cluster_path(cluster_id, &format!("/documents/{}", encode_path(name)))
 }
@@ -122,24 +128,22 @@ pub async fn doc(args: DocArgs) -> anyhow::Result<()> {
             name,
             file,
         } => {
-            let body = match &file {
-                Some(path) => std::fs::read(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?,
-                None => {
-                    let mut buffer = Vec::new();
-                    std::io::stdin()
-                        .read_to_end(&mut buffer)
-                        .context("cannot read standard input")?;
-                    buffer
+            // Streamed from the file or standard input: never whole in memory.
+            let path = doc_path(&cluster_id, &name);
+            let answer = match &file {
+                Some(file) => {
+                    let opened = tokio::fs::File::open(file)
+                        .await
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    let length = opened
+                        .metadata()
+                        .await
+                        .with_context(|| format!("cannot read {}", file.display()))?
+                        .len();
+                    api.put_stream(&path, opened, Some(length)).await?
                 }
+                None => api.put_stream(&path, tokio::io::stdin(), None).await?,
             };
-            let (_, answer) = api
-                .send(
-                    Method::PUT,
-                    &doc_path(&cluster_id, &name),
-                    Some(("application/octet-stream", Bytes::from(body))),
-                )
-                .await?;
             let info: serde_json::Value =
                 serde_json::from_slice(&answer).context("the API answered no JSON")?;
             if as_json {
@@ -157,16 +161,27 @@ pub async fn doc(args: DocArgs) -> anyhow::Result<()> {
             name,
             output,
         } => {
-            let (_, bytes) = api
-                .send(Method::GET, &doc_path(&cluster_id, &name), None)
-                .await?;
+            let path = doc_path(&cluster_id, &name);
             match &output {
-                Some(path) => std::fs::write(path, &bytes)
-                    .with_context(|| format!("cannot write {}", path.display()))?,
+                // Written beside the file and renamed over it once whole: a download that
+                // breaks off leaves no partial file under the name.
+                Some(file) => {
+                    let partial = partial_path(file);
+                    let mut out = tokio::fs::File::create(&partial)
+                        .await
+                        .with_context(|| format!("cannot write {}", partial.display()))?;
+                    let fetched = api.get_to(&path, &mut out).await;
+                    drop(out);
+                    if let Err(error) = fetched {
+                        let _ = tokio::fs::remove_file(&partial).await;
+                        return Err(error);
+                    }
+                    tokio::fs::rename(&partial, file)
+                        .await
+                        .with_context(|| format!("cannot write {}", file.display()))?;
+                }
                 None => {
-                    let mut out = std::io::stdout().lock();
-                    out.write_all(&bytes)?;
-                    out.flush()?;
+                    api.get_to(&path, &mut tokio::io::stdout()).await?;
                 }
             }
         }

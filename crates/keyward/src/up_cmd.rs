@@ -56,6 +56,11 @@ pub struct UpArgs {
     /// The size of each engine and search disk, e.g. 64M, 1G (a multiple of 4 KiB).
     #[arg(long, default_value = "64M", value_parser = parse_size)]
     disk_size: u64,
+    /// The largest document the API stores, e.g. 64M, 5G. Documents stream through (encrypted
+    /// as they arrive, decrypted as they are sent): this bounds what one document may take on
+    /// disk, not memory. Larger uploads answer 413 and store nothing.
+    #[arg(long, default_value = "5G", value_parser = parse_size)]
+    max_document_size: u64,
     /// The KMS root key's file (32 raw bytes or 64 hex characters), outside the data directory.
     /// Created (0600) when the KMS store is new. Default: `<config-dir>/root-keys/<store-id>.key`.
     #[arg(long, value_name = "FILE", env = "KEYWARD_ROOT_KEY_FILE")]
@@ -193,7 +198,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     write_private_replace(&up_path, serde_json::to_string_pretty(&up)?.as_bytes())?;
     print_banner(&up, &up_path);
 
-    let router = keyward_api::router(plane.clone(), admin, Limits::default());
+    let limits = Limits {
+        max_document_bytes: args.max_document_size,
+        ..Limits::default()
+    };
+    let router = keyward_api::router(plane.clone(), admin, limits);
     let served = keyward_api::serve(api_listener, router, shutdown_signal()).await;
     plane.shutdown().await;
     let _ = stop_kms.send(());

@@ -146,19 +146,6 @@ async fn another_organization_cannot_read_overwrite_list_or_delete_a_ready_clust
     let get = api.call(Method::GET, &doc, Some(&a), Body::empty()).await;
     assert_eq!(get.status, StatusCode::OK);
     assert_eq!(get.bytes.as_ref(), b"a,1\nb,2\n");
-    let list = api
-        .call(
-            Method::GET,
-            &format!("/v1/clusters/{id}/documents?prefix=ledger/"),
-            Some(&a),
-            Body::empty(),
-        )
-        .await;
-    let names: Vec<&str> = list.json["documents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["name"].as_str().unwrap())
-        .collect();
+    let names = api.document_names(&a, &id, "ledger/").await;
     assert_eq!(names, ["ledger/2026.csv"]);
 }

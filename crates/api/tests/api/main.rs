@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod backups;
 mod bad_names;
+mod documents;
 mod errors;
 mod isolation;
 mod limits;
@@ -96,6 +97,12 @@ impl Api {
         }
     }
 
+    /// The directory under which the control plane (`control/`) and the KMS (`kms/`) keep
+    /// their state.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub async fn start() -> Api {
         Api::start_with(Limits::default()).await
     }
@@ -166,6 +173,39 @@ impl Api {
         body: Value,
     ) -> Answer {
         self.call(method, path, token, body.to_string()).await
+    }
+
+    /// The names of a cluster's documents under `prefix`, as listed through the API.
+    pub async fn document_names(&self, token: &str, cluster_id: &str, prefix: &str) -> Vec<String> {
+        let list = self
+            .call(
+                Method::GET,
+                &format!("/v1/clusters/{cluster_id}/documents?prefix={prefix}"),
+                Some(token),
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(list.status, StatusCode::OK, "{}", list.json);
+        list.json["documents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// A cluster's details, as `GET /v1/clusters/{id}` answers them.
+    pub async fn cluster_details(&self, token: &str, cluster_id: &str) -> Value {
+        let answer = self
+            .call(
+                Method::GET,
+                &format!("/v1/clusters/{cluster_id}"),
+                Some(token),
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
+        answer.json
     }
 
     /// aws-sdk-kms as the customer's admin user.

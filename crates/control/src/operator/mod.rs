@@ -96,7 +96,9 @@ impl Operator {
         ));
         let expiry = tokio::spawn(expire_audit(Arc::downgrade(shared)));
         let sweeper = tokio::spawn(retention::run(Arc::downgrade(shared)));
-        self.tasks.lock().extend([worker, consumer, expiry, sweeper]);
+        self.tasks
+            .lock()
+            .extend([worker, consumer, expiry, sweeper]);
         for id in shared.repo.clusters_to_resume().await? {
             shared.kick(&id);
         }

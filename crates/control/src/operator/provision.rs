@@ -147,9 +147,16 @@ pub(super) async fn run(
             .await?;
     }
 
-    // 5. The NBD export.
+    // 5. The NBD export; a server that stopped (an error, a panic) is started again, on its
+    //    old port when that is free.
     if disks.nbd_port().is_none() {
-        runtime.serve_nbd(shared, &mut disks, 0).await?;
+        let port = disks.last_nbd_port();
+        if port.is_some() {
+            tracing::warn!(cluster = %cluster.id, "the NBD server had stopped; serving the disks again");
+        }
+        runtime
+            .serve_nbd(shared, &mut disks, port.unwrap_or(0))
+            .await?;
     }
     drop(disks);
 

@@ -2,7 +2,6 @@
 //! and denied alike, and a denied one is found here although the customer's trail never holds
 //! it (AWS logs a denied cross-account call only in the caller's account).
 
-use bytes::Bytes;
 use keyward_control::{AuditQuery, AuditResult, HealthStatus, OrgId};
 
 use crate::harness::{self, org, ready_external_cluster, CUSTOMER, PLATFORM};
@@ -25,12 +24,7 @@ async fn every_call_of_the_role_is_audited_and_a_denied_one_only_here() {
     let acme = org(&plane, "acme").await;
     let (cluster, key) = ready_external_cluster(&env, &plane, &acme, "prod").await;
     plane
-        .put_document(
-            &acme.id,
-            &cluster.id,
-            "a.txt",
-            Bytes::from_static(b"audited"),
-        )
+        .put_document(&acme.id, &cluster.id, "a.txt", &b"audited"[..])
         .await
         .unwrap();
 

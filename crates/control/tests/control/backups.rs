@@ -1,7 +1,6 @@
 //! Backups through the facade: a backup of a running cluster's disks and documents, listed, and
 //! restored into a new cluster of the same organization under the same key.
 
-use bytes::Bytes;
 use keyward_control::{ClusterState, ControlPlane};
 
 use crate::harness::{
@@ -32,16 +31,11 @@ async fn a_backup_restores_into_a_new_cluster_under_the_same_key() {
     );
     wait_ready(&plane, &acme.id, &source.id).await;
     plane
-        .put_document(&acme.id, &source.id, "a.txt", Bytes::from_static(b"first"))
+        .put_document(&acme.id, &source.id, "a.txt", &b"first"[..])
         .await
         .unwrap();
     plane
-        .put_document(
-            &acme.id,
-            &source.id,
-            "dir/b.bin",
-            Bytes::from(vec![3u8; 200_000]),
-        )
+        .put_document(&acme.id, &source.id, "dir/b.bin", &vec![3u8; 200_000][..])
         .await
         .unwrap();
     let uri = engine_0(&plane, &acme.id, &source.id).await;
@@ -125,12 +119,18 @@ async fn a_backup_restores_into_a_new_cluster_under_the_same_key() {
         plane
             .get_document(&acme.id, &restored.id, "a.txt")
             .await
+            .unwrap()
+            .bytes()
+            .await
             .unwrap(),
         b"first"
     );
     assert_eq!(
         plane
             .get_document(&acme.id, &restored.id, "dir/b.bin")
+            .await
+            .unwrap()
+            .bytes()
             .await
             .unwrap(),
         vec![3u8; 200_000]

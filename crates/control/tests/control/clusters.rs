@@ -148,12 +148,7 @@ async fn lifecycle_on(env: &Env, plane: &ControlPlane) {
 
     // Data routes before a key: key_not_associated.
     let early = plane
-        .put_document(
-            &acme.id,
-            &cluster.id,
-            "a.txt",
-            bytes::Bytes::from_static(b"x"),
-        )
+        .put_document(&acme.id, &cluster.id, "a.txt", &b"x"[..])
         .await
         .unwrap_err();
     assert_eq!(
@@ -335,17 +330,12 @@ async fn organizations_are_isolated() {
     let evil = org(&plane, "evil").await;
     let (cluster, key) = ready_external_cluster(&env, &plane, &acme, "prod").await;
     plane
-        .put_document(
-            &acme.id,
-            &cluster.id,
-            "secret.txt",
-            bytes::Bytes::from_static(b"acme only"),
-        )
+        .put_document(&acme.id, &cluster.id, "secret.txt", &b"acme only"[..])
         .await
         .unwrap();
 
     let (e, c) = (&evil.id, cluster.id.as_str());
-    let body = || bytes::Bytes::from_static(b"x");
+    let body = || &b"x"[..];
     let refusals: Vec<(&str, Result<(), Error>)> = vec![
         ("cluster", plane.cluster(e, c).await.map(drop)),
         ("key_policy", plane.key_policy(e, c).await.map(drop)),
@@ -392,7 +382,13 @@ async fn organizations_are_isolated() {
     assert!(plane.list_clusters(e).await.unwrap().is_empty());
     // Nothing was touched.
     assert_eq!(
-        plane.get_document(&acme.id, c, "secret.txt").await.unwrap(),
+        plane
+            .get_document(&acme.id, c, "secret.txt")
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
         b"acme only"
     );
     assert_eq!(

@@ -186,3 +186,62 @@ async fn a_clusters_credentials_reach_its_disks_only_and_survive_a_restart() {
     .await;
     plane.shutdown().await;
 }
+
+/// A cluster's NBD server that stops on its own (as after an error or a panic) is no longer
+/// advertised by `list_disks`, and the operator serves the disks again, with the same
+/// credentials and the data written before intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_nbd_server_is_not_advertised_and_the_operator_restarts_it() {
+    let env = harness::start().await;
+    let plane = env.plane("nbd-restart").await;
+    let acme = org(&plane, "acme").await;
+    let (cluster, _) = harness::ready_external_cluster(&env, &plane, &acme, "a").await;
+    let tls = disk_credentials(&plane, &acme.id, &cluster.id).await;
+    let disks = plane.list_disks(&acme.id, &cluster.id).await.unwrap();
+    let uri = disks[0].nbd_uri.clone().expect("served");
+    let wrote = qemu_io(&uri, &creds(&tls), "write -P 0x5c 8192 65536").await;
+    assert!(wrote.status.success(), "{}", text(&wrote));
+
+    // Stopped, and the operator held off until the guard goes: no disk advertises an address,
+    // and the old one answers nothing.
+    let held = plane.fail_nbd_server(&acme.id, &cluster.id).await.unwrap();
+    let listed = plane.list_disks(&acme.id, &cluster.id).await.unwrap();
+    assert_eq!(listed.len(), disks.len());
+    for disk in &listed {
+        assert!(disk.attached, "{disk:?}");
+        assert_eq!(disk.nbd_uri, None, "a stopped server advertised: {disk:?}");
+    }
+    let dead = nbdinfo(&["--size", &nbds_uri(&uri, &creds(&tls))]).await;
+    assert!(
+        !dead.status.success(),
+        "the stopped server answered: {}",
+        text(&dead)
+    );
+    drop(held);
+
+    // The operator serves the disks again; the same credentials reach the same data.
+    wait_for(
+        "the NBD server served again",
+        Duration::from_secs(30),
+        || async {
+            plane
+                .list_disks(&acme.id, &cluster.id)
+                .await
+                .is_ok_and(|d| d.iter().all(|d| d.nbd_uri.is_some()))
+        },
+    )
+    .await;
+    let uri = plane.list_disks(&acme.id, &cluster.id).await.unwrap()[0]
+        .nbd_uri
+        .clone()
+        .unwrap();
+    let size = nbdinfo(&["--size", &nbds_uri(&uri, &creds(&tls))]).await;
+    assert!(size.status.success(), "{}", text(&size));
+    let read = qemu_io(&uri, &creds(&tls), "read -P 0x5c 8192 65536").await;
+    assert!(
+        read.status.success() && !text(&read).contains("verification failed"),
+        "{}",
+        text(&read)
+    );
+    plane.shutdown().await;
+}

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use keyward_control::{ClusterState, HealthStatus};
 
 use crate::harness::{
@@ -22,7 +21,7 @@ async fn a_new_key_rewraps_everything_and_the_old_one_can_be_disabled() {
                 &acme.id,
                 &cluster.id,
                 &format!("doc-{i}"),
-                Bytes::from(vec![i as u8; 10_000]),
+                &vec![i as u8; 10_000][..],
             )
             .await
             .unwrap();
@@ -105,17 +104,15 @@ async fn a_new_key_rewraps_everything_and_the_old_one_can_be_disabled() {
             plane
                 .get_document(&acme.id, &cluster.id, &format!("doc-{i}"))
                 .await
+                .unwrap()
+                .bytes()
+                .await
                 .unwrap(),
             vec![i; 10_000]
         );
     }
     plane
-        .put_document(
-            &acme.id,
-            &cluster.id,
-            "after",
-            Bytes::from_static(b"new key"),
-        )
+        .put_document(&acme.id, &cluster.id, "after", &b"new key"[..])
         .await
         .unwrap();
     let disks = plane.list_disks(&acme.id, &cluster.id).await.unwrap();
@@ -160,7 +157,7 @@ async fn an_upload_cut_short_by_a_crash_does_not_outlive_the_next_start_or_a_key
             &acme.id,
             &cluster.id,
             "reports/q1.pdf",
-            Bytes::from(vec![7u8; 200_000]),
+            &vec![7u8; 200_000][..],
         )
         .await
         .unwrap();
@@ -213,6 +210,9 @@ async fn an_upload_cut_short_by_a_crash_does_not_outlive_the_next_start_or_a_key
     assert_eq!(
         plane
             .get_document(&acme.id, &cluster.id, "reports/q1.pdf")
+            .await
+            .unwrap()
+            .bytes()
             .await
             .unwrap(),
         vec![7u8; 200_000]

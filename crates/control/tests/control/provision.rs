@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use keyward_control::{
     ClusterState, ControlPlane, Error as ControlError, HealthStatus, InaccessibleReason,
 };
@@ -38,9 +37,9 @@ async fn a_key_provisions_four_classes_that_verify_and_serve() {
         assert_eq!(ready.health.status, HealthStatus::Healthy);
 
         // Documents.
-        let body = Bytes::from(vec![7u8; 300_000]);
+        let body = vec![7u8; 300_000];
         let info = plane
-            .put_document(&acme.id, &cluster.id, "reports/q4.pdf", body.clone())
+            .put_document(&acme.id, &cluster.id, "reports/q4.pdf", &body[..])
             .await
             .unwrap();
         assert_eq!(info.key_arn, key);
@@ -48,6 +47,9 @@ async fn a_key_provisions_four_classes_that_verify_and_serve() {
         assert_eq!(
             plane
                 .get_document(&acme.id, &cluster.id, "reports/q4.pdf")
+                .await
+                .unwrap()
+                .bytes()
                 .await
                 .unwrap(),
             body
@@ -71,7 +73,7 @@ async fn a_key_provisions_four_classes_that_verify_and_serve() {
             1
         );
         let reserved = plane
-            .put_document(&acme.id, &cluster.id, ".keyward/store", Bytes::new())
+            .put_document(&acme.id, &cluster.id, ".keyward/store", &b""[..])
             .await
             .unwrap_err();
         assert_eq!(reserved.code(), "invalid_request");
@@ -170,7 +172,7 @@ async fn the_data_locks_when_the_key_goes_and_unlocks_when_it_comes_back() {
     );
     wait_ready(&plane, &acme.id, &cluster.id).await;
     plane
-        .put_document(&acme.id, &cluster.id, "a.txt", Bytes::from_static(b"hello"))
+        .put_document(&acme.id, &cluster.id, "a.txt", &b"hello"[..])
         .await
         .unwrap();
     let tls = disk_credentials(&plane, &acme.id, &cluster.id).await;
@@ -222,7 +224,7 @@ async fn the_data_locks_when_the_key_goes_and_unlocks_when_it_comes_back() {
     );
     for error in [
         plane
-            .put_document(&acme.id, &cluster.id, "b.txt", Bytes::from_static(b"x"))
+            .put_document(&acme.id, &cluster.id, "b.txt", &b"x"[..])
             .await
             .unwrap_err(),
         plane
@@ -268,6 +270,9 @@ async fn the_data_locks_when_the_key_goes_and_unlocks_when_it_comes_back() {
     assert_eq!(
         plane
             .get_document(&acme.id, &cluster.id, "a.txt")
+            .await
+            .unwrap()
+            .bytes()
             .await
             .unwrap(),
         b"hello"
@@ -460,7 +465,7 @@ async fn a_data_path_error_locks_at_once_and_a_deleted_key_is_final() {
     );
     wait_ready(&plane, &acme.id, &cluster.id).await;
     plane
-        .put_document(&acme.id, &cluster.id, "a.txt", Bytes::from_static(b"hello"))
+        .put_document(&acme.id, &cluster.id, "a.txt", &b"hello"[..])
         .await
         .unwrap();
 

@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use aws_sdk_kms::types::KeyState;
-use bytes::Bytes;
 use keyward_control::{
     Cluster, ClusterState, ControlPlane, Encryption, HealthStatus, NewCluster, OrgId,
 };
@@ -96,7 +95,7 @@ async fn a_restored_internal_cluster_has_its_own_key_and_outlives_its_source() {
     let acme = org(&plane, "acme").await;
     let source = ready_internal_cluster(&plane, &acme.id, "prod").await;
     plane
-        .put_document(&acme.id, &source.id, "a.txt", Bytes::from_static(b"kept"))
+        .put_document(&acme.id, &source.id, "a.txt", &b"kept"[..])
         .await
         .unwrap();
     let backup = plane.create_backup(&acme.id, &source.id).await.unwrap();
@@ -116,6 +115,9 @@ async fn a_restored_internal_cluster_has_its_own_key_and_outlives_its_source() {
     assert_eq!(
         plane
             .get_document(&acme.id, &restored.id, "a.txt")
+            .await
+            .unwrap()
+            .bytes()
             .await
             .unwrap(),
         b"kept"
@@ -157,11 +159,14 @@ async fn a_restored_internal_cluster_has_its_own_key_and_outlives_its_source() {
         plane
             .get_document(&acme.id, &restored.id, "a.txt")
             .await
+            .unwrap()
+            .bytes()
+            .await
             .unwrap(),
         b"kept"
     );
     plane
-        .put_document(&acme.id, &restored.id, "b.txt", Bytes::from_static(b"new"))
+        .put_document(&acme.id, &restored.id, "b.txt", &b"new"[..])
         .await
         .unwrap();
     plane.shutdown().await;
@@ -188,7 +193,7 @@ async fn kept_until_retention_ends(env: &Env, plane: &ControlPlane) {
     let cluster = ready_internal_cluster(plane, &acme.id, "prod").await;
     let key = cluster.key_arn.clone().unwrap();
     plane
-        .put_document(&acme.id, &cluster.id, "a.txt", Bytes::from_static(b"v1"))
+        .put_document(&acme.id, &cluster.id, "a.txt", &b"v1"[..])
         .await
         .unwrap();
     let backup = plane.create_backup(&acme.id, &cluster.id).await.unwrap();
@@ -245,6 +250,9 @@ async fn kept_until_retention_ends(env: &Env, plane: &ControlPlane) {
         plane
             .get_document(&acme.id, &restored.id, "a.txt")
             .await
+            .unwrap()
+            .bytes()
+            .await
             .unwrap(),
         b"v1"
     );
@@ -268,6 +276,9 @@ async fn kept_until_retention_ends(env: &Env, plane: &ControlPlane) {
     assert_eq!(
         plane
             .get_document(&acme.id, &restored.id, "a.txt")
+            .await
+            .unwrap()
+            .bytes()
             .await
             .unwrap(),
         b"v1"

@@ -5,6 +5,7 @@ mod support;
 
 mod backups;
 mod crypt;
+mod documents;
 mod guide;
 mod kms;
 mod up;

@@ -98,6 +98,11 @@ impl Up {
         }
     }
 
+    /// The `keyward up` process's id (to read its /proc status).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn kms_endpoint(&self) -> &str {
         self.info["kms_endpoint"].as_str().unwrap()
     }
