@@ -4,7 +4,7 @@
 //! [`keyward_kms::Engine::call_kms`] and CloudTrail's `LookupEvents` to
 //! [`keyward_kms::Engine::call_cloudtrail`] — after verifying the request's SigV4 signature
 //! ([`sigv4`]); answers in the shape the AWS SDKs parse, errors as `{"__type", "message"}` with AWS's
-//! HTTP status (mapped in [`error::http_status`]) and `x-amzn-RequestId` on every answer. On the
+//! HTTP status (mapped in [`error::status_of`]) and `x-amzn-RequestId` on every answer. On the
 //! same listener it serves IAM's role verbs and STS (`AssumeRole`, `GetCallerIdentity`) in the AWS
 //! query protocol (form-encoded `Action=`, XML answers), recognised by the SigV4 credential scope's
 //! service (`iam`, `sts`) when no `X-Amz-Target` is sent, so the aws CLI and the SDKs use one

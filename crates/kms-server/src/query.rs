@@ -22,7 +22,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use std::fmt::Write as _;
 
-use keyward_kms::{iso8601, IamAnswer, IamRequest, RoleInfo, StsAnswer, StsRequest};
+use keyward_kms::{iso8601, Code, IamAnswer, IamRequest, RoleInfo, StsAnswer, StsRequest};
 
 use crate::error::Error;
 use crate::wire::{caller_of, read_body, verify, Shared};
@@ -62,34 +62,66 @@ pub(crate) fn service_of(headers: &HeaderMap) -> Option<QueryService> {
     }
 }
 
-/// A refusal in the query protocol's terms.
-struct QueryError {
-    code: String,
-    message: String,
+/// IAM's and STS's error codes: the engine's ([`Code`]) and the wire's own refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QueryCode {
+    /// The engine's refusal (and the wire's unknown action and internal failure, which IAM and
+    /// STS name as the engine does: `InvalidAction`, `InternalFailure`).
+    Api(Code),
+    MissingAuthenticationToken,
+    IncompleteSignature,
+    InvalidClientTokenId,
+    ExpiredToken,
+    SignatureDoesNotMatch,
+    RequestEntityTooLarge,
 }
 
-impl QueryError {
-    fn new(code: impl Into<String>, message: impl Into<String>) -> QueryError {
-        QueryError {
-            code: code.into(),
-            message: message.into(),
+impl QueryCode {
+    fn as_str(self) -> &'static str {
+        match self {
+            QueryCode::Api(code) => code.as_str(),
+            QueryCode::MissingAuthenticationToken => "MissingAuthenticationToken",
+            QueryCode::IncompleteSignature => "IncompleteSignature",
+            QueryCode::InvalidClientTokenId => "InvalidClientTokenId",
+            QueryCode::ExpiredToken => "ExpiredToken",
+            QueryCode::SignatureDoesNotMatch => "SignatureDoesNotMatch",
+            QueryCode::RequestEntityTooLarge => "RequestEntityTooLarge",
+        }
+    }
+
+    /// IAM's and STS's HTTP status for the code, one arm each so none falls to a default: the
+    /// engine's codes keep their own ([`Code::http_status`]: 404 for a missing entity, 409 for
+    /// conflicts and limits, 403 for a denial); a request that fails authentication is 403, except
+    /// an expired token, which STS answers with 400 and IAM with 403.
+    fn status(self, service: QueryService) -> StatusCode {
+        match self {
+            QueryCode::Api(code) => StatusCode::from_u16(code.http_status())
+                .expect("the engine's statuses are valid HTTP statuses"),
+            QueryCode::MissingAuthenticationToken
+            | QueryCode::InvalidClientTokenId
+            | QueryCode::SignatureDoesNotMatch => StatusCode::FORBIDDEN,
+            QueryCode::ExpiredToken => match service {
+                QueryService::Iam => StatusCode::FORBIDDEN,
+                QueryService::Sts => StatusCode::BAD_REQUEST,
+            },
+            QueryCode::IncompleteSignature => StatusCode::BAD_REQUEST,
+            QueryCode::RequestEntityTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 }
 
-/// IAM's and STS's HTTP status for an error code.
-fn status_of(code: &str, service: QueryService) -> StatusCode {
-    match code {
-        "NoSuchEntity" => StatusCode::NOT_FOUND,
-        "EntityAlreadyExists" | "DeleteConflict" | "LimitExceeded" => StatusCode::CONFLICT,
-        "AccessDenied"
-        | "InvalidClientTokenId"
-        | "SignatureDoesNotMatch"
-        | "MissingAuthenticationToken" => StatusCode::FORBIDDEN,
-        "ExpiredToken" if service == QueryService::Iam => StatusCode::FORBIDDEN,
-        "ServiceFailure" | "InternalFailure" => StatusCode::INTERNAL_SERVER_ERROR,
-        "RequestEntityTooLarge" => StatusCode::PAYLOAD_TOO_LARGE,
-        _ => StatusCode::BAD_REQUEST,
+/// A refusal in the query protocol's terms.
+struct QueryError {
+    code: QueryCode,
+    message: String,
+}
+
+impl QueryError {
+    fn new(code: QueryCode, message: impl Into<String>) -> QueryError {
+        QueryError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -97,15 +129,15 @@ fn status_of(code: &str, service: QueryService) -> StatusCode {
 fn from_wire(error: Error) -> QueryError {
     let message = error.client_message();
     let code = match error {
-        Error::MissingAuthenticationToken => "MissingAuthenticationToken",
-        Error::IncompleteSignature(_) => "IncompleteSignature",
-        Error::UnrecognizedClient => "InvalidClientTokenId",
-        Error::ExpiredToken => "ExpiredToken",
-        Error::InvalidSignature(_) => "SignatureDoesNotMatch",
-        Error::UnknownOperation(_) => "InvalidAction",
-        Error::RequestTooLarge { .. } => "RequestEntityTooLarge",
-        Error::Api { code, .. } => code.as_str(),
-        Error::Io(_) | Error::Engine(_) => "InternalFailure",
+        Error::MissingAuthenticationToken => QueryCode::MissingAuthenticationToken,
+        Error::IncompleteSignature(_) => QueryCode::IncompleteSignature,
+        Error::UnrecognizedClient => QueryCode::InvalidClientTokenId,
+        Error::ExpiredToken => QueryCode::ExpiredToken,
+        Error::InvalidSignature(_) => QueryCode::SignatureDoesNotMatch,
+        Error::UnknownOperation(_) => QueryCode::Api(Code::InvalidAction),
+        Error::RequestTooLarge { .. } => QueryCode::RequestEntityTooLarge,
+        Error::Api { code, .. } => QueryCode::Api(code),
+        Error::Io(_) | Error::Engine(_) => QueryCode::Api(Code::InternalFailure),
     };
     QueryError::new(code, message)
 }
@@ -329,9 +361,9 @@ pub(crate) async fn handle(shared: &Shared, request: Request, service: QueryServ
             )
         }
         Err(e) => {
-            let status = status_of(&e.code, service);
+            let status = e.code.status(service);
             if status.is_server_error() {
-                tracing::error!(code = %e.code, message = %e.message, "IAM/STS request failed inside the server");
+                tracing::error!(code = e.code.as_str(), message = %e.message, "IAM/STS request failed inside the server");
             }
             let kind = if status.is_server_error() {
                 "Receiver"
@@ -343,7 +375,7 @@ pub(crate) async fn handle(shared: &Shared, request: Request, service: QueryServ
                 format!(
                     "<ErrorResponse xmlns=\"{}\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
                     service.xmlns(),
-                    esc(&e.code),
+                    esc(e.code.as_str()),
                     esc(&e.message)
                 ),
             )
@@ -394,7 +426,7 @@ async fn handle_inner(
         .unwrap_or_default();
     if action.is_empty() || !action.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(QueryError::new(
-            "InvalidAction",
+            QueryCode::Api(Code::InvalidAction),
             "The action or operation requested is invalid. Verify that the action is typed correctly.",
         ));
     }
@@ -402,7 +434,7 @@ async fn handle_inner(
     let form = Form(params);
     let unknown = |version: &str| {
         QueryError::new(
-            "InvalidAction",
+            QueryCode::Api(Code::InvalidAction),
             format!("Could not find operation {action} for version {version}"),
         )
     };
@@ -426,7 +458,7 @@ async fn handle_inner(
     };
     answer
         .map(|xml| (action, xml))
-        .map_err(|e| QueryError::new(e.code.as_str(), e.message))
+        .map_err(|e| QueryError::new(QueryCode::Api(e.code), e.message))
 }
 
 #[cfg(test)]
@@ -514,17 +546,27 @@ mod tests {
             ),
         );
         assert!(service_of(&headers).is_none());
-        assert_eq!(
-            status_of("NoSuchEntity", QueryService::Iam),
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            status_of("DeleteConflict", QueryService::Iam),
-            StatusCode::CONFLICT
-        );
-        assert_eq!(
-            status_of("ExpiredToken", QueryService::Sts),
-            StatusCode::BAD_REQUEST
-        );
+        for (code, service, status) in [
+            (QueryCode::Api(Code::NoSuchEntity), QueryService::Iam, 404),
+            (QueryCode::Api(Code::DeleteConflict), QueryService::Iam, 409),
+            (QueryCode::Api(Code::AccessDenied), QueryService::Sts, 403),
+            (
+                QueryCode::Api(Code::ValidationError),
+                QueryService::Iam,
+                400,
+            ),
+            (
+                QueryCode::Api(Code::InternalFailure),
+                QueryService::Sts,
+                500,
+            ),
+            (QueryCode::ExpiredToken, QueryService::Sts, 400),
+            (QueryCode::ExpiredToken, QueryService::Iam, 403),
+            (QueryCode::SignatureDoesNotMatch, QueryService::Sts, 403),
+            (QueryCode::IncompleteSignature, QueryService::Iam, 400),
+            (QueryCode::RequestEntityTooLarge, QueryService::Iam, 413),
+        ] {
+            assert_eq!(code.status(service).as_u16(), status, "{code:?}");
+        }
     }
 }
