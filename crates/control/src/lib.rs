@@ -66,7 +66,7 @@ pub use cluster::{
     Encryption, NewCluster, RewrapProgress, Verification,
 };
 pub use config::ControlConfig;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorCode, Result};
 pub use health::{HealthStatus, InaccessibleReason, KeyHealth};
 pub use keyward_storage::vocab::PROBE_CONTEXT_KEY;
 pub use migrations::MIGRATIONS;
