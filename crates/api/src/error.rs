@@ -3,6 +3,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use keyward_control::ErrorCode;
 
 /// Failures of this crate outside a request (serving, tokens).
 #[derive(Debug, thiserror::Error)]
@@ -18,20 +19,78 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The HTTP status of an error code: the one place codes become statuses.
-pub fn status_of(code: &str) -> StatusCode {
-    match code {
-        "invalid_request" => StatusCode::BAD_REQUEST,
-        "unauthenticated" => StatusCode::UNAUTHORIZED,
-        "not_found" => StatusCode::NOT_FOUND,
-        "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
-        "conflict" | "key_not_associated" | "not_ready" => StatusCode::CONFLICT,
-        "key_deleted" => StatusCode::GONE,
-        "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-        "association_failed" => StatusCode::UNPROCESSABLE_ENTITY,
-        "key_inaccessible" => StatusCode::LOCKED,
-        "too_many_requests" => StatusCode::TOO_MANY_REQUESTS,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+/// Every error code the REST API answers with, and its HTTP status: the one place codes become
+/// statuses, an exhaustive `match` (as garage's `common_error.rs`), so a code without a status does
+/// not compile. The control plane's kinds come in through [`From<ErrorCode>`], exhaustive too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    InvalidRequest,
+    Unauthenticated,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    KeyNotAssociated,
+    NotReady,
+    KeyDeleted,
+    PayloadTooLarge,
+    AssociationFailed,
+    KeyInaccessible,
+    TooManyRequests,
+    Internal,
+}
+
+impl Code {
+    /// The stable, snake_case name in the error object's `code`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::InvalidRequest => "invalid_request",
+            Code::Unauthenticated => "unauthenticated",
+            Code::NotFound => "not_found",
+            Code::MethodNotAllowed => "method_not_allowed",
+            Code::Conflict => "conflict",
+            Code::KeyNotAssociated => "key_not_associated",
+            Code::NotReady => "not_ready",
+            Code::KeyDeleted => "key_deleted",
+            Code::PayloadTooLarge => "payload_too_large",
+            Code::AssociationFailed => "association_failed",
+            Code::KeyInaccessible => "key_inaccessible",
+            Code::TooManyRequests => "too_many_requests",
+            Code::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status answered with the code.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Code::InvalidRequest => StatusCode::BAD_REQUEST,
+            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Code::Conflict | Code::KeyNotAssociated | Code::NotReady => StatusCode::CONFLICT,
+            Code::KeyDeleted => StatusCode::GONE,
+            Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::AssociationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            Code::KeyInaccessible => StatusCode::LOCKED,
+            Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<ErrorCode> for Code {
+    fn from(code: ErrorCode) -> Code {
+        match code {
+            ErrorCode::NotFound => Code::NotFound,
+            ErrorCode::Unauthenticated => Code::Unauthenticated,
+            ErrorCode::InvalidRequest => Code::InvalidRequest,
+            ErrorCode::Conflict => Code::Conflict,
+            ErrorCode::KeyNotAssociated => Code::KeyNotAssociated,
+            ErrorCode::NotReady => Code::NotReady,
+            ErrorCode::AssociationFailed => Code::AssociationFailed,
+            ErrorCode::KeyInaccessible => Code::KeyInaccessible,
+            ErrorCode::KeyDeleted => Code::KeyDeleted,
+            ErrorCode::Internal => Code::Internal,
+        }
     }
 }
 
@@ -39,13 +98,13 @@ pub fn status_of(code: &str) -> StatusCode {
 /// reason a key is inaccessible).
 #[derive(Debug)]
 pub struct ApiError {
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
     pub details: Option<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> ApiError {
         ApiError {
             code,
             message: message.into(),
@@ -54,21 +113,24 @@ impl ApiError {
     }
 
     pub fn unauthenticated(message: impl Into<String>) -> ApiError {
-        ApiError::new("unauthenticated", message)
+        ApiError::new(Code::Unauthenticated, message)
     }
 
     pub fn invalid(message: impl Into<String>) -> ApiError {
-        ApiError::new("invalid_request", message)
+        ApiError::new(Code::InvalidRequest, message)
     }
 }
 
 impl From<keyward_control::Error> for ApiError {
     fn from(error: keyward_control::Error) -> ApiError {
-        let code = error.code();
-        if code == "internal" {
+        let code = Code::from(error.code());
+        if code == Code::Internal {
             // The full error goes to the log; the caller learns only that it was ours.
             tracing::error!(%error, "internal error answering a request");
-            return ApiError::new("internal", "internal error; the server log has the details");
+            return ApiError::new(
+                Code::Internal,
+                "internal error; the server log has the details",
+            );
         }
         let details = match &error {
             keyward_control::Error::AssociationFailed(report) => {
@@ -89,23 +151,23 @@ impl From<keyward_control::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = serde_json::json!({"code": self.code, "message": self.message});
+        let mut body = serde_json::json!({"code": self.code.as_str(), "message": self.message});
         if let Some((name, value)) = self.details {
             body[name] = value;
         }
         let mut response = (
-            status_of(self.code),
+            self.code.status(),
             axum::Json(serde_json::json!({ "error": body })),
         )
             .into_response();
-        if self.code == "too_many_requests" {
+        if self.code == Code::TooManyRequests {
             // The permits free as soon as the requests in flight end.
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("1"),
             );
         }
-        if self.code == "unauthenticated" {
+        if self.code == Code::Unauthenticated {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer"),
@@ -121,22 +183,41 @@ mod tests {
 
     #[test]
     fn every_contract_code_has_its_status() {
-        for (code, status) in [
-            ("not_found", 404),
-            ("unauthenticated", 401),
-            ("invalid_request", 400),
-            ("conflict", 409),
-            ("key_not_associated", 409),
-            ("not_ready", 409),
-            ("association_failed", 422),
-            ("key_inaccessible", 423),
-            ("key_deleted", 410),
-            ("internal", 500),
-            ("payload_too_large", 413),
-            ("method_not_allowed", 405),
-            ("too_many_requests", 429),
+        for (code, name, status) in [
+            (Code::NotFound, "not_found", 404),
+            (Code::Unauthenticated, "unauthenticated", 401),
+            (Code::InvalidRequest, "invalid_request", 400),
+            (Code::Conflict, "conflict", 409),
+            (Code::KeyNotAssociated, "key_not_associated", 409),
+            (Code::NotReady, "not_ready", 409),
+            (Code::AssociationFailed, "association_failed", 422),
+            (Code::KeyInaccessible, "key_inaccessible", 423),
+            (Code::KeyDeleted, "key_deleted", 410),
+            (Code::Internal, "internal", 500),
+            (Code::PayloadTooLarge, "payload_too_large", 413),
+            (Code::MethodNotAllowed, "method_not_allowed", 405),
+            (Code::TooManyRequests, "too_many_requests", 429),
         ] {
-            assert_eq!(status_of(code).as_u16(), status, "{code}");
+            assert_eq!(code.as_str(), name);
+            assert_eq!(code.status().as_u16(), status, "{name}");
+        }
+    }
+
+    #[test]
+    fn control_kinds_keep_their_names() {
+        for kind in [
+            ErrorCode::NotFound,
+            ErrorCode::Unauthenticated,
+            ErrorCode::InvalidRequest,
+            ErrorCode::Conflict,
+            ErrorCode::KeyNotAssociated,
+            ErrorCode::NotReady,
+            ErrorCode::AssociationFailed,
+            ErrorCode::KeyInaccessible,
+            ErrorCode::KeyDeleted,
+            ErrorCode::Internal,
+        ] {
+            assert_eq!(Code::from(kind).as_str(), kind.as_str());
         }
     }
 }

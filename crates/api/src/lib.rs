@@ -9,7 +9,7 @@
 //!   admin route (`POST /v1/organizations`) takes the bootstrap [`AdminToken`], compared in
 //!   constant time.
 //! - Errors: `{"error": {"code", "message"}}` with the HTTP status mapped from the code in one
-//!   `match` ([`error::status_of`]); internal errors answer a generic message and are logged in
+//!   `match` ([`Code::status`]); internal errors answer a generic message and are logged in
 //!   full. Request bodies are bounded ([`Limits`]): too large is `413 payload_too_large`.
 //! - Documents stream: an upload is encrypted as it arrives and a download decrypted as it is
 //!   sent, so a request's memory is a few frames and upload parts whatever the document's size.
@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-pub use error::{ApiError, Error, Result};
+pub use error::{ApiError, Code, Error, Result};
 pub use routes::{router, ROUTES};
 
 /// The OpenAPI 3.1 document of this API, as served at `GET /v1/openapi.json`.

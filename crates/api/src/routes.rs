@@ -19,7 +19,7 @@ use http_body_util::BodyExt;
 use keyward_control::{AuditQuery, AuditResult, ControlPlane, NewCluster, Organization};
 use serde::Deserialize;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::{AdminToken, AppState, Limits, Shared, OPENAPI_JSON};
 
 type ApiResult<T = Response> = std::result::Result<T, ApiError>;
@@ -165,14 +165,14 @@ impl Routes {
 
 async fn no_route() -> ApiError {
     ApiError::new(
-        "not_found",
+        Code::NotFound,
         "no such route; the routes are listed in GET /v1/openapi.json",
     )
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        "method_not_allowed",
+        Code::MethodNotAllowed,
         "this route does not take that method; see GET /v1/openapi.json",
     )
 }
@@ -246,7 +246,7 @@ impl FromRequestParts<AppState> for DataOrg {
         match semaphore.try_acquire_owned() {
             Ok(permit) => Ok(DataOrg(org, permit)),
             Err(_) => Err(ApiError {
-                code: "too_many_requests",
+                code: Code::TooManyRequests,
                 message: format!(
                     "organization {} has {limit} data requests in flight, the limit \
                      (max_data_requests_per_org); retry after the ones in flight end",
@@ -281,7 +281,7 @@ impl FromRequestParts<AppState> for Admin {
 
 fn too_large(limit: u64) -> ApiError {
     ApiError::new(
-        "payload_too_large",
+        Code::PayloadTooLarge,
         format!("the request body is larger than the limit of {limit} bytes"),
     )
 }
@@ -453,7 +453,7 @@ async fn create_token(
 ) -> ApiResult {
     let (info, token) = plane(&state).create_token(&org).await?;
     let mut body =
-        serde_json::to_value(info).map_err(|e| ApiError::new("internal", e.to_string()))?;
+        serde_json::to_value(info).map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
     body["token"] = token.expose().into();
     Ok(json(StatusCode::CREATED, body))
 }

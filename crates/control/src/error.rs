@@ -1,8 +1,9 @@
 //! The crate's one error type, with a stable code per condition for the REST API.
 //!
 //! Each variant's message is what a person can act on; none carries a secret (no token, no key
-//! bytes, no credentials). [`Error::code`] is the stable, snake_case name the API answers with;
-//! the HTTP status of each code is the REST API's (`keyward-api`), in one table there.
+//! bytes, no credentials). [`Error::code`] is its kind ([`ErrorCode`]), whose stable, snake_case
+//! name the API answers with; the HTTP status of each kind is the REST API's (`keyward-api`), in
+//! one exhaustive table there.
 
 use keyward_envelope::KmsFailure;
 
@@ -92,20 +93,67 @@ fn failures(report: &AssociationReport) -> String {
     }
 }
 
-impl Error {
-    /// The stable code the API answers with.
-    pub fn code(&self) -> &'static str {
+/// The kinds of [`Error`] a client is told apart, each with its stable name. Deliberately not
+/// `#[non_exhaustive]`: the REST API maps every kind to its HTTP status in one exhaustive
+/// `match`, so a new kind does not compile until it has a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    NotFound,
+    Unauthenticated,
+    InvalidRequest,
+    Conflict,
+    KeyNotAssociated,
+    NotReady,
+    AssociationFailed,
+    KeyInaccessible,
+    KeyDeleted,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The stable, snake_case name the API answers with.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Error::NotFound { .. } => "not_found",
-            Error::Unauthenticated => "unauthenticated",
-            Error::InvalidRequest(_) | Error::InvalidPolicy(_) => "invalid_request",
-            Error::Conflict(_) => "conflict",
-            Error::KeyNotAssociated { .. } => "key_not_associated",
-            Error::NotReady { .. } => "not_ready",
-            Error::AssociationFailed(_) => "association_failed",
-            Error::KeyInaccessible { .. } => "key_inaccessible",
-            Error::KeyDeleted { .. } => "key_deleted",
-            Error::Kms { .. } | Error::Internal(_) => "internal",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::KeyNotAssociated => "key_not_associated",
+            ErrorCode::NotReady => "not_ready",
+            ErrorCode::AssociationFailed => "association_failed",
+            ErrorCode::KeyInaccessible => "key_inaccessible",
+            ErrorCode::KeyDeleted => "key_deleted",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Error {
+    /// The kind the API answers with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::NotFound { .. } => ErrorCode::NotFound,
+            Error::Unauthenticated => ErrorCode::Unauthenticated,
+            Error::InvalidRequest(_) | Error::InvalidPolicy(_) => ErrorCode::InvalidRequest,
+            Error::Conflict(_) => ErrorCode::Conflict,
+            Error::KeyNotAssociated { .. } => ErrorCode::KeyNotAssociated,
+            Error::NotReady { .. } => ErrorCode::NotReady,
+            Error::AssociationFailed(_) => ErrorCode::AssociationFailed,
+            Error::KeyInaccessible { .. } => ErrorCode::KeyInaccessible,
+            Error::KeyDeleted { .. } => ErrorCode::KeyDeleted,
+            Error::Kms { .. } | Error::Internal(_) => ErrorCode::Internal,
         }
     }
 

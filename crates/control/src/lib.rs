@@ -77,7 +77,7 @@ pub use cluster::{
 };
 pub use config::{ControlConfig, DEFAULT_BACKUP_RETENTION};
 pub use data::DocumentStream;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorCode, Result};
 pub use health::{HealthStatus, InaccessibleReason, KeyHealth};
 pub use keyward_storage::vocab::PROBE_CONTEXT_KEY;
 pub use migrations::MIGRATIONS;

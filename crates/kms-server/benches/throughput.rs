@@ -5,7 +5,7 @@
 //!   cargo bench -p keyward-kms-server
 //!
 //! The load generator is lean on purpose: one keep-alive TCP connection per client, each request
-//! signed with our own SigV4 signer and written with one syscall (`tests/wire/raw.rs`), so the client
+//! signed with the SDK's SigV4 signer (`aws-sigv4`) and written with one syscall (`tests/wire/raw.rs`), so the client
 //! costs little of the machine's CPU next to the server. moto is started from the Python venv
 //! (`moto_server` on PATH, or `$KEYWARD_VENV/bin/moto_server`). Environment: `BENCH_SECONDS` (per
 //! measurement, default 3).

@@ -74,29 +74,23 @@ impl Error {
     }
 }
 
-/// The HTTP status of an answer: the engine's own mapping ([`keyward_kms::Code::http_status`])
-/// for the engine's refusals, [`http_status`] for the wire's.
+/// The HTTP status of an answer, one arm per kind of refusal so that none falls to a default: the
+/// engine's own mapping ([`keyward_kms::Code::http_status`]) for the engine's refusals; for the
+/// wire's, what AWS KMS answers: 400 for the SigV4 and target failures (KMS answers 400 for nearly
+/// every client error, AccessDeniedException included), 413 for an oversize body, 500 for our own
+/// failures.
 pub fn status_of(error: &Error) -> StatusCode {
     match error {
         Error::Api { code, .. } => StatusCode::from_u16(code.http_status())
             .expect("the engine's statuses are valid HTTP statuses"),
-        other => http_status(other.aws_code()),
-    }
-}
-
-/// The HTTP status AWS KMS (and CloudTrail) answer for each exception name. KMS answers 400 for
-/// nearly every client error, including AccessDeniedException and the SigV4 failures; only internal
-/// and dependency failures are 5xx.
-pub fn http_status(code: &str) -> StatusCode {
-    match code {
-        "KMSInternalException" | "InternalFailure" | "CloudTrailInternalException" => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
-        "DependencyTimeoutException" | "ServiceUnavailable" | "ServiceUnavailableException" => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        "RequestEntityTooLargeException" => StatusCode::PAYLOAD_TOO_LARGE,
-        _ => StatusCode::BAD_REQUEST,
+        Error::MissingAuthenticationToken
+        | Error::IncompleteSignature(_)
+        | Error::UnrecognizedClient
+        | Error::ExpiredToken
+        | Error::InvalidSignature(_)
+        | Error::UnknownOperation(_) => StatusCode::BAD_REQUEST,
+        Error::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::Io(_) | Error::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -106,23 +100,24 @@ mod tests {
 
     #[test]
     fn statuses_follow_aws() {
-        assert_eq!(http_status("NotFoundException"), StatusCode::BAD_REQUEST);
-        assert_eq!(
-            http_status("AccessDeniedException"),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            http_status("InvalidSignatureException"),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            http_status("KMSInternalException"),
-            StatusCode::INTERNAL_SERVER_ERROR
-        );
-        assert_eq!(
-            http_status("DependencyTimeoutException"),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
+        let api = |code| Error::Api {
+            code,
+            message: String::new(),
+        };
+        for (error, status) in [
+            (api(keyward_kms::Code::NotFoundException), 400),
+            (api(keyward_kms::Code::AccessDeniedException), 400),
+            (api(keyward_kms::Code::KMSInternalException), 500),
+            (Error::InvalidSignature(String::new()), 400),
+            (Error::MissingAuthenticationToken, 400),
+            (Error::UnrecognizedClient, 400),
+            (Error::ExpiredToken, 400),
+            (Error::UnknownOperation(String::new()), 400),
+            (Error::RequestTooLarge { limit: 1 }, 413),
+            (Error::Engine(String::new()), 500),
+        ] {
+            assert_eq!(status_of(&error).as_u16(), status, "{error:?}");
+        }
         assert_eq!(
             Error::RequestTooLarge { limit: 1 }.aws_code(),
             "RequestEntityTooLargeException"

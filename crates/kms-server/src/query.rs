@@ -2,8 +2,9 @@
 //!
 //! A request without `X-Amz-Target` whose SigV4 credential scope names `iam` or `sts` is a query
 //! request: form-encoded `Action=...&Version=...` in the body (POST) or the URL (GET). After SigV4
-//! verification for that service the engine runs the action ([`keyward_kms::Engine::call_iam`],
-//! [`keyward_kms::Engine::call_sts`]) and the answer is AWS's XML:
+//! verification for that service this module reads the action's members into a typed operation
+//! ([`IamRequest`], [`StsRequest`]), the engine runs it ([`keyward_kms::Engine::call_iam`],
+//! [`keyward_kms::Engine::call_sts`]) and this module writes the typed answer as AWS's XML:
 //!
 //! ```text
 //! <CreateRoleResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/">
@@ -19,7 +20,9 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
-use keyward_kms::Form;
+use std::fmt::Write as _;
+
+use keyward_kms::{iso8601, Code, IamAnswer, IamRequest, RoleInfo, StsAnswer, StsRequest};
 
 use crate::error::Error;
 use crate::wire::{caller_of, read_body, verify, Shared};
@@ -59,34 +62,66 @@ pub(crate) fn service_of(headers: &HeaderMap) -> Option<QueryService> {
     }
 }
 
-/// A refusal in the query protocol's terms.
-struct QueryError {
-    code: String,
-    message: String,
+/// IAM's and STS's error codes: the engine's ([`Code`]) and the wire's own refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QueryCode {
+    /// The engine's refusal (and the wire's unknown action and internal failure, which IAM and
+    /// STS name as the engine does: `InvalidAction`, `InternalFailure`).
+    Api(Code),
+    MissingAuthenticationToken,
+    IncompleteSignature,
+    InvalidClientTokenId,
+    ExpiredToken,
+    SignatureDoesNotMatch,
+    RequestEntityTooLarge,
 }
 
-impl QueryError {
-    fn new(code: impl Into<String>, message: impl Into<String>) -> QueryError {
-        QueryError {
-            code: code.into(),
-            message: message.into(),
+impl QueryCode {
+    fn as_str(self) -> &'static str {
+        match self {
+            QueryCode::Api(code) => code.as_str(),
+            QueryCode::MissingAuthenticationToken => "MissingAuthenticationToken",
+            QueryCode::IncompleteSignature => "IncompleteSignature",
+            QueryCode::InvalidClientTokenId => "InvalidClientTokenId",
+            QueryCode::ExpiredToken => "ExpiredToken",
+            QueryCode::SignatureDoesNotMatch => "SignatureDoesNotMatch",
+            QueryCode::RequestEntityTooLarge => "RequestEntityTooLarge",
+        }
+    }
+
+    /// IAM's and STS's HTTP status for the code, one arm each so none falls to a default: the
+    /// engine's codes keep their own ([`Code::http_status`]: 404 for a missing entity, 409 for
+    /// conflicts and limits, 403 for a denial); a request that fails authentication is 403, except
+    /// an expired token, which STS answers with 400 and IAM with 403.
+    fn status(self, service: QueryService) -> StatusCode {
+        match self {
+            QueryCode::Api(code) => StatusCode::from_u16(code.http_status())
+                .expect("the engine's statuses are valid HTTP statuses"),
+            QueryCode::MissingAuthenticationToken
+            | QueryCode::InvalidClientTokenId
+            | QueryCode::SignatureDoesNotMatch => StatusCode::FORBIDDEN,
+            QueryCode::ExpiredToken => match service {
+                QueryService::Iam => StatusCode::FORBIDDEN,
+                QueryService::Sts => StatusCode::BAD_REQUEST,
+            },
+            QueryCode::IncompleteSignature => StatusCode::BAD_REQUEST,
+            QueryCode::RequestEntityTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 }
 
-/// IAM's and STS's HTTP status for an error code.
-fn status_of(code: &str, service: QueryService) -> StatusCode {
-    match code {
-        "NoSuchEntity" => StatusCode::NOT_FOUND,
-        "EntityAlreadyExists" | "DeleteConflict" | "LimitExceeded" => StatusCode::CONFLICT,
-        "AccessDenied"
-        | "InvalidClientTokenId"
-        | "SignatureDoesNotMatch"
-        | "MissingAuthenticationToken" => StatusCode::FORBIDDEN,
-        "ExpiredToken" if service == QueryService::Iam => StatusCode::FORBIDDEN,
-        "ServiceFailure" | "InternalFailure" => StatusCode::INTERNAL_SERVER_ERROR,
-        "RequestEntityTooLarge" => StatusCode::PAYLOAD_TOO_LARGE,
-        _ => StatusCode::BAD_REQUEST,
+/// A refusal in the query protocol's terms.
+struct QueryError {
+    code: QueryCode,
+    message: String,
+}
+
+impl QueryError {
+    fn new(code: QueryCode, message: impl Into<String>) -> QueryError {
+        QueryError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -94,24 +129,218 @@ fn status_of(code: &str, service: QueryService) -> StatusCode {
 fn from_wire(error: Error) -> QueryError {
     let message = error.client_message();
     let code = match error {
-        Error::MissingAuthenticationToken => "MissingAuthenticationToken",
-        Error::IncompleteSignature(_) => "IncompleteSignature",
-        Error::UnrecognizedClient => "InvalidClientTokenId",
-        Error::ExpiredToken => "ExpiredToken",
-        Error::InvalidSignature(_) => "SignatureDoesNotMatch",
-        Error::UnknownOperation(_) => "InvalidAction",
-        Error::RequestTooLarge { .. } => "RequestEntityTooLarge",
-        Error::Api { code, .. } => code.as_str(),
-        Error::Io(_) | Error::Engine(_) => "InternalFailure",
+        Error::MissingAuthenticationToken => QueryCode::MissingAuthenticationToken,
+        Error::IncompleteSignature(_) => QueryCode::IncompleteSignature,
+        Error::UnrecognizedClient => QueryCode::InvalidClientTokenId,
+        Error::ExpiredToken => QueryCode::ExpiredToken,
+        Error::InvalidSignature(_) => QueryCode::SignatureDoesNotMatch,
+        Error::UnknownOperation(_) => QueryCode::Api(Code::InvalidAction),
+        Error::RequestTooLarge { .. } => QueryCode::RequestEntityTooLarge,
+        Error::Api { code, .. } => QueryCode::Api(code),
+        Error::Io(_) | Error::Engine(_) => QueryCode::Api(Code::InternalFailure),
     };
     QueryError::new(code, message)
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// XML text with `&`, `<`, `>`, `"` and `'` escaped: the one escaper of every XML answer.
+fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `<name>text</name>`, the text escaped.
+fn el(out: &mut String, name: &str, text: &str) {
+    let _ = write!(out, "<{name}>{}</{name}>", esc(text));
+}
+
+/// Policy documents are URL-encoded in IAM's answers (RFC 3986 unreserved characters kept).
+fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+fn role_xml(out: &mut String, r: &RoleInfo) {
+    el(out, "Path", &r.path);
+    el(out, "RoleName", &r.name);
+    el(out, "RoleId", &r.id);
+    el(out, "Arn", &r.arn);
+    el(out, "CreateDate", &iso8601(r.created_ms));
+    el(
+        out,
+        "AssumeRolePolicyDocument",
+        &url_encode(&r.trust_policy),
+    );
+    if let Some(d) = &r.description {
+        el(out, "Description", d);
+    }
+    el(out, "MaxSessionDuration", &r.max_session_secs.to_string());
+}
+
+fn paging_xml(out: &mut String, next: Option<&str>) {
+    el(
+        out,
+        "IsTruncated",
+        if next.is_some() { "true" } else { "false" },
+    );
+    if let Some(m) = next {
+        el(out, "Marker", m);
+    }
+}
+
+/// The inner XML of `<{Action}Result>` (empty for actions that return nothing).
+fn iam_xml(answer: &IamAnswer) -> String {
+    let mut out = String::new();
+    match answer {
+        IamAnswer::Role(role) => {
+            out.push_str("<Role>");
+            role_xml(&mut out, role);
+            out.push_str("</Role>");
+        }
+        IamAnswer::Roles { roles, next_marker } => {
+            out.push_str("<Roles>");
+            for r in roles {
+                out.push_str("<member>");
+                role_xml(&mut out, r);
+                out.push_str("</member>");
+            }
+            out.push_str("</Roles>");
+            paging_xml(&mut out, next_marker.as_deref());
+        }
+        IamAnswer::RolePolicy {
+            role_name,
+            policy_name,
+            document,
+        } => {
+            el(&mut out, "RoleName", role_name);
+            el(&mut out, "PolicyName", policy_name);
+            el(&mut out, "PolicyDocument", &url_encode(document));
+        }
+        IamAnswer::PolicyNames { names, next_marker } => {
+            out.push_str("<PolicyNames>");
+            for n in names {
+                el(&mut out, "member", n);
+            }
+            out.push_str("</PolicyNames>");
+            paging_xml(&mut out, next_marker.as_deref());
+        }
+        IamAnswer::Done => {}
+    }
+    out
+}
+
+fn sts_xml(answer: &StsAnswer) -> String {
+    let mut out = String::new();
+    match answer {
+        StsAnswer::CallerIdentity {
+            arn,
+            user_id,
+            account,
+        } => {
+            el(&mut out, "Arn", arn);
+            el(&mut out, "UserId", user_id);
+            el(&mut out, "Account", account);
+        }
+        StsAnswer::AssumedRole(c) => {
+            out.push_str("<Credentials>");
+            el(&mut out, "AccessKeyId", &c.access_key_id);
+            el(&mut out, "SecretAccessKey", &c.secret_access_key);
+            el(&mut out, "SessionToken", &c.session_token);
+            el(&mut out, "Expiration", &iso8601(c.expires_ms));
+            out.push_str("</Credentials><AssumedRoleUser>");
+            el(&mut out, "AssumedRoleId", &c.assumed_role_id);
+            el(&mut out, "Arn", &c.arn);
+            out.push_str("</AssumedRoleUser>");
+        }
+    }
+    out
+}
+
+/// The decoded form parameters of one request.
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    /// The member's value, if the caller sent it.
+    fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// The IAM operation the action names, its members read by their query-protocol names.
+    fn iam(&self, action: &str) -> Option<IamRequest> {
+        let role_name = || self.get("RoleName");
+        Some(match action {
+            "CreateRole" => IamRequest::CreateRole {
+                role_name: role_name(),
+                path: self.get("Path"),
+                assume_role_policy_document: self.get("AssumeRolePolicyDocument"),
+                description: self.get("Description"),
+                max_session_duration: self.get("MaxSessionDuration"),
+            },
+            "GetRole" => IamRequest::GetRole {
+                role_name: role_name(),
+            },
+            "DeleteRole" => IamRequest::DeleteRole {
+                role_name: role_name(),
+            },
+            "ListRoles" => IamRequest::ListRoles {
+                path_prefix: self.get("PathPrefix"),
+                marker: self.get("Marker"),
+                max_items: self.get("MaxItems"),
+            },
+            "PutRolePolicy" => IamRequest::PutRolePolicy {
+                role_name: role_name(),
+                policy_name: self.get("PolicyName"),
+                policy_document: self.get("PolicyDocument"),
+            },
+            "GetRolePolicy" => IamRequest::GetRolePolicy {
+                role_name: role_name(),
+                policy_name: self.get("PolicyName"),
+            },
+            "DeleteRolePolicy" => IamRequest::DeleteRolePolicy {
+                role_name: role_name(),
+                policy_name: self.get("PolicyName"),
+            },
+            "ListRolePolicies" => IamRequest::ListRolePolicies {
+                role_name: role_name(),
+                marker: self.get("Marker"),
+                max_items: self.get("MaxItems"),
+            },
+            _ => return None,
+        })
+    }
+
+    /// The STS operation the action names.
+    fn sts(&self, action: &str) -> Option<StsRequest> {
+        Some(match action {
+            "GetCallerIdentity" => StsRequest::GetCallerIdentity,
+            "AssumeRole" => StsRequest::AssumeRole {
+                role_arn: self.get("RoleArn"),
+                role_session_name: self.get("RoleSessionName"),
+                external_id: self.get("ExternalId"),
+                duration_seconds: self.get("DurationSeconds"),
+            },
+            _ => return None,
+        })
+    }
 }
 
 pub(crate) async fn handle(shared: &Shared, request: Request, service: QueryService) -> Response {
@@ -132,9 +361,9 @@ pub(crate) async fn handle(shared: &Shared, request: Request, service: QueryServ
             )
         }
         Err(e) => {
-            let status = status_of(&e.code, service);
+            let status = e.code.status(service);
             if status.is_server_error() {
-                tracing::error!(code = %e.code, message = %e.message, "IAM/STS request failed inside the server");
+                tracing::error!(code = e.code.as_str(), message = %e.message, "IAM/STS request failed inside the server");
             }
             let kind = if status.is_server_error() {
                 "Receiver"
@@ -146,8 +375,8 @@ pub(crate) async fn handle(shared: &Shared, request: Request, service: QueryServ
                 format!(
                     "<ErrorResponse xmlns=\"{}\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
                     service.xmlns(),
-                    escape(&e.code),
-                    escape(&e.message)
+                    esc(e.code.as_str()),
+                    esc(&e.message)
                 ),
             )
         }
@@ -197,24 +426,90 @@ async fn handle_inner(
         .unwrap_or_default();
     if action.is_empty() || !action.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(QueryError::new(
-            "InvalidAction",
+            QueryCode::Api(Code::InvalidAction),
             "The action or operation requested is invalid. Verify that the action is typed correctly.",
         ));
     }
     let caller = caller_of(&parts, verified, request_id, shared.transport);
-    let form = Form(&params);
+    let form = Form(params);
+    let unknown = |version: &str| {
+        QueryError::new(
+            QueryCode::Api(Code::InvalidAction),
+            format!("Could not find operation {action} for version {version}"),
+        )
+    };
     let answer = match service {
-        QueryService::Iam => shared.engine.call_iam(&caller, &action, &form).await,
-        QueryService::Sts => shared.engine.call_sts(&caller, &action, &form).await,
+        QueryService::Iam => {
+            let request = form.iam(&action).ok_or_else(|| unknown("2010-05-08"))?;
+            shared
+                .engine
+                .call_iam(&caller, &request)
+                .await
+                .map(|a| iam_xml(&a))
+        }
+        QueryService::Sts => {
+            let request = form.sts(&action).ok_or_else(|| unknown("2011-06-15"))?;
+            shared
+                .engine
+                .call_sts(&caller, &request)
+                .await
+                .map(|a| sts_xml(&a))
+        }
     };
     answer
         .map(|xml| (action, xml))
-        .map_err(|e| QueryError::new(e.code.as_str(), e.message))
+        .map_err(|e| QueryError::new(QueryCode::Api(e.code), e.message))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_encoding_keeps_unreserved_characters_only() {
+        assert_eq!(
+            url_encode(r#"{"A": "b-c_d.e~"}"#),
+            "%7B%22A%22%3A%20%22b-c_d.e~%22%7D"
+        );
+    }
+
+    #[test]
+    fn xml_text_is_escaped() {
+        assert_eq!(
+            esc(r#"<a href="x">&'"#),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&apos;"
+        );
+    }
+
+    #[test]
+    fn actions_read_their_members_by_query_name() {
+        let form = Form(vec![
+            ("RoleName".into(), "r".into()),
+            ("PolicyName".into(), "p".into()),
+            ("MaxItems".into(), "x".into()),
+        ]);
+        assert_eq!(
+            form.iam("GetRolePolicy"),
+            Some(IamRequest::GetRolePolicy {
+                role_name: Some("r".into()),
+                policy_name: Some("p".into()),
+            })
+        );
+        assert_eq!(
+            form.iam("ListRolePolicies"),
+            Some(IamRequest::ListRolePolicies {
+                role_name: Some("r".into()),
+                marker: None,
+                max_items: Some("x".into()),
+            })
+        );
+        assert_eq!(form.iam("AssumeRole"), None);
+        assert_eq!(
+            form.sts("GetCallerIdentity"),
+            Some(StsRequest::GetCallerIdentity)
+        );
+        assert_eq!(form.sts("CreateRole"), None);
+    }
 
     #[test]
     fn forms_decode_plus_and_percent() {
@@ -251,17 +546,27 @@ mod tests {
             ),
         );
         assert!(service_of(&headers).is_none());
-        assert_eq!(
-            status_of("NoSuchEntity", QueryService::Iam),
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            status_of("DeleteConflict", QueryService::Iam),
-            StatusCode::CONFLICT
-        );
-        assert_eq!(
-            status_of("ExpiredToken", QueryService::Sts),
-            StatusCode::BAD_REQUEST
-        );
+        for (code, service, status) in [
+            (QueryCode::Api(Code::NoSuchEntity), QueryService::Iam, 404),
+            (QueryCode::Api(Code::DeleteConflict), QueryService::Iam, 409),
+            (QueryCode::Api(Code::AccessDenied), QueryService::Sts, 403),
+            (
+                QueryCode::Api(Code::ValidationError),
+                QueryService::Iam,
+                400,
+            ),
+            (
+                QueryCode::Api(Code::InternalFailure),
+                QueryService::Sts,
+                500,
+            ),
+            (QueryCode::ExpiredToken, QueryService::Sts, 400),
+            (QueryCode::ExpiredToken, QueryService::Iam, 403),
+            (QueryCode::SignatureDoesNotMatch, QueryService::Sts, 403),
+            (QueryCode::IncompleteSignature, QueryService::Iam, 400),
+            (QueryCode::RequestEntityTooLarge, QueryService::Iam, 413),
+        ] {
+            assert_eq!(code.status(service).as_u16(), status, "{code:?}");
+        }
     }
 }

@@ -1,5 +1,7 @@
-//! AWS Signature Version 4: verification of incoming requests, and signing for our own raw clients
-//! (tests and the load generator).
+//! AWS Signature Version 4: verification of incoming requests. With the `test-support` feature, also
+//! `Signer`, a signer that shares the verifier's canonical forms (tests check it against the
+//! `aws-sigv4` crate; the wire tests sign with `aws-sigv4` itself, so the verifier is checked
+//! against an independent signer).
 //!
 //! Follows <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html>:
 //!
@@ -522,10 +524,12 @@ fn signing_key(secret: &[u8], date: &str, region: &str, service: &str) -> hmac::
     hmac::Key::new(hmac::HMAC_SHA256, k_signing.as_ref())
 }
 
-/// Signs a request the way the AWS SDKs do, for our raw-HTTP tests and the load generator.
+/// Signs a request the way the AWS SDKs do, for tests (feature `test-support`): a server never
+/// signs, so this is no part of a normal build.
 ///
 /// `headers` must hold every header to be signed (lowercase names), including `host` and `x-amz-date`;
 /// they are signed in sorted order. Returns the `Authorization` header value.
+#[cfg(any(test, feature = "test-support"))]
 pub struct Signer<'a> {
     pub access_key_id: &'a str,
     pub secret: &'a [u8],
@@ -533,6 +537,7 @@ pub struct Signer<'a> {
     pub service: &'a str,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl Signer<'_> {
     pub fn authorization(
         &self,

@@ -44,8 +44,8 @@ pub(crate) fn epoch_seconds(ms: i64) -> serde_json::Value {
     serde_json::json!(ms as f64 / 1000.0)
 }
 
-/// `2026-11-29T04:12:00Z`, CloudTrail's `eventTime` format.
-pub(crate) fn iso8601(ms: i64) -> String {
+/// `2026-11-29T04:12:00Z`, CloudTrail's `eventTime` format (and IAM's and STS's dates).
+pub fn iso8601(ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");

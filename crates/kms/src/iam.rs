@@ -2,11 +2,12 @@
 //! `DeleteRole`, `ListRoles`, `PutRolePolicy`, `GetRolePolicy`, `DeleteRolePolicy`,
 //! `ListRolePolicies`) and STS's `AssumeRole` and `GetCallerIdentity`.
 //!
-//! Requests arrive as the action and the decoded form parameters of the AWS query protocol
-//! ([`Engine::call_iam`], [`Engine::call_sts`]); answers are the inner XML of the `<XxxResult>`
-//! element (the wire adds the envelope and `ResponseMetadata`), or an [`ApiError`] whose `code` is
-//! IAM's/STS's error code (`NoSuchEntity`, `EntityAlreadyExists`, `MalformedPolicyDocument`,
-//! `ValidationError`, `DeleteConflict`, `LimitExceeded`, `AccessDenied`, `InvalidAction`).
+//! Requests arrive as typed operations ([`IamRequest`], [`StsRequest`] to [`Engine::call_iam`],
+//! [`Engine::call_sts`]) whose members are the caller's unchecked text; answers are typed
+//! ([`IamAnswer`], [`StsAnswer`]), or an [`ApiError`] whose `code` is IAM's/STS's error code
+//! (`NoSuchEntity`, `EntityAlreadyExists`, `MalformedPolicyDocument`, `ValidationError`,
+//! `DeleteConflict`, `LimitExceeded`, `AccessDenied`). The query protocol (form parameters in,
+//! XML out, unknown actions) is the wire's, in `keyward-kms-server`.
 //!
 //! Roles live in the identity set beside the configured users, so key policies bind role
 //! principals to the role's unique id (`AROA…`) when saved, exactly as users: a role deleted and
@@ -31,7 +32,6 @@
 //! root accounts.").
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -161,27 +161,265 @@ impl Session {
     }
 }
 
-/// The decoded form parameters of one query-protocol request.
-pub struct Form<'a>(pub &'a [(String, String)]);
+/// One IAM role operation, its members as the caller sent them.
+///
+/// Members are the caller's text, unchecked: a missing required member, a number that is not
+/// one or a name out of pattern is IAM's `ValidationError`, which the engine answers and writes to
+/// the trail like every other refusal. The query protocol's parameter names and its form
+/// decoding are the wire's (`keyward-kms-server`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IamRequest {
+    CreateRole {
+        role_name: Option<String>,
+        path: Option<String>,
+        assume_role_policy_document: Option<String>,
+        description: Option<String>,
+        /// Seconds, as text.
+        max_session_duration: Option<String>,
+    },
+    GetRole {
+        role_name: Option<String>,
+    },
+    DeleteRole {
+        role_name: Option<String>,
+    },
+    ListRoles {
+        path_prefix: Option<String>,
+        marker: Option<String>,
+        /// A count, as text.
+        max_items: Option<String>,
+    },
+    PutRolePolicy {
+        role_name: Option<String>,
+        policy_name: Option<String>,
+        policy_document: Option<String>,
+    },
+    GetRolePolicy {
+        role_name: Option<String>,
+        policy_name: Option<String>,
+    },
+    DeleteRolePolicy {
+        role_name: Option<String>,
+        policy_name: Option<String>,
+    },
+    ListRolePolicies {
+        role_name: Option<String>,
+        marker: Option<String>,
+        /// A count, as text.
+        max_items: Option<String>,
+    },
+}
 
-impl Form<'_> {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+impl IamRequest {
+    /// The action's name (`CreateRole`, ...), as IAM and the trail name it.
+    pub fn action(&self) -> &'static str {
+        match self {
+            IamRequest::CreateRole { .. } => "CreateRole",
+            IamRequest::GetRole { .. } => "GetRole",
+            IamRequest::DeleteRole { .. } => "DeleteRole",
+            IamRequest::ListRoles { .. } => "ListRoles",
+            IamRequest::PutRolePolicy { .. } => "PutRolePolicy",
+            IamRequest::GetRolePolicy { .. } => "GetRolePolicy",
+            IamRequest::DeleteRolePolicy { .. } => "DeleteRolePolicy",
+            IamRequest::ListRolePolicies { .. } => "ListRolePolicies",
+        }
     }
 
-    fn required(&self, name: &str, member: &str) -> Result<&str, ApiError> {
-        self.get(name).ok_or_else(|| {
-            ApiError::new(
-                Code::ValidationError,
-                format!(
-                    "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
-                ),
-            )
-        })
+    /// The members given, by CloudTrail's name, for the trail's `requestParameters`.
+    fn members(&self) -> Vec<(&'static str, &str)> {
+        let all: Vec<(&'static str, &Option<String>)> = match self {
+            IamRequest::CreateRole {
+                role_name,
+                path,
+                assume_role_policy_document,
+                description,
+                max_session_duration,
+            } => vec![
+                ("roleName", role_name),
+                ("path", path),
+                ("assumeRolePolicyDocument", assume_role_policy_document),
+                ("description", description),
+                ("maxSessionDuration", max_session_duration),
+            ],
+            IamRequest::GetRole { role_name } | IamRequest::DeleteRole { role_name } => {
+                vec![("roleName", role_name)]
+            }
+            IamRequest::ListRoles {
+                path_prefix,
+                marker,
+                max_items,
+            } => vec![
+                ("pathPrefix", path_prefix),
+                ("marker", marker),
+                ("maxItems", max_items),
+            ],
+            IamRequest::PutRolePolicy {
+                role_name,
+                policy_name,
+                policy_document,
+            } => vec![
+                ("roleName", role_name),
+                ("policyName", policy_name),
+                ("policyDocument", policy_document),
+            ],
+            IamRequest::GetRolePolicy {
+                role_name,
+                policy_name,
+            }
+            | IamRequest::DeleteRolePolicy {
+                role_name,
+                policy_name,
+            } => vec![("roleName", role_name), ("policyName", policy_name)],
+            IamRequest::ListRolePolicies {
+                role_name,
+                marker,
+                max_items,
+            } => vec![
+                ("roleName", role_name),
+                ("marker", marker),
+                ("maxItems", max_items),
+            ],
+        };
+        present(all)
     }
+}
+
+/// One STS operation, its members as the caller sent them (unchecked, as in [`IamRequest`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StsRequest {
+    GetCallerIdentity,
+    AssumeRole {
+        role_arn: Option<String>,
+        role_session_name: Option<String>,
+        external_id: Option<String>,
+        /// Seconds, as text.
+        duration_seconds: Option<String>,
+    },
+}
+
+impl StsRequest {
+    /// The action's name, as STS and the trail name it.
+    pub fn action(&self) -> &'static str {
+        match self {
+            StsRequest::GetCallerIdentity => "GetCallerIdentity",
+            StsRequest::AssumeRole { .. } => "AssumeRole",
+        }
+    }
+
+    fn members(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            StsRequest::GetCallerIdentity => Vec::new(),
+            StsRequest::AssumeRole {
+                role_arn,
+                role_session_name,
+                external_id,
+                duration_seconds,
+            } => present(vec![
+                ("roleArn", role_arn),
+                ("roleSessionName", role_session_name),
+                ("externalId", external_id),
+                ("durationSeconds", duration_seconds),
+            ]),
+        }
+    }
+}
+
+fn present<'a>(members: Vec<(&'static str, &'a Option<String>)>) -> Vec<(&'static str, &'a str)> {
+    members
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+        .collect()
+}
+
+/// A role as IAM describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleInfo {
+    pub path: String,
+    pub name: String,
+    /// `AROA…`.
+    pub id: String,
+    pub arn: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_ms: i64,
+    /// The trust policy document as given.
+    pub trust_policy: String,
+    pub description: Option<String>,
+    pub max_session_secs: i64,
+}
+
+impl From<&RoleDoc> for RoleInfo {
+    fn from(r: &RoleDoc) -> RoleInfo {
+        RoleInfo {
+            path: r.path.clone(),
+            name: r.name.clone(),
+            id: r.id.clone(),
+            arn: r.arn.clone(),
+            created_ms: r.created_ms,
+            trust_policy: r.trust.clone(),
+            description: r.description.clone(),
+            max_session_secs: r.max_session_secs,
+        }
+    }
+}
+
+/// The answer to an [`IamRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IamAnswer {
+    /// `CreateRole`, `GetRole`.
+    Role(RoleInfo),
+    /// `ListRoles`: one page, and the marker of the next if there is one.
+    Roles {
+        roles: Vec<RoleInfo>,
+        next_marker: Option<String>,
+    },
+    /// `GetRolePolicy`.
+    RolePolicy {
+        role_name: String,
+        policy_name: String,
+        document: String,
+    },
+    /// `ListRolePolicies`: one page of names.
+    PolicyNames {
+        names: Vec<String>,
+        next_marker: Option<String>,
+    },
+    /// `DeleteRole`, `PutRolePolicy`, `DeleteRolePolicy`: nothing to return.
+    Done,
+}
+
+/// Temporary credentials issued by `AssumeRole`. The secret is zeroized on drop and never
+/// printed (no `Debug`).
+pub struct AssumedRole {
+    pub access_key_id: String,
+    pub secret_access_key: Zeroizing<String>,
+    pub session_token: String,
+    /// When the credentials expire on the KMS clock, in milliseconds since the Unix epoch.
+    pub expires_ms: i64,
+    /// `AROA…:SESSION`.
+    pub assumed_role_id: String,
+    /// `arn:aws:sts::ACCT:assumed-role/ROLE/SESSION`.
+    pub arn: String,
+}
+
+/// The answer to an [`StsRequest`].
+pub enum StsAnswer {
+    CallerIdentity {
+        arn: String,
+        user_id: String,
+        account: String,
+    },
+    AssumedRole(AssumedRole),
+}
+
+fn required<'a>(value: &'a Option<String>, member: &str) -> Result<&'a str, ApiError> {
+    value.as_deref().ok_or_else(|| {
+        ApiError::new(
+            Code::ValidationError,
+            format!(
+                "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
+            ),
+        )
+    })
 }
 
 fn validation(value: &str, member: &str, constraint: &str) -> ApiError {
@@ -229,13 +467,12 @@ fn check_name(value: &str, member: &str, min: usize, max: usize) -> Result<(), A
 }
 
 fn int_param(
-    form: &Form<'_>,
-    name: &str,
+    value: Option<&str>,
     member: &str,
     min: i64,
     max: i64,
 ) -> Result<Option<i64>, ApiError> {
-    let Some(text) = form.get(name) else {
+    let Some(text) = value else {
         return Ok(None);
     };
     let n: i64 = text
@@ -258,8 +495,8 @@ fn int_param(
     Ok(Some(n))
 }
 
-fn policy_document<'a>(form: &'a Form<'_>, name: &str, member: &str) -> Result<&'a str, ApiError> {
-    let doc = form.required(name, member)?;
+fn policy_document<'a>(value: &'a Option<String>, member: &str) -> Result<&'a str, ApiError> {
+    let doc = required(value, member)?;
     check_len(doc, member, 1, 131_072)?;
     Ok(doc)
 }
@@ -314,60 +551,15 @@ fn authorize_iam(
     }
 }
 
-/// XML text with `&`, `<`, `>`, `"` and `'` escaped.
-fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn el(out: &mut String, name: &str, text: &str) {
-    let _ = write!(out, "<{name}>{}</{name}>", esc(text));
-}
-
-/// Policy documents are URL-encoded in IAM's answers (RFC 3986 unreserved characters kept).
-pub fn url_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() * 2);
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
-fn role_xml(out: &mut String, r: &RoleDoc) {
-    el(out, "Path", &r.path);
-    el(out, "RoleName", &r.name);
-    el(out, "RoleId", &r.id);
-    el(out, "Arn", &r.arn);
-    el(out, "CreateDate", &iso8601(r.created_ms));
-    el(out, "AssumeRolePolicyDocument", &url_encode(&r.trust));
-    if let Some(d) = &r.description {
-        el(out, "Description", d);
-    }
-    el(out, "MaxSessionDuration", &r.max_session_secs.to_string());
-}
-
 /// `Marker`/`MaxItems` paging over sorted names: the marker is the first name of the next page.
 fn page<'a, T>(
-    form: &Form<'_>,
+    marker: Option<&str>,
+    max_items: Option<&str>,
     items: &'a [T],
     name: impl Fn(&T) -> &str,
 ) -> Result<(&'a [T], Option<String>), ApiError> {
-    let max = int_param(form, "MaxItems", "maxItems", 1, 1000)?.unwrap_or(100) as usize;
-    let start = match form.get("Marker") {
+    let max = int_param(max_items, "maxItems", 1, 1000)?.unwrap_or(100) as usize;
+    let start = match marker {
         Some(m) => {
             check_len(m, "marker", 1, 320)?;
             items
@@ -382,17 +574,6 @@ fn page<'a, T>(
     Ok((&items[start..end], next))
 }
 
-fn paging_xml(out: &mut String, next: Option<String>) {
-    el(
-        out,
-        "IsTruncated",
-        if next.is_some() { "true" } else { "false" },
-    );
-    if let Some(m) = next {
-        el(out, "Marker", &m);
-    }
-}
-
 fn find_role<'a>(ids: &'a IdentityConfig, account: &str, name: &str) -> Option<&'a Role> {
     ids.roles
         .values()
@@ -400,58 +581,69 @@ fn find_role<'a>(ids: &'a IdentityConfig, account: &str, name: &str) -> Option<&
 }
 
 impl Engine {
-    /// One IAM query-protocol action in the caller's account. Answers the inner XML of
-    /// `<{action}Result>` (empty for actions that return nothing) once any change is durable.
+    /// One IAM role operation in the caller's account, answered once any change is durable.
     pub async fn call_iam(
         &self,
         caller: &Caller,
-        action: &str,
-        form: &Form<'_>,
-    ) -> Result<String, ApiError> {
+        request: &IamRequest,
+    ) -> Result<IamAnswer, ApiError> {
         let inner = self.inner();
         let now = inner.clock.now_ms();
-        let (result, rx) = match action {
-            "GetRole" | "ListRoles" | "GetRolePolicy" | "ListRolePolicies" => {
+        let finish = |result| {
+            let members = request.members();
+            self.finish_query(
+                caller,
+                now,
+                "iam",
+                request.action(),
+                members,
+                result,
+                Value::Null,
+                None,
+            )
+        };
+        let (result, rx) = match request {
+            IamRequest::GetRole { .. }
+            | IamRequest::ListRoles { .. }
+            | IamRequest::GetRolePolicy { .. }
+            | IamRequest::ListRolePolicies { .. } => {
                 let ids = inner.identities.read().unwrap_or_else(|e| e.into_inner());
-                let result = iam_read(&ids, caller, action, form, now).map(|xml| (xml, Vec::new()));
-                self.finish_query(caller, now, "iam", action, form, result, Value::Null, None)
+                let result = iam_read(&ids, caller, request, now).map(|a| (a, Vec::new()));
+                finish(result)
             }
-            "CreateRole" | "DeleteRole" | "PutRolePolicy" | "DeleteRolePolicy" => {
+            IamRequest::CreateRole { .. }
+            | IamRequest::DeleteRole { .. }
+            | IamRequest::PutRolePolicy { .. }
+            | IamRequest::DeleteRolePolicy { .. } => {
                 let mut ids = inner.identities.write().unwrap_or_else(|e| e.into_inner());
-                let result = iam_write(&mut ids, caller, action, form, now);
+                let result = iam_write(&mut ids, caller, request, now);
                 // Queued while the lock is held, so later requests never see a change that
                 // could be lost while theirs survives.
-                self.finish_query(caller, now, "iam", action, form, result, Value::Null, None)
-            }
-            _ => {
-                return Err(ApiError::new(
-                    Code::InvalidAction,
-                    format!("Could not find operation {action} for version 2010-05-08"),
-                ))
+                finish(result)
             }
         };
-        self.made_durable(action, rx).await?;
+        self.made_durable(request.action(), rx).await?;
         result
     }
 
     /// Queues the request's changes and its trail records as one job.
     #[allow(clippy::too_many_arguments)] // the facts of one request
-    fn finish_query(
+    fn finish_query<A>(
         &self,
         caller: &Caller,
         now: i64,
         service: &str,
         action: &str,
-        form: &Form<'_>,
-        result: Result<(String, Vec<Op>), ApiError>,
+        members: Vec<(&'static str, &str)>,
+        result: Result<(A, Vec<Op>), ApiError>,
         response: Value,
         other_account: Option<&str>,
     ) -> (
-        Result<String, ApiError>,
+        Result<A, ApiError>,
         tokio::sync::oneshot::Receiver<Result<(), String>>,
     ) {
         let (result, mut ops) = match result {
-            Ok((xml, ops)) => (Ok(xml), ops),
+            Ok((answer, ops)) => (Ok(answer), ops),
             Err(e) => (Err(e), Vec::new()),
         };
         let rows = crate::trail::query_records(
@@ -459,7 +651,7 @@ impl Engine {
             now,
             &format!("{service}.amazonaws.com"),
             action,
-            form.0,
+            &members,
             response,
             result.as_ref().err(),
             other_account,
@@ -468,44 +660,56 @@ impl Engine {
         (result, self.inner().store.submit(ops))
     }
 
-    /// One STS query-protocol action (`AssumeRole`, `GetCallerIdentity`).
+    /// One STS operation (`AssumeRole`, `GetCallerIdentity`).
     pub async fn call_sts(
         &self,
         caller: &Caller,
-        action: &str,
-        form: &Form<'_>,
-    ) -> Result<String, ApiError> {
+        request: &StsRequest,
+    ) -> Result<StsAnswer, ApiError> {
         let inner = self.inner();
-        let (result, rx) = match action {
-            "GetCallerIdentity" => {
+        let action = request.action();
+        let (result, rx) = match request {
+            StsRequest::GetCallerIdentity => {
                 let id = &caller.identity;
-                let mut out = String::new();
-                el(&mut out, "Arn", &id.arn);
-                el(&mut out, "UserId", &id.principal_id);
-                el(&mut out, "Account", &id.account_id);
+                let answer = StsAnswer::CallerIdentity {
+                    arn: id.arn.clone(),
+                    user_id: id.principal_id.clone(),
+                    account: id.account_id.clone(),
+                };
                 let now = inner.clock.now_ms();
                 self.finish_query(
                     caller,
                     now,
                     "sts",
                     action,
-                    form,
-                    Ok((out, Vec::new())),
+                    request.members(),
+                    Ok((answer, Vec::new())),
                     Value::Null,
                     None,
                 )
             }
-            "AssumeRole" => {
+            StsRequest::AssumeRole {
+                role_arn,
+                role_session_name,
+                external_id,
+                duration_seconds,
+            } => {
                 let mut ids = inner.identities.write().unwrap_or_else(|e| e.into_inner());
                 let now = inner.clock.now_ms();
-                match assume_role(&mut ids, &inner.root, caller, form, now) {
+                let asked = AssumeRoleRequest {
+                    role_arn,
+                    role_session_name,
+                    external_id: external_id.as_deref(),
+                    duration_seconds: duration_seconds.as_deref(),
+                };
+                match assume_role(&mut ids, &inner.root, caller, asked, now) {
                     Ok(a) => self.finish_query(
                         caller,
                         now,
                         "sts",
                         action,
-                        form,
-                        Ok((a.xml, a.ops)),
+                        request.members(),
+                        Ok((StsAnswer::AssumedRole(a.credentials), a.ops)),
                         a.response,
                         Some(&a.role_account),
                     ),
@@ -514,18 +718,12 @@ impl Engine {
                         now,
                         "sts",
                         action,
-                        form,
+                        request.members(),
                         Err(e),
                         Value::Null,
                         None,
                     ),
                 }
-            }
-            _ => {
-                return Err(ApiError::new(
-                    Code::InvalidAction,
-                    format!("Could not find operation {action} for version 2011-06-15"),
-                ))
             }
         };
         self.made_durable(action, rx).await?;
@@ -556,26 +754,27 @@ impl Engine {
 fn iam_read(
     ids: &IdentityConfig,
     caller: &Caller,
-    action: &str,
-    form: &Form<'_>,
+    request: &IamRequest,
     now: i64,
-) -> Result<String, ApiError> {
+) -> Result<IamAnswer, ApiError> {
     let account = caller.identity.account_id.as_str();
-    let mut out = String::new();
-    match action {
-        "GetRole" => {
-            let name = form.required("RoleName", "roleName")?;
+    let action = request.action();
+    match request {
+        IamRequest::GetRole { role_name } => {
+            let name = required(role_name, "roleName")?;
             check_name(name, "roleName", 1, 64)?;
             let role = find_role(ids, account, name);
             let arn = role.map_or_else(|| role_arn(account, "/", name), |r| r.doc.arn.clone());
             authorize_iam(ids, caller, action, &arn, now)?;
             let role = role.ok_or_else(|| no_such_role(name))?;
-            out.push_str("<Role>");
-            role_xml(&mut out, &role.doc);
-            out.push_str("</Role>");
+            Ok(IamAnswer::Role(RoleInfo::from(&role.doc)))
         }
-        "ListRoles" => {
-            let prefix = form.get("PathPrefix").unwrap_or("/");
+        IamRequest::ListRoles {
+            path_prefix,
+            marker,
+            max_items,
+        } => {
+            let prefix = path_prefix.as_deref().unwrap_or("/");
             check_len(prefix, "pathPrefix", 1, 512)?;
             authorize_iam(ids, caller, action, &role_arn(account, "/", "*"), now)?;
             let mut roles: Vec<&RoleDoc> = ids
@@ -585,52 +784,57 @@ fn iam_read(
                 .filter(|r| r.account == account && r.path.starts_with(prefix))
                 .collect();
             roles.sort_by(|a, b| a.name.cmp(&b.name));
-            let (roles, next) = page(form, &roles, |r| r.name.as_str())?;
-            out.push_str("<Roles>");
-            for r in roles {
-                out.push_str("<member>");
-                role_xml(&mut out, r);
-                out.push_str("</member>");
-            }
-            out.push_str("</Roles>");
-            paging_xml(&mut out, next);
+            let (roles, next_marker) =
+                page(marker.as_deref(), max_items.as_deref(), &roles, |r| {
+                    r.name.as_str()
+                })?;
+            Ok(IamAnswer::Roles {
+                roles: roles.iter().map(|r| RoleInfo::from(*r)).collect(),
+                next_marker,
+            })
         }
-        "GetRolePolicy" | "ListRolePolicies" => {
-            let name = form.required("RoleName", "roleName")?;
+        IamRequest::GetRolePolicy {
+            role_name,
+            policy_name,
+        } => {
+            let name = required(role_name, "roleName")?;
             check_name(name, "roleName", 1, 64)?;
-            let policy_name = if action == "GetRolePolicy" {
-                let p = form.required("PolicyName", "policyName")?;
-                check_name(p, "policyName", 1, 128)?;
-                Some(p)
-            } else {
-                None
-            };
+            let p = required(policy_name, "policyName")?;
+            check_name(p, "policyName", 1, 128)?;
             let role = find_role(ids, account, name);
             let arn = role.map_or_else(|| role_arn(account, "/", name), |r| r.doc.arn.clone());
             authorize_iam(ids, caller, action, &arn, now)?;
             let role = &role.ok_or_else(|| no_such_role(name))?.doc;
-            match policy_name {
-                Some(p) => {
-                    let doc = role.policies.get(p).ok_or_else(|| no_such_policy(p))?;
-                    el(&mut out, "RoleName", &role.name);
-                    el(&mut out, "PolicyName", p);
-                    el(&mut out, "PolicyDocument", &url_encode(doc));
-                }
-                None => {
-                    let names: Vec<&String> = role.policies.keys().collect();
-                    let (names, next) = page(form, &names, |n| n.as_str())?;
-                    out.push_str("<PolicyNames>");
-                    for n in names {
-                        el(&mut out, "member", n);
-                    }
-                    out.push_str("</PolicyNames>");
-                    paging_xml(&mut out, next);
-                }
-            }
+            let doc = role.policies.get(p).ok_or_else(|| no_such_policy(p))?;
+            Ok(IamAnswer::RolePolicy {
+                role_name: role.name.clone(),
+                policy_name: p.to_string(),
+                document: doc.clone(),
+            })
+        }
+        IamRequest::ListRolePolicies {
+            role_name,
+            marker,
+            max_items,
+        } => {
+            let name = required(role_name, "roleName")?;
+            check_name(name, "roleName", 1, 64)?;
+            let role = find_role(ids, account, name);
+            let arn = role.map_or_else(|| role_arn(account, "/", name), |r| r.doc.arn.clone());
+            authorize_iam(ids, caller, action, &arn, now)?;
+            let role = &role.ok_or_else(|| no_such_role(name))?.doc;
+            let names: Vec<&String> = role.policies.keys().collect();
+            let (names, next_marker) =
+                page(marker.as_deref(), max_items.as_deref(), &names, |n| {
+                    n.as_str()
+                })?;
+            Ok(IamAnswer::PolicyNames {
+                names: names.iter().map(|n| n.to_string()).collect(),
+                next_marker,
+            })
         }
         _ => unreachable!("dispatched by call_iam"),
     }
-    Ok(out)
 }
 
 fn no_such_policy(name: &str) -> ApiError {
@@ -651,17 +855,29 @@ fn save_role(doc: &RoleDoc) -> Op {
 fn iam_write(
     ids: &mut IdentityConfig,
     caller: &Caller,
-    action: &str,
-    form: &Form<'_>,
+    request: &IamRequest,
     now: i64,
-) -> Result<(String, Vec<Op>), ApiError> {
+) -> Result<(IamAnswer, Vec<Op>), ApiError> {
     let account = caller.identity.account_id.clone();
-    let name = form.required("RoleName", "roleName")?;
+    let action = request.action();
+    let (IamRequest::CreateRole { role_name, .. }
+    | IamRequest::DeleteRole { role_name }
+    | IamRequest::PutRolePolicy { role_name, .. }
+    | IamRequest::DeleteRolePolicy { role_name, .. }) = request
+    else {
+        unreachable!("dispatched by call_iam")
+    };
+    let name = required(role_name, "roleName")?;
     check_name(name, "roleName", 1, 64)?;
-    let mut out = String::new();
-    match action {
-        "CreateRole" => {
-            let path = form.get("Path").unwrap_or("/");
+    match request {
+        IamRequest::CreateRole {
+            path,
+            assume_role_policy_document,
+            description,
+            max_session_duration,
+            ..
+        } => {
+            let path = path.as_deref().unwrap_or("/");
             check_len(path, "path", 1, 512)?;
             let path_ok = path == "/"
                 || (path.len() >= 3
@@ -675,15 +891,13 @@ fn iam_write(
                     "Member must satisfy regular expression pattern: (\\u002F)|(\\u002F[\\u0021-\\u007E]+\\u002F)",
                 ));
             }
-            let trust =
-                policy_document(form, "AssumeRolePolicyDocument", "assumeRolePolicyDocument")?;
-            let description = form.get("Description");
+            let trust = policy_document(assume_role_policy_document, "assumeRolePolicyDocument")?;
+            let description = description.as_deref();
             if let Some(d) = description {
                 check_len(d, "description", 0, 1000)?;
             }
             let max_session = int_param(
-                form,
-                "MaxSessionDuration",
+                max_session_duration.as_deref(),
                 "maxSessionDuration",
                 3600,
                 43200,
@@ -725,9 +939,7 @@ fn iam_write(
                 max_session_secs: max_session,
                 policies: BTreeMap::new(),
             };
-            out.push_str("<Role>");
-            role_xml(&mut out, &doc);
-            out.push_str("</Role>");
+            let answer = IamAnswer::Role(RoleInfo::from(&doc));
             let op = save_role(&doc);
             ids.roles.insert(
                 arn,
@@ -737,9 +949,9 @@ fn iam_write(
                     policies: Vec::new(),
                 },
             );
-            Ok((out, vec![op]))
+            Ok((answer, vec![op]))
         }
-        "DeleteRole" => {
+        IamRequest::DeleteRole { .. } => {
             let role = find_role(ids, &account, name);
             let arn = role.map_or_else(|| role_arn(&account, "/", name), |r| r.doc.arn.clone());
             authorize_iam(ids, caller, action, &arn, now)?;
@@ -751,15 +963,18 @@ fn iam_write(
                 ));
             }
             ids.roles.remove(&arn);
-            Ok((out, vec![Op::DeleteRole { arn }]))
+            Ok((IamAnswer::Done, vec![Op::DeleteRole { arn }]))
         }
-        "PutRolePolicy" | "DeleteRolePolicy" => {
-            let policy_name = form.required("PolicyName", "policyName")?;
+        IamRequest::PutRolePolicy { policy_name, .. }
+        | IamRequest::DeleteRolePolicy { policy_name, .. } => {
+            let policy_name = required(policy_name, "policyName")?;
             check_name(policy_name, "policyName", 1, 128)?;
-            let document = if action == "PutRolePolicy" {
-                Some(policy_document(form, "PolicyDocument", "policyDocument")?)
-            } else {
-                None
+            let document = match request {
+                IamRequest::PutRolePolicy {
+                    policy_document: document,
+                    ..
+                } => Some(policy_document(document, "policyDocument")?),
+                _ => None,
             };
             let role = find_role(ids, &account, name);
             let arn = role.map_or_else(|| role_arn(&account, "/", name), |r| r.doc.arn.clone());
@@ -791,7 +1006,7 @@ fn iam_write(
             let role = ids.roles.get_mut(&arn).expect("found above");
             role.doc.policies = docs;
             role.policies = compiled;
-            Ok((out, vec![save_role(&role.doc)]))
+            Ok((IamAnswer::Done, vec![save_role(&role.doc)]))
         }
         _ => unreachable!("dispatched by call_iam"),
     }
@@ -799,23 +1014,31 @@ fn iam_write(
 
 /// A granted AssumeRole: the answer, the changes, and what the trail shows.
 struct Assumed {
-    xml: String,
+    credentials: AssumedRole,
     ops: Vec<Op>,
     /// CloudTrail's `responseElements` (the access key id, never the secret).
     response: Value,
     role_account: String,
 }
 
+/// The members of an `AssumeRole` request ([`StsRequest::AssumeRole`]).
+struct AssumeRoleRequest<'a> {
+    role_arn: &'a Option<String>,
+    role_session_name: &'a Option<String>,
+    external_id: Option<&'a str>,
+    duration_seconds: Option<&'a str>,
+}
+
 fn assume_role(
     ids: &mut IdentityConfig,
     root: &RootKey,
     caller: &Caller,
-    form: &Form<'_>,
+    request: AssumeRoleRequest<'_>,
     now: i64,
 ) -> Result<Assumed, ApiError> {
-    let arn = form.required("RoleArn", "roleArn")?;
+    let arn = required(request.role_arn, "roleArn")?;
     check_len(arn, "roleArn", 20, 2048)?;
-    let session_name = form.required("RoleSessionName", "roleSessionName")?;
+    let session_name = required(request.role_session_name, "roleSessionName")?;
     check_len(session_name, "roleSessionName", 2, 64)?;
     if !session_name
         .bytes()
@@ -827,7 +1050,7 @@ fn assume_role(
             "Member must satisfy regular expression pattern: [\\w+=,.@-]*",
         ));
     }
-    let external_id = form.get("ExternalId");
+    let external_id = request.external_id;
     if let Some(e) = external_id {
         check_len(e, "externalId", 2, 1224)?;
         if !e
@@ -841,7 +1064,7 @@ fn assume_role(
             ));
         }
     }
-    let duration = int_param(form, "DurationSeconds", "durationSeconds", 900, 43200)?;
+    let duration = int_param(request.duration_seconds, "durationSeconds", 900, 43200)?;
     let iam_arn = arn
         .strip_prefix("arn:aws:iam::")
         .and_then(|rest| rest.split_once(':'))
@@ -922,16 +1145,6 @@ fn assume_role(
         secret: Zeroizing::new(secret.as_bytes().to_vec()),
     };
     let identity = session.identity();
-    let mut out = String::new();
-    out.push_str("<Credentials>");
-    el(&mut out, "AccessKeyId", &access_key_id);
-    el(&mut out, "SecretAccessKey", &secret);
-    el(&mut out, "SessionToken", &token);
-    el(&mut out, "Expiration", &iso8601(expires_ms));
-    out.push_str("</Credentials><AssumedRoleUser>");
-    el(&mut out, "AssumedRoleId", &identity.principal_id);
-    el(&mut out, "Arn", &identity.arn);
-    out.push_str("</AssumedRoleUser>");
 
     let ops = vec![
         Op::PruneSessions { before_ms: now },
@@ -944,13 +1157,21 @@ fn assume_role(
     ];
     let response = serde_json::json!({
         "credentials": {"accessKeyId": access_key_id, "expiration": iso8601(expires_ms)},
-        "assumedRoleUser": {"assumedRoleId": identity.principal_id, "arn": identity.arn},
+        "assumedRoleUser": {"assumedRoleId": &identity.principal_id, "arn": &identity.arn},
     });
     let role_account = session.doc.account.clone();
     ids.sessions.retain(|_, s| s.doc.expires_ms > now);
-    ids.sessions.insert(access_key_id, session);
+    ids.sessions.insert(access_key_id.clone(), session);
+    let credentials = AssumedRole {
+        access_key_id,
+        secret_access_key: secret,
+        session_token: token,
+        expires_ms,
+        assumed_role_id: identity.principal_id,
+        arn: identity.arn,
+    };
     Ok(Assumed {
-        xml: out,
+        credentials,
         ops,
         response,
         role_account,
@@ -960,22 +1181,6 @@ fn assume_role(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn url_encoding_keeps_unreserved_characters_only() {
-        assert_eq!(
-            url_encode(r#"{"A": "b-c_d.e~"}"#),
-            "%7B%22A%22%3A%20%22b-c_d.e~%22%7D"
-        );
-    }
-
-    #[test]
-    fn xml_text_is_escaped() {
-        assert_eq!(
-            esc(r#"<a href="x">&'"#),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&apos;"
-        );
-    }
 
     #[test]
     fn policy_size_ignores_whitespace() {

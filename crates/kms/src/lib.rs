@@ -67,9 +67,10 @@ mod root_key;
 mod store;
 mod trail;
 
+pub use clock::iso8601;
 pub use engine::{Engine, EngineConfig, MAX_CLOCK_OFFSET};
 pub use error::{ApiError, Code, Error};
-pub use iam::{url_encode, Form};
+pub use iam::{AssumedRole, IamAnswer, IamRequest, RoleInfo, StsAnswer, StsRequest};
 pub use identity::{AccessKey, Caller, Identity, IdentityConfig, IdentityKind};
 pub use root_key::RootKey;
 

@@ -155,7 +155,7 @@ pub(crate) fn api_records(
 
 /// The record of one IAM or STS call (`event_source` `iam.amazonaws.com` or `sts.amazonaws.com`)
 /// in the caller's account and, when it reached a role of another account (`AssumeRole`), that
-/// account's too. `params` are the query parameters (no secret among them); `response` holds what
+/// account's too. `params` are the request's members by CloudTrail's name (no secret among them); `response` holds what
 /// CloudTrail shows of the answer (for `AssumeRole` the access key id, never the secret).
 #[allow(clippy::too_many_arguments)] // the facts of one record
 pub(crate) fn query_records(
@@ -163,7 +163,7 @@ pub(crate) fn query_records(
     now: i64,
     event_source: &str,
     action: &str,
-    params: &[(String, String)],
+    params: &[(&str, &str)],
     response: Value,
     error: Option<&ApiError>,
     other_account: Option<&str>,
@@ -172,8 +172,7 @@ pub(crate) fn query_records(
     let event_name: String = action.chars().take(128).collect();
     let request: serde_json::Map<String, Value> = params
         .iter()
-        .filter(|(k, _)| k != "Action" && k != "Version")
-        .map(|(k, v)| (member(k), json!(v)))
+        .map(|(k, v)| (k.to_string(), json!(v)))
         .collect();
     let mut accounts = vec![caller.identity.account_id.clone()];
     if let Some(a) = other_account {

@@ -140,7 +140,10 @@ async fn lifecycle_on(env: &Env, plane: &ControlPlane) {
         .await
         .unwrap_err();
     assert_eq!(
-        (missing.code(), matches!(missing, Error::NotFound { .. })),
+        (
+            missing.code().as_str(),
+            matches!(missing, Error::NotFound { .. })
+        ),
         ("not_found", true)
     );
     let not_an_id = plane.cluster(&acme.id, "../etc").await.unwrap_err();
@@ -153,7 +156,7 @@ async fn lifecycle_on(env: &Env, plane: &ControlPlane) {
         .unwrap_err();
     assert_eq!(
         (
-            early.code(),
+            early.code().as_str(),
             matches!(early, Error::KeyNotAssociated { .. })
         ),
         ("key_not_associated", true)
@@ -278,7 +281,10 @@ async fn association_failures_apply_nothing() {
         }
         let error = association.into_result().unwrap_err();
         assert_eq!(
-            (error.code(), matches!(error, Error::AssociationFailed(_))),
+            (
+                error.code().as_str(),
+                matches!(error, Error::AssociationFailed(_))
+            ),
             ("association_failed", true)
         );
         let after = plane.cluster(&acme.id, &cluster.id).await.unwrap();

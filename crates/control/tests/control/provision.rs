@@ -211,7 +211,7 @@ async fn the_data_locks_when_the_key_goes_and_unlocks_when_it_comes_back() {
         .unwrap_err();
     assert_eq!(
         (
-            refused.code(),
+            refused.code().as_str(),
             matches!(refused, ControlError::KeyInaccessible { .. })
         ),
         ("key_inaccessible", true)
@@ -525,7 +525,10 @@ async fn a_data_path_error_locks_at_once_and_a_deleted_key_is_final() {
         .await
         .unwrap_err();
     assert_eq!(
-        (gone.code(), matches!(gone, ControlError::KeyDeleted { .. })),
+        (
+            gone.code().as_str(),
+            matches!(gone, ControlError::KeyDeleted { .. })
+        ),
         ("key_deleted", true)
     );
     assert_eq!(

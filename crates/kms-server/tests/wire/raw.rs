@@ -1,10 +1,12 @@
 //! A minimal HTTP/1.1 keep-alive client over one TCP connection, and AWS JSON 1.1 request signing with
-//! our own SigV4 signer. The raw tests use it to send what the SDK never would (tampered bodies,
-//! stale dates, broken JSON); the benchmark uses it as a lean load generator.
+//! the AWS SDK's own SigV4 signer (`aws-sigv4`), so the server's verifier is checked against a signer
+//! that is not ours. The raw tests use it to send what the SDK never would (tampered bodies, stale
+//! dates, broken JSON); the benchmark uses it as a lean load generator.
 
 #![allow(dead_code)] // shared by the tests and the benchmark, which use different parts
 
-use keyward_kms_server::sigv4::{format_amz_date, Signer};
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -210,26 +212,71 @@ fn signed_post(
     body: &[u8],
     when: time::OffsetDateTime,
 ) -> Vec<(String, String)> {
-    let date = format_amz_date(when);
-    let signer = Signer {
-        access_key_id: &creds.access_key_id,
-        secret: creds.secret.as_bytes(),
-        region: &creds.region,
-        service,
-    };
     let mut headers = vec![
         ("host".to_owned(), host.to_owned()),
         ("content-type".to_owned(), content_type.to_owned()),
-        ("x-amz-date".to_owned(), date),
     ];
     if let Some(target) = target {
         headers.push(("x-amz-target".to_owned(), target.to_owned()));
     }
-    let signed: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.as_str()))
-        .collect();
-    let authorization = signer.authorization("POST", path, "", &signed, body);
-    headers.push(("authorization".to_owned(), authorization));
+    let added = aws_sigv4_headers(creds, service, "POST", path, "", &headers, body, when);
+    headers.extend(added);
     headers
+}
+
+/// What `aws-sigv4` adds to a request (`x-amz-date` and `authorization`), with its default
+/// settings (every given header signed, the payload hashed, no `x-amz-content-sha256` header).
+/// `headers` must include `host`.
+#[allow(clippy::too_many_arguments)] // the parts of one request
+pub fn aws_sigv4_headers(
+    creds: &Creds,
+    service: &str,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    when: time::OffsetDateTime,
+) -> Vec<(String, String)> {
+    let host = headers
+        .iter()
+        .find(|(n, _)| n == "host")
+        .map(|(_, v)| v.as_str())
+        .expect("a host header to sign");
+    let uri = if query.is_empty() {
+        format!("http://{host}{path}")
+    } else {
+        format!("http://{host}{path}?{query}")
+    };
+    let identity = aws_credential_types::Credentials::new(
+        &creds.access_key_id,
+        &creds.secret,
+        None,
+        None,
+        "keyward-tests",
+    )
+    .into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&creds.region)
+        .name(service)
+        .time(std::time::SystemTime::from(when))
+        .settings(SigningSettings::default())
+        .build()
+        .expect("signing parameters")
+        .into();
+    let signable = SignableRequest::new(
+        method,
+        uri,
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        SignableBody::Bytes(body),
+    )
+    .expect("a signable request");
+    let (instructions, _signature) = sign(signable, &params)
+        .expect("aws-sigv4 signs the request")
+        .into_parts();
+    instructions
+        .headers()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.to_owned()))
+        .collect()
 }

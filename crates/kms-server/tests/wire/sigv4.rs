@@ -184,3 +184,100 @@ async fn signed_request_is_accepted_and_refusals_change_nothing() {
 
     assert_eq!(h.key_count().await, 3, "no refused request created a key");
 }
+
+/// Our own `Signer` (kept for the unit tests beside the verifier) signs exactly as the SDK's
+/// `aws-sigv4` does: same `Authorization` for the same request, over bodies, query strings that
+/// need sorting and encoding, and header values with runs of spaces.
+#[test]
+fn our_signer_agrees_with_aws_sigv4() {
+    use keyward_kms_server::sigv4::{format_amz_date, Signer};
+
+    let creds = Creds {
+        access_key_id: "AKIDEXAMPLE".into(),
+        secret: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+        region: "eu-west-1".into(),
+    };
+    let when = OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap();
+    // (service, method, path, query, headers besides host, body)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        &'a [u8],
+    );
+    let cases: [Case; 4] = [
+        (
+            "kms",
+            "POST",
+            "/",
+            "",
+            vec![
+                ("content-type", "application/x-amz-json-1.1"),
+                ("x-amz-target", CREATE_KEY),
+            ],
+            br#"{"Description":"a key"}"#,
+        ),
+        (
+            "iam",
+            "GET",
+            "/",
+            "Version=2010-05-08&Action=ListRoles&PathPrefix=%2Fteam%2F",
+            vec![],
+            b"",
+        ),
+        (
+            "kms",
+            "POST",
+            "/_keyward/clock",
+            "",
+            vec![("content-type", "application/json")],
+            br#"{"advance_seconds": 60}"#,
+        ),
+        (
+            "sts",
+            "POST",
+            "/",
+            "",
+            vec![
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("x-amz-meta-note", "  two   spaces  "),
+            ],
+            b"Action=GetCallerIdentity&Version=2011-06-15",
+        ),
+    ];
+    for (service, method, path, query, extra, body) in cases {
+        let mut headers = vec![("host".to_owned(), "127.0.0.1:4599".to_owned())];
+        headers.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+        let theirs = crate::raw::aws_sigv4_headers(
+            &creds, service, method, path, query, &headers, body, when,
+        );
+        let header = |name: &str| {
+            theirs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("aws-sigv4 adds {name}"))
+        };
+        let date = format_amz_date(when);
+        assert_eq!(header("x-amz-date"), date);
+        let mut ours_headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        ours_headers.push(("x-amz-date", &date));
+        let ours = Signer {
+            access_key_id: &creds.access_key_id,
+            secret: creds.secret.as_bytes(),
+            region: &creds.region,
+            service,
+        }
+        .authorization(method, path, query, &ours_headers, body);
+        assert_eq!(
+            ours,
+            header("authorization"),
+            "{service} {method} {path}?{query}"
+        );
+    }
+}
