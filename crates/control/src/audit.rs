@@ -355,6 +355,36 @@ impl Storable for Attempt {
     type Storer = StoreReplace<Attempt>;
 }
 
+/// The members of a KMS request the audit keeps.
+#[derive(Default, serde::Deserialize)]
+struct RequestMembers {
+    #[serde(rename = "KeyId")]
+    key_id: Option<String>,
+    #[serde(rename = "SourceKeyId")]
+    source_key_id: Option<String>,
+    #[serde(rename = "EncryptionContext")]
+    encryption_context: Option<Json>,
+    #[serde(rename = "SourceEncryptionContext")]
+    source_encryption_context: Option<Json>,
+}
+
+/// The members of a KMS answer the audit reads.
+#[derive(Default, serde::Deserialize)]
+struct ResponseMembers {
+    #[serde(rename = "KeyId")]
+    key_id: Option<String>,
+    #[serde(rename = "KeyMetadata")]
+    key_metadata: Option<KeyMetadataArn>,
+    #[serde(rename = "__type")]
+    error_type: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct KeyMetadataArn {
+    #[serde(rename = "Arn")]
+    arn: Option<String>,
+}
+
 /// Records each attempt of each KMS request of one cluster's role client.
 #[derive(Debug)]
 pub(crate) struct AuditInterceptor {
@@ -382,24 +412,19 @@ impl Intercept for AuditInterceptor {
             .get("x-amz-target")
             .map(|target| target.rsplit('.').next().unwrap_or(target).to_owned())
             .unwrap_or_else(|| "Unknown".to_owned());
-        // KMS's JSON protocol: the body is the request's parameters, in memory.
-        let body: Option<Json> = request
+        // KMS's JSON protocol: the body is the request's parameters, in memory. Only the named
+        // members are read; any other (an `Encrypt`'s `Plaintext`) is skipped, never copied.
+        let body: RequestMembers = request
             .body()
             .bytes()
-            .and_then(|bytes| serde_json::from_slice(bytes).ok());
-        let field = |names: &[&str]| {
-            body.as_ref().and_then(|b| {
-                names
-                    .iter()
-                    .find_map(|n| b.get(*n).filter(|v| !v.is_null()).cloned())
-            })
-        };
+            .and_then(|bytes| serde_json::from_slice(bytes).ok())
+            .unwrap_or_default();
         cfg.interceptor_state().store_put(Attempt {
             started: Instant::now(),
             time_ms: now_ms(),
             operation,
-            key_arn: field(&["KeyId", "SourceKeyId"]).and_then(|v| v.as_str().map(str::to_owned)),
-            encryption_context: field(&["EncryptionContext", "SourceEncryptionContext"]),
+            key_arn: body.key_id.or(body.source_key_id),
+            encryption_context: body.encryption_context.or(body.source_encryption_context),
         });
         Ok(())
     }
@@ -422,18 +447,17 @@ impl Intercept for AuditInterceptor {
                     .headers()
                     .get("x-amzn-requestid")
                     .map(str::to_owned);
-                let body: Option<Json> = response
+                // Only the named members are read: a GenerateDataKey's or Decrypt's `Plaintext`
+                // is skipped, never copied.
+                let body: ResponseMembers = response
                     .body()
                     .bytes()
-                    .and_then(|bytes| serde_json::from_slice(bytes).ok());
+                    .and_then(|bytes| serde_json::from_slice(bytes).ok())
+                    .unwrap_or_default();
                 if response.status().is_success() {
                     // KMS answers with the key's full ARN: better than an id or alias asked for.
-                    if let Some(arn) = body
-                        .as_ref()
-                        .and_then(|b| b.get("KeyId").or_else(|| b.pointer("/KeyMetadata/Arn")))
-                        .and_then(Json::as_str)
-                    {
-                        key_arn = Some(arn.to_owned());
+                    if let Some(arn) = body.key_id.or(body.key_metadata.and_then(|m| m.arn)) {
+                        key_arn = Some(arn);
                     }
                     (AuditResult::Success, None, request_id)
                 } else {
@@ -441,12 +465,7 @@ impl Intercept for AuditInterceptor {
                         .headers()
                         .get("x-amzn-errortype")
                         .map(str::to_owned)
-                        .or_else(|| {
-                            body.as_ref()
-                                .and_then(|b| b.get("__type"))
-                                .and_then(Json::as_str)
-                                .map(str::to_owned)
-                        })
+                        .or(body.error_type)
                         .map(|raw| error_code_of(&raw));
                     (AuditResult::Error, code, request_id)
                 }

@@ -79,6 +79,8 @@ impl ControlPlane {
             .operator
             .stop(&self.inner.shared, &self.inner.runtimes)
             .await;
+        // The releases above made KMS requests too: their records are written before this ends.
+        self.inner.shared.audit.flush().await;
     }
 
     pub fn config(&self) -> &ControlConfig {
