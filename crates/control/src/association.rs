@@ -18,7 +18,9 @@ use keyward_envelope::{KmsCause, KmsErrorCode, KmsFailure};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use keyward_storage::vocab::{ASSOCIATION_PROBE, PROBE_CONTEXT_KEY, VOLUME_ID_CONTEXT_KEY};
+use keyward_storage::vocab::{
+    ASSOCIATION_PROBE, PROBE_CONTEXT_KEY, PROBE_GRANT_NAME, VOLUME_ID_CONTEXT_KEY,
+};
 
 use crate::policy::{BASIC_ACCESS_SID, CREATE_GRANT_SID};
 
@@ -487,6 +489,7 @@ pub async fn validate_key_association(
                 .encryption_context_subset(VOLUME_ID_CONTEXT_KEY, ASSOCIATION_PROBE)
                 .build(),
         )
+        .name(PROBE_GRANT_NAME)
         .dry_run(true)
         .send()
         .await;
@@ -531,6 +534,7 @@ pub async fn validate_key_association(
         .key_id(key_arn)
         .grantee_principal(&outside)
         .operations(GrantOperation::Decrypt)
+        .name(PROBE_GRANT_NAME)
         .dry_run(true)
         .send()
         .await;

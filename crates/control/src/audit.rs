@@ -28,7 +28,7 @@ use aws_sdk_kms::config::interceptors::{
 };
 use aws_sdk_kms::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_types::config_bag::{Storable, StoreReplace};
-use keyward_storage::vocab::{now_ms, PROBE_CONTEXT_KEY};
+use keyward_storage::vocab::{now_ms, PROBE_CONTEXT_KEY, PROBE_GRANT_NAME};
 use serde::Serialize;
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
@@ -349,6 +349,7 @@ struct Attempt {
     operation: String,
     key_arn: Option<String>,
     encryption_context: Option<Json>,
+    probe: bool,
 }
 
 impl Storable for Attempt {
@@ -366,6 +367,9 @@ struct RequestMembers {
     encryption_context: Option<Json>,
     #[serde(rename = "SourceEncryptionContext")]
     source_encryption_context: Option<Json>,
+    /// A grant's name: the association's dry runs carry [`PROBE_GRANT_NAME`].
+    #[serde(rename = "Name")]
+    name: Option<String>,
 }
 
 /// The members of a KMS answer the audit reads.
@@ -423,6 +427,13 @@ impl Intercept for AuditInterceptor {
             started: Instant::now(),
             time_ms: now_ms(),
             operation,
+            probe: body.name.as_deref() == Some(PROBE_GRANT_NAME)
+                || [&body.encryption_context, &body.source_encryption_context]
+                    .iter()
+                    .any(|c| {
+                        c.as_ref()
+                            .is_some_and(|c| c.get(PROBE_CONTEXT_KEY).is_some())
+                    }),
             key_arn: body.key_id.or(body.source_key_id),
             encryption_context: body.encryption_context.or(body.source_encryption_context),
         });
@@ -471,10 +482,7 @@ impl Intercept for AuditInterceptor {
                 }
             }
         };
-        let probe = attempt
-            .encryption_context
-            .as_ref()
-            .is_some_and(|c| c.get(PROBE_CONTEXT_KEY).is_some());
+        let probe = attempt.probe;
         self.log.record(AuditRecord {
             event_id: event_id(),
             cluster_id: self.cluster_id.clone(),

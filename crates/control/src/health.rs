@@ -175,7 +175,7 @@ impl KeyHealth {
         self.status == other.status && self.reason == other.reason
     }
 
-    fn healthy(key_arn: &str) -> KeyHealth {
+    pub(crate) fn healthy(key_arn: &str) -> KeyHealth {
         KeyHealth {
             status: HealthStatus::Healthy,
             reason: None,
@@ -199,7 +199,7 @@ impl KeyHealth {
         }
     }
 
-    fn inaccessible(reason: InaccessibleReason, message: String) -> KeyHealth {
+    pub(crate) fn inaccessible(reason: InaccessibleReason, message: String) -> KeyHealth {
         KeyHealth {
             status: HealthStatus::KeyInaccessible,
             reason: Some(reason),

@@ -43,6 +43,7 @@
 
 #![forbid(unsafe_code)]
 
+mod alarms;
 mod association;
 mod audit;
 mod clock;
@@ -65,6 +66,9 @@ mod roles;
 mod runtime;
 mod shared;
 
+pub use alarms::{
+    Alarm, AlarmKind, AlarmState, AlarmTransition, ACCESS_DENIED_THRESHOLD, ACCESS_DENIED_WINDOW_MS,
+};
 pub use association::{
     validate_key_association, AssociationReport, AssociationTarget, Cause, Check, CheckResult,
     Outcome,

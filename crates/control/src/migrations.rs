@@ -24,4 +24,9 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "kms_audit",
         sql: include_str!("../migrations/0004_kms_audit.sql"),
     },
+    Migration {
+        version: 5,
+        name: "alarms",
+        sql: include_str!("../migrations/0005_alarms.sql"),
+    },
 ];

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
+use crate::alarms::{Alarm, AlarmTransition, Alarms};
 use crate::association::{validate_key_association, AssociationTarget};
 use crate::audit::{AuditLog, AuditQuery, AuditRecord};
 use crate::cluster::{Association, Cluster, ClusterState, Encryption, NewCluster};
@@ -58,7 +59,8 @@ impl ControlPlane {
             ..MonitorConfig::default()
         });
         let audit = AuditLog::start(db.clone());
-        let (shared, kicks) = Shared::new(config, Repo::new(db), monitor, audit, base);
+        let alarms = Alarms::new(db.clone());
+        let (shared, kicks) = Shared::new(config, Repo::new(db), monitor, audit, alarms, base);
         let inner = Arc::new(Inner {
             shared: Arc::new(shared),
             runtimes: Arc::new(Runtimes::default()),
@@ -356,6 +358,28 @@ impl ControlPlane {
     ) -> Result<Vec<AuditRecord>> {
         self.cluster(org, cluster_id).await?;
         self.shared().audit.query(cluster_id, query).await
+    }
+
+    /// The cluster's alarms as last evaluated (every cluster with a key has the default ones).
+    pub async fn alarms(&self, org: &OrgId, cluster_id: &str) -> Result<Vec<Alarm>> {
+        self.cluster(org, cluster_id).await?;
+        self.shared().alarms.current(cluster_id).await
+    }
+
+    /// The cluster's alarm transitions, newest first, at most `limit` (1 to 1000).
+    pub async fn alarm_history(
+        &self,
+        org: &OrgId,
+        cluster_id: &str,
+        limit: usize,
+    ) -> Result<Vec<AlarmTransition>> {
+        self.cluster(org, cluster_id).await?;
+        self.shared().alarms.history(cluster_id, limit).await
+    }
+
+    /// Evaluates every cluster's alarms now (the operator does so once per probe interval).
+    pub async fn evaluate_alarms_now(&self) -> Result<()> {
+        crate::alarms::evaluate_all(self.shared()).await
     }
 
     /// Records the audit could not keep because its queue was full (see [`crate::AUDIT_QUEUE`]).

@@ -11,6 +11,7 @@ use aws_config::SdkConfig;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, OnceCell};
 
+use crate::alarms::Alarms;
 use crate::audit::{session_arn, AuditLog};
 use crate::config::ControlConfig;
 use crate::error::{Error, Result};
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) monitor: HealthMonitor,
     /// The per-cluster KMS audit; every role session's client records into it.
     pub(crate) audit: AuditLog,
+    /// The clusters' alarms, evaluated by the operator.
+    pub(crate) alarms: Alarms,
     /// The operator's SDK configuration (its own credentials).
     pub(crate) base: SdkConfig,
     pub(crate) iam: aws_sdk_iam::Client,
@@ -59,6 +62,7 @@ impl Shared {
         repo: Repo,
         monitor: HealthMonitor,
         audit: AuditLog,
+        alarms: Alarms,
         base: SdkConfig,
     ) -> (Shared, mpsc::UnboundedReceiver<String>) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -70,6 +74,7 @@ impl Shared {
             repo,
             monitor,
             audit,
+            alarms,
             operator_arn: OnceCell::new(),
             sessions: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),

@@ -28,6 +28,10 @@ pub const PROBE_CONTEXT_KEY: &str = "keyward:probe";
 pub const HEALTH_PROBE: &str = "key-health";
 /// [`PROBE_CONTEXT_KEY`]'s value in the association checks (followed by the cluster's region).
 pub const ASSOCIATION_PROBE: &str = "association";
+/// The grant name of the association's `CreateGrant` dry runs (a grant has no encryption
+/// context), so they too are recognisable as probes. One of them is refused by design: it checks
+/// that the role cannot grant anyone else.
+pub const PROBE_GRANT_NAME: &str = "keyward-association-probe";
 
 /// The four storage classes of a cluster (DESIGN.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

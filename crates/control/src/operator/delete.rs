@@ -45,6 +45,7 @@ pub(super) async fn finish(shared: &Shared, runtimes: &Runtimes, cluster: &Clust
         )
         .await?;
     shared.forget(&cluster.id);
+    shared.alarms.forget(&cluster.id).await?;
     match &retained {
         Some((r, b)) => {
             tracing::info!(cluster = %cluster.id, backups = b.len(), until_ms = r.retain_until_ms, "deleted; backups kept")

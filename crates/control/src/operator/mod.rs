@@ -95,10 +95,11 @@ impl Operator {
             changes,
         ));
         let expiry = tokio::spawn(expire_audit(Arc::downgrade(shared)));
+        let alarms = tokio::spawn(evaluate_alarms(Arc::downgrade(shared)));
         let sweeper = tokio::spawn(retention::run(Arc::downgrade(shared)));
         self.tasks
             .lock()
-            .extend([worker, consumer, expiry, sweeper]);
+            .extend([worker, consumer, expiry, sweeper, alarms]);
         for id in shared.repo.clusters_to_resume().await? {
             shared.kick(&id);
         }
@@ -115,6 +116,22 @@ impl Operator {
         for runtime in runtimes.drain() {
             runtime.release(shared).await;
         }
+    }
+}
+
+/// Evaluates every cluster's alarms once per probe interval: an alarm follows the health change
+/// (or the refused requests) that causes it within one interval.
+async fn evaluate_alarms(shared: Weak<Shared>) {
+    loop {
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        let every = strong.config.probe_interval;
+        if let Err(error) = crate::alarms::evaluate_all(&strong).await {
+            tracing::warn!(%error, "alarms not evaluated");
+        }
+        drop(strong);
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -8,6 +8,7 @@
 //! `keyward-operator` user, real per-cluster roles assumed through STS, and the customer account
 //! 444455556666.
 
+mod alarms;
 mod association;
 mod audit;
 mod backups;
