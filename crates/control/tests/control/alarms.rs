@@ -118,13 +118,8 @@ async fn each_key_event_raises_its_alarms_and_each_clears_when_undone() {
     );
 
     // Decrypt taken away: the role's refused requests raise access-denied.
-    env.customer
-        .put_key_policy()
-        .key_id(&key)
-        .policy(harness::customer_policy(&cluster.role_arn, false))
-        .send()
-        .await
-        .unwrap();
+    env.set_customer_policy(&key, &cluster.role_arn, false)
+        .await;
     settle(&plane, &acme, &cluster.id).await;
     let all = states(&plane, &acme, &cluster.id).await;
     assert_eq!(state_of(&all, AlarmKind::AccessDenied), AlarmState::Alarm);

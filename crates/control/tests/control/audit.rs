@@ -69,14 +69,8 @@ async fn every_call_of_the_role_is_audited_and_a_denied_one_only_here() {
     );
 
     // The customer takes Decrypt away; the next probe's Decrypt is denied.
-    let without_decrypt = harness::customer_policy(&cluster.role_arn, false);
-    env.customer
-        .put_key_policy()
-        .key_id(&key)
-        .policy(without_decrypt)
-        .send()
-        .await
-        .unwrap();
+    env.set_customer_policy(&key, &cluster.role_arn, false)
+        .await;
     let health = plane.check_health_now(&acme.id, &cluster.id).await.unwrap();
     assert_eq!(health.status, HealthStatus::KeyInaccessible);
     let denied = plane
@@ -230,13 +224,8 @@ async fn a_healthy_key_costs_one_kms_request_per_probe_and_revocation_is_still_s
 
     // Decrypt taken away: the next periodic probe fails and names the cause.
     let since = keyward_storage::vocab::now_ms();
-    env.customer
-        .put_key_policy()
-        .key_id(&key)
-        .policy(harness::customer_policy(&cluster.role_arn, false))
-        .send()
-        .await
-        .unwrap();
+    env.set_customer_policy(&key, &cluster.role_arn, false)
+        .await;
     harness::wait_for(
         "the periodic probe to see the revocation",
         harness::PROBE_INTERVAL * 2 + std::time::Duration::from_secs(1),

@@ -99,6 +99,18 @@ impl Env {
             .await
     }
 
+    /// The customer replaces the key's policy by the guide's with or without `kms:Decrypt` for
+    /// the cluster's role.
+    pub async fn set_customer_policy(&self, key_arn: &str, role_arn: &str, decrypt: bool) {
+        self.customer
+            .put_key_policy()
+            .key_id(key_arn)
+            .policy(customer_policy(role_arn, decrypt))
+            .send()
+            .await
+            .expect("PutKeyPolicy");
+    }
+
     pub async fn customer_key_with(&self, policy: &str) -> String {
         self.customer
             .create_key()

@@ -289,14 +289,8 @@ async fn the_data_locks_when_the_key_goes_and_unlocks_when_it_comes_back() {
     assert!(!String::from_utf8_lossy(&read.stdout).contains("verification failed"));
 
     // Decrypt removed from the key policy: access denied.
-    env.customer
-        .put_key_policy()
-        .key_id(&key)
-        .policy_name("default")
-        .policy(customer_policy(&cluster.role_arn, false))
-        .send()
-        .await
-        .unwrap();
+    env.set_customer_policy(&key, &cluster.role_arn, false)
+        .await;
     let denied = plane.check_health_now(&acme.id, &cluster.id).await.unwrap();
     assert_eq!(denied.status, HealthStatus::KeyInaccessible);
     assert_eq!(denied.reason, Some(InaccessibleReason::AccessDenied));
