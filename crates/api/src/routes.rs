@@ -52,6 +52,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/clusters/{id}/disks"),
     ("POST", "/v1/clusters/{id}/disk-credentials"),
     ("GET", "/v1/clusters/{id}/audit"),
+    ("GET", "/v1/clusters/{id}/alarms"),
+    ("GET", "/v1/clusters/{id}/alarms/history"),
     ("GET", "/v1/backups"),
     ("POST", "/v1/backups/{backup_id}/restore"),
     ("DELETE", "/v1/backups/{backup_id}"),
@@ -119,6 +121,12 @@ pub fn router(plane: ControlPlane, admin: AdminToken, limits: Limits) -> Router 
             disk_credentials,
         )
         .add(Method::GET, "/v1/clusters/{id}/audit", audit)
+        .add(Method::GET, "/v1/clusters/{id}/alarms", alarms)
+        .add(
+            Method::GET,
+            "/v1/clusters/{id}/alarms/history",
+            alarm_history,
+        )
         .add(Method::GET, "/v1/backups", list_retained_backups)
         .add(
             Method::POST,
@@ -683,6 +691,42 @@ async fn audit(
         serde_json::json!({ "records": records, "dropped": plane.audit_dropped() })
     };
     Ok(json(StatusCode::OK, body))
+}
+
+/// The cluster's alarms as last evaluated.
+async fn alarms(Org(org): Org, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let alarms = plane(&state).alarms(&org.id, &id).await?;
+    Ok(json(
+        StatusCode::OK,
+        serde_json::json!({ "alarms": alarms }),
+    ))
+}
+
+/// The cluster's alarm transitions, newest first: `limit` (1 to 1000, default 100).
+async fn alarm_history(
+    Org(org): Org,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult {
+    if let Some(unknown) = params.keys().find(|k| k.as_str() != "limit") {
+        return Err(ApiError::invalid(format!(
+            "unknown parameter {unknown:?}; the alarm history takes limit"
+        )));
+    }
+    let limit = match params.get("limit") {
+        None => 100,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::invalid(format!("limit must be from 1 to 1000, not {v:?}")))?,
+    };
+    let transitions = plane(&state).alarm_history(&org.id, &id, limit).await?;
+    Ok(json(
+        StatusCode::OK,
+        serde_json::json!({ "transitions": transitions }),
+    ))
 }
 
 /// The audit query of a request's parameters, and whether CloudTrail's format is asked for.

@@ -10,6 +10,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod alarms_cmd;
 mod api_client;
 mod audit_cmd;
 mod cluster_cmd;
@@ -46,6 +47,8 @@ enum Command {
     Disk(data_cmd::DiskArgs),
     /// A cluster's KMS requests as keyward made them, allowed and denied (or as CloudTrail events).
     Audit(audit_cmd::AuditArgs),
+    /// A cluster's alarms (key disabled, deletion scheduled, deleted, access denied, data locked).
+    Alarms(alarms_cmd::AlarmsArgs),
     /// Organizations' API tokens, with the admin token.
     Org(org_cmd::OrgArgs),
     /// The embedded AWS-compatible KMS.
@@ -88,6 +91,7 @@ fn main() -> std::process::ExitCode {
             Command::Disk(args) => data_cmd::disk(args).await,
             Command::Org(args) => org_cmd::run(args).await,
             Command::Audit(args) => audit_cmd::run(args).await,
+            Command::Alarms(args) => alarms_cmd::run(args).await,
             Command::Kms(command) => kms_cmd::run(command).await,
             Command::Encrypt(args) => crypt_cmd::encrypt(args).await,
             Command::Decrypt(args) => crypt_cmd::decrypt(args).await,

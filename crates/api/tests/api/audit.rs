@@ -71,3 +71,56 @@ async fn the_audit_lists_the_clusters_kms_requests_and_refuses_bad_parameters() 
     let again = get(String::new()).await;
     assert!(again.json["records"].as_array().unwrap().len() >= records.len());
 }
+
+#[tokio::test]
+async fn the_alarms_and_their_history_are_the_clusters_own() {
+    let api = Api::start().await;
+    let (_, token) = api.organization("acme").await;
+    let (_, other) = api.organization("globex").await;
+    let id = api.ready_cluster(&token, "prod").await;
+    api.plane.evaluate_alarms_now().await.unwrap();
+    let alarms = api
+        .call(
+            Method::GET,
+            &format!("/v1/clusters/{id}/alarms"),
+            Some(&token),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(alarms.status, StatusCode::OK, "{}", alarms.json);
+    let list = alarms.json["alarms"].as_array().unwrap();
+    assert_eq!(list.len(), 5);
+    assert!(list
+        .iter()
+        .all(|a| ["OK", "INSUFFICIENT_DATA"].contains(&a["state"].as_str().unwrap())));
+    let history = api
+        .call(
+            Method::GET,
+            &format!("/v1/clusters/{id}/alarms/history?limit=3"),
+            Some(&token),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(history.status, StatusCode::OK);
+    assert_eq!(history.json["transitions"].as_array().unwrap().len(), 3);
+    for bad in ["?limit=0", "?limit=x", "?since=1"] {
+        let answer = api
+            .call(
+                Method::GET,
+                &format!("/v1/clusters/{id}/alarms/history{bad}"),
+                Some(&token),
+                Body::empty(),
+            )
+            .await;
+        assert_error(&answer, 400, "invalid_request");
+    }
+    let foreign = api
+        .call(
+            Method::GET,
+            &format!("/v1/clusters/{id}/alarms"),
+            Some(&other),
+            Body::empty(),
+        )
+        .await;
+    assert_error(&foreign, 404, "not_found");
+}

@@ -152,6 +152,28 @@ impl Guide {
         }
     }
 
+    /// Polls `keyward alarms` until the alarm `kind` is in `state`.
+    fn wait_alarm(&self, kind: &str, state: &str) {
+        let started = Instant::now();
+        loop {
+            let alarms = self.up.keyward_json(&["alarms", &self.cluster]);
+            let now = alarms["alarms"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["kind"] == kind)
+                .map(|a| a["state"].clone());
+            if now.as_ref().is_some_and(|s| s == state) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "alarm {kind} never reached {state}: {alarms:#}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// `keyward doc get` must fail with this error code.
     fn document_refused(&self, name: &str, code: &str) {
         let (ok, _, err) = self.up.keyward(&["doc", "get", &self.cluster, name]);
@@ -427,11 +449,19 @@ fn the_guide_end_to_end_with_the_aws_cli_as_the_customer_and_keyward_as_the_plat
     guide.document_refused("reports/q1.txt", "key_inaccessible (423)");
     let (ok, out) = guide.qemu_io(&uri, &["read -P 0x5a 4096 65536"]);
     assert!(!ok, "the disk must refuse while the key is disabled: {out}");
+    // The key-disabled alarm fires within an evaluation interval, its cause recorded.
+    guide.wait_alarm("key-disabled", "ALARM");
+    let (ok, history, err) = guide.up.keyward(&["alarms", &id, "--history"]);
+    assert!(
+        ok && history.contains("key-disabled") && history.contains("OK -> ALARM"),
+        "{history}{err}"
+    );
 
     // Enabled again: recovered by itself, the same data served.
     let since = now_ms();
     guide.up.aws(&["kms", "enable-key", "--key-id", &key1]);
     guide.wait_health("healthy", None, since);
+    guide.wait_alarm("key-disabled", "OK");
     guide.wait_serving("reports/q1.txt");
     guide.document_round_trip("reports/q1.txt", b"quarterly numbers, encrypted at rest");
     let uri = wait_attached(&guide, 0);
