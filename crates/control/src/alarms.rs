@@ -389,7 +389,8 @@ fn transition_id() -> Result<String> {
 /// Evaluates the alarms of every cluster that has a key, once. Errors of one cluster are logged
 /// and do not stop the others.
 pub(crate) async fn evaluate_all(shared: &crate::shared::Shared) -> Result<()> {
-    let now = shared.config.clock.now_ms();
+    // Wall time, as the audit's records have it (the control clock only moves retention).
+    let now = keyward_storage::vocab::now_ms();
     for id in shared.repo.clusters_to_resume().await? {
         let Some((_, cluster)) = shared.repo.cluster(&id).await? else {
             continue;
