@@ -13,7 +13,6 @@
 
 use serde::Serialize;
 
-use crate::audit::{AuditQuery, AuditResult};
 use crate::cluster::Cluster;
 use crate::db::{Db, Value};
 use crate::error::{Error, Result};
@@ -215,8 +214,8 @@ impl Alarms {
         Alarms { db }
     }
 
-    /// Evaluates every alarm of `cluster` now (`now_ms` on the control plane's clock) and
-    /// records the transitions. Returns them.
+    /// Evaluates every alarm of `cluster` now (`now_ms`, wall time) and records the
+    /// transitions. Returns them. The audit's queue should be flushed first.
     pub(crate) async fn evaluate(
         &self,
         audit: &crate::audit::AuditLog,
@@ -224,22 +223,8 @@ impl Alarms {
         now_ms: i64,
     ) -> Result<Vec<AlarmTransition>> {
         let denied = audit
-            .query(
-                &cluster.id,
-                &AuditQuery {
-                    from_ms: Some(now_ms - ACCESS_DENIED_WINDOW_MS),
-                    result: Some(AuditResult::Error),
-                    ..AuditQuery::default()
-                },
-            )
-            .await?
-            .iter()
-            // The association's CreateGrant dry run for an outsider is refused by design.
-            .filter(|r| {
-                r.error_code.as_deref() == Some("AccessDeniedException")
-                    && !(r.probe && r.operation == "CreateGrant")
-            })
-            .count();
+            .count_denied(&cluster.id, now_ms - ACCESS_DENIED_WINDOW_MS)
+            .await?;
         let current = self.current(&cluster.id).await?;
         let mut statements = Vec::new();
         let mut transitions = Vec::new();
@@ -391,6 +376,8 @@ fn transition_id() -> Result<String> {
 pub(crate) async fn evaluate_all(shared: &crate::shared::Shared) -> Result<()> {
     // Wall time, as the audit's records have it (the control clock only moves retention).
     let now = keyward_storage::vocab::now_ms();
+    // Once for the round: each cluster's count then reads only the database.
+    shared.audit.flush().await;
     for id in shared.repo.clusters_to_resume().await? {
         let Some((_, cluster)) = shared.repo.cluster(&id).await? else {
             continue;

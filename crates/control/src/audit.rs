@@ -222,6 +222,22 @@ impl AuditLog {
         }
     }
 
+    /// How many of the cluster's requests since `from_ms` KMS refused for want of permission,
+    /// leaving out the association's CreateGrant dry runs (one of which is refused by design).
+    /// Reads what is written: call [`AuditLog::flush`] first to include what is queued.
+    pub(crate) async fn count_denied(&self, cluster_id: &str, from_ms: i64) -> Result<usize> {
+        let row = self
+            .db
+            .query_one(
+                "SELECT COUNT(*) AS n FROM kms_audit WHERE cluster_id = $1 AND time_ms >= $2 \
+                 AND error_code = 'AccessDeniedException' \
+                 AND NOT (probe = 1 AND operation = 'CreateGrant')",
+                &[cluster_id.into(), from_ms.into()],
+            )
+            .await?;
+        Ok(usize::try_from(row.int("n")?).unwrap_or(0))
+    }
+
     /// The cluster's records matching `query`, newest first; what is queued is written first.
     pub(crate) async fn query(
         &self,
