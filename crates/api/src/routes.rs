@@ -695,14 +695,22 @@ async fn usage(
     Path(id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    if let Some(unknown) = params.keys().find(|k| !["from", "to"].contains(&k.as_str())) {
+    if let Some(unknown) = params
+        .keys()
+        .find(|k| !["from", "to"].contains(&k.as_str()))
+    {
         return Err(ApiError::invalid(format!(
             "unknown parameter {unknown:?}; the usage takes from, to"
         )));
     }
     let (from, to) = (params.get("from"), params.get("to"));
     let report = plane(&state)
-        .usage(&org.id, &id, from.map(String::as_str), to.map(String::as_str))
+        .usage(
+            &org.id,
+            &id,
+            from.map(String::as_str),
+            to.map(String::as_str),
+        )
         .await?;
     Ok(json(StatusCode::OK, report))
 }
