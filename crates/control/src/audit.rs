@@ -36,7 +36,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{Db, Value};
 use crate::error::{Error, Result};
-use crate::usage::UsageCount;
 
 /// Records waiting for the writer at most; past it new records are dropped and counted.
 pub const AUDIT_QUEUE: usize = 65_536;
@@ -160,6 +159,19 @@ pub struct AuditQuery {
     pub result: Option<AuditResult>,
     /// At most this many, newest first; `None` or above [`MAX_AUDIT_PAGE`] is that maximum.
     pub limit: Option<usize>,
+}
+
+/// One group of audit records, counted by the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UsageCount {
+    pub(crate) cluster_id: String,
+    /// UTC day, days since 1970-01-01.
+    pub(crate) day: i64,
+    pub(crate) operation: String,
+    pub(crate) probe: bool,
+    pub(crate) key_arn: Option<String>,
+    pub(crate) result: AuditResult,
+    pub(crate) requests: u64,
 }
 
 enum Message {

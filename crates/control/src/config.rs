@@ -6,13 +6,33 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
+use serde::Serialize;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::usage::KmsPrices;
 
 /// How long the backups of a deleted cluster are kept by default: 30 days.
 pub const DEFAULT_BACKUP_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
+/// KMS prices, in micro-dollars (1 USD = 1,000,000). The default is AWS's public price for
+/// symmetric keys: $1 per key-month, $0.03 per 10,000 requests, 20,000 free requests a month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct KmsPrices {
+    pub key_month_micro_usd: u64,
+    pub per_10k_requests_micro_usd: u64,
+    /// Per AWS account and calendar month.
+    pub free_requests_per_month: u64,
+}
+
+impl Default for KmsPrices {
+    fn default() -> KmsPrices {
+        KmsPrices {
+            key_month_micro_usd: 1_000_000,
+            per_10k_requests_micro_usd: 30_000,
+            free_requests_per_month: 20_000,
+        }
+    }
+}
 
 /// How the control plane is set up. Build it with [`ControlConfig::embedded`] and change fields.
 pub struct ControlConfig {

@@ -78,7 +78,7 @@ pub use cluster::{
     Association, BackupInfo, ClassVerification, Cluster, ClusterState, DiskInfo, DocumentInfo,
     Encryption, NewCluster, RetainedBackup, RewrapProgress, Verification,
 };
-pub use config::{ControlConfig, DEFAULT_BACKUP_RETENTION};
+pub use config::{ControlConfig, KmsPrices, DEFAULT_BACKUP_RETENTION};
 pub use data::DocumentStream;
 pub use error::{Error, ErrorCode, Result};
 pub use health::{HealthStatus, InaccessibleReason, KeyHealth};
@@ -96,6 +96,6 @@ pub use roles::{
     SESSION_NAME,
 };
 pub use usage::{
-    probe_projection, usd, CacheSavings, ChargePeriod, Charges, DayUsage, KeyDays, KmsPrices,
-    OperationUsage, ProbeProjection, RequestCounts, UsageReport, UsageWindow, MAX_USAGE_DAYS,
+    probe_projection, usd, CacheSavings, ChargePeriod, Charges, DayUsage, KeyDays, OperationUsage,
+    ProbeProjection, RequestCounts, UsageReport, UsageWindow, MAX_USAGE_DAYS,
 };

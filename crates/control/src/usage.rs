@@ -28,7 +28,8 @@ use std::time::Duration;
 use keyward_storage::vocab::iso8601;
 use serde::Serialize;
 
-use crate::audit::AuditResult;
+use crate::audit::{AuditResult, UsageCount};
+use crate::config::KmsPrices;
 use crate::error::{Error, Result};
 use crate::org::OrgId;
 use crate::plane::ControlPlane;
@@ -39,26 +40,6 @@ pub const MAX_USAGE_DAYS: i64 = 92;
 pub(crate) const DAY_MS: i64 = 86_400_000;
 /// The month a projection assumes: 30 days.
 const PROJECTION_MONTH_MS: u128 = 30 * 86_400_000;
-
-/// KMS prices, in micro-dollars (1 USD = 1,000,000). The default is AWS's public price for
-/// symmetric keys: $1 per key-month, $0.03 per 10,000 requests, 20,000 free requests a month.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct KmsPrices {
-    pub key_month_micro_usd: u64,
-    pub per_10k_requests_micro_usd: u64,
-    /// Per AWS account and calendar month.
-    pub free_requests_per_month: u64,
-}
-
-impl Default for KmsPrices {
-    fn default() -> KmsPrices {
-        KmsPrices {
-            key_month_micro_usd: 1_000_000,
-            per_10k_requests_micro_usd: 30_000,
-            free_requests_per_month: 20_000,
-        }
-    }
-}
 
 /// The days a usage query covers: UTC days since 1970-01-01, both ends included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,19 +168,6 @@ pub(crate) fn key_account(key_arn: &str) -> Option<String> {
         }
         _ => None,
     }
-}
-
-/// One group of audit records, counted by the database.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct UsageCount {
-    pub(crate) cluster_id: String,
-    /// UTC day, days since 1970-01-01.
-    pub(crate) day: i64,
-    pub(crate) operation: String,
-    pub(crate) probe: bool,
-    pub(crate) key_arn: Option<String>,
-    pub(crate) result: AuditResult,
-    pub(crate) requests: u64,
 }
 
 /// Requests, data paths and probes apart.
