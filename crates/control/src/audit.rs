@@ -274,7 +274,6 @@ impl AuditLog {
         let rows = self.db.query(&sql, &params).await?;
         rows.iter()
             .map(|row| {
-                let result = row.text("result")?;
                 Ok(AuditRecord {
                     event_id: row.text("event_id")?,
                     cluster_id: row.text("cluster_id")?,
@@ -285,9 +284,7 @@ impl AuditLog {
                         .opt_text("encryption_context")?
                         .and_then(|text| serde_json::from_str(&text).ok()),
                     principal: row.text("principal")?,
-                    result: AuditResult::parse(&result).ok_or_else(|| {
-                        Error::Internal(format!("kms_audit holds an unknown result {result:?}"))
-                    })?,
+                    result: stored_result(row)?,
                     error_code: row.opt_text("error_code")?,
                     request_id: row.opt_text("request_id")?,
                     latency_ms: row.int("latency_ms")?,
@@ -327,16 +324,13 @@ impl AuditLog {
         let rows = self.db.query(&sql, &params).await?;
         rows.iter()
             .map(|row| {
-                let result = row.text("result")?;
                 Ok(UsageCount {
                     cluster_id: row.text("cluster_id")?,
                     day: row.int("day")?,
                     operation: row.text("operation")?,
                     probe: row.int("probe")? != 0,
                     key_arn: row.opt_text("key_arn")?,
-                    result: AuditResult::parse(&result).ok_or_else(|| {
-                        Error::Internal(format!("kms_audit holds an unknown result {result:?}"))
-                    })?,
+                    result: stored_result(row)?,
                     requests: u64::try_from(row.int("requests")?).unwrap_or(0),
                 })
             })
@@ -353,6 +347,13 @@ impl AuditLog {
             )
             .await?)
     }
+}
+
+/// The `result` column of a stored record.
+fn stored_result(row: &crate::db::Row) -> Result<AuditResult> {
+    let result = row.text("result")?;
+    AuditResult::parse(&result)
+        .ok_or_else(|| Error::Internal(format!("kms_audit holds an unknown result {result:?}")))
 }
 
 const INSERT: &str = "INSERT INTO kms_audit (event_id, cluster_id, time_ms, operation, key_arn, \
