@@ -54,6 +54,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/clusters/{id}/audit"),
     ("GET", "/v1/clusters/{id}/alarms"),
     ("GET", "/v1/clusters/{id}/alarms/history"),
+    ("GET", "/v1/clusters/{id}/usage"),
     ("GET", "/v1/backups"),
     ("POST", "/v1/backups/{backup_id}/restore"),
     ("DELETE", "/v1/backups/{backup_id}"),
@@ -127,6 +128,7 @@ pub fn router(plane: ControlPlane, admin: AdminToken, limits: Limits) -> Router 
             "/v1/clusters/{id}/alarms/history",
             alarm_history,
         )
+        .add(Method::GET, "/v1/clusters/{id}/usage", usage)
         .add(Method::GET, "/v1/backups", list_retained_backups)
         .add(
             Method::POST,
@@ -691,6 +693,34 @@ async fn audit(
         serde_json::json!({ "records": records, "dropped": plane.audit_dropped() })
     };
     Ok(json(StatusCode::OK, body))
+}
+
+/// The cluster's KMS usage and its cost: `from`/`to` (`YYYY-MM-DD`, UTC, both included; the
+/// current month so far by default; at most 92 days). Any other parameter is refused.
+async fn usage(
+    Org(org): Org,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult {
+    if let Some(unknown) = params
+        .keys()
+        .find(|k| !["from", "to"].contains(&k.as_str()))
+    {
+        return Err(ApiError::invalid(format!(
+            "unknown parameter {unknown:?}; the usage takes from, to"
+        )));
+    }
+    let (from, to) = (params.get("from"), params.get("to"));
+    let report = plane(&state)
+        .usage(
+            &org.id,
+            &id,
+            from.map(String::as_str),
+            to.map(String::as_str),
+        )
+        .await?;
+    Ok(json(StatusCode::OK, report))
 }
 
 /// The cluster's alarms as last evaluated.

@@ -5,7 +5,7 @@
 //! Every cluster with a key has the default alarms ([`AlarmKind`]), each `OK`, `ALARM` or
 //! `INSUFFICIENT_DATA` as CloudWatch alarms are; every transition is recorded with its cause
 //! (`alarm_transitions`), so "what happened to my key, and when" has an answer after the fact.
-//! The operator evaluates all of them once per probe interval ([`evaluate_all`]), so an alarm
+//! The operator evaluates all of them once per probe interval, so an alarm
 //! follows the health change that causes it within one interval.
 //!
 //! Not here (yet): rules per cluster or organization, notifications, the unexpected-principal
@@ -369,39 +369,6 @@ fn transition_id() -> Result<String> {
     aws_lc_rs::rand::fill(&mut bytes)
         .map_err(|_| Error::internal("the random generator failed"))?;
     Ok(hex::encode(bytes))
-}
-
-/// Evaluates the alarms of every cluster that has a key, once. Errors of one cluster are logged
-/// and do not stop the others.
-pub(crate) async fn evaluate_all(shared: &crate::shared::Shared) -> Result<()> {
-    // Wall time, as the audit's records have it (the control clock only moves retention).
-    let now = keyward_storage::vocab::now_ms();
-    // Once for the round: each cluster's count then reads only the database.
-    shared.audit.flush().await;
-    for id in shared.repo.clusters_to_resume().await? {
-        let Some((_, cluster)) = shared.repo.cluster(&id).await? else {
-            continue;
-        };
-        if cluster.key_arn.is_none() {
-            continue;
-        }
-        match shared.alarms.evaluate(&shared.audit, &cluster, now).await {
-            Ok(transitions) => {
-                for t in transitions {
-                    tracing::info!(
-                        cluster = %id,
-                        alarm = t.kind.as_str(),
-                        from = t.from.as_str(),
-                        to = t.to.as_str(),
-                        reason = %t.reason,
-                        "alarm state changed"
-                    );
-                }
-            }
-            Err(error) => tracing::warn!(cluster = %id, %error, "alarms not evaluated"),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

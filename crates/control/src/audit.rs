@@ -16,7 +16,8 @@
 //! writer task drains into the database in batches. A full queue drops the record and counts it
 //! ([`AuditLog::dropped`]) rather than holding the data path or growing without bound.
 //!
-//! Not here: alarms and notifications on what the audit shows, cost (they read it), and the
+//! Not here: alarms and notifications on what the audit shows, cost (`usage.rs`, which reads the
+//! counts of [`AuditLog::usage_counts`]), and the
 //! operator's own calls (platform keys), which are not a cluster role's.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -160,6 +161,19 @@ pub struct AuditQuery {
     pub limit: Option<usize>,
 }
 
+/// One group of audit records, counted by the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UsageCount {
+    pub(crate) cluster_id: String,
+    /// UTC day, days since 1970-01-01.
+    pub(crate) day: i64,
+    pub(crate) operation: String,
+    pub(crate) probe: bool,
+    pub(crate) key_arn: Option<String>,
+    pub(crate) result: AuditResult,
+    pub(crate) requests: u64,
+}
+
 enum Message {
     Record(Box<AuditRecord>),
     /// Answered once everything queued before it is written.
@@ -276,7 +290,6 @@ impl AuditLog {
         let rows = self.db.query(&sql, &params).await?;
         rows.iter()
             .map(|row| {
-                let result = row.text("result")?;
                 Ok(AuditRecord {
                     event_id: row.text("event_id")?,
                     cluster_id: row.text("cluster_id")?,
@@ -287,13 +300,54 @@ impl AuditLog {
                         .opt_text("encryption_context")?
                         .and_then(|text| serde_json::from_str(&text).ok()),
                     principal: row.text("principal")?,
-                    result: AuditResult::parse(&result).ok_or_else(|| {
-                        Error::Internal(format!("kms_audit holds an unknown result {result:?}"))
-                    })?,
+                    result: stored_result(row)?,
                     error_code: row.opt_text("error_code")?,
                     request_id: row.opt_text("request_id")?,
                     latency_ms: row.int("latency_ms")?,
                     probe: row.int("probe")? != 0,
+                })
+            })
+            .collect()
+    }
+
+    /// The records of `cluster_ids` from `from_ms` (inclusive) to `to_ms` (exclusive), counted
+    /// per cluster, UTC day, operation, probe or not, key and result; what is queued is written
+    /// first. One row per group, so the answer is small however many records there are.
+    pub(crate) async fn usage_counts(
+        &self,
+        cluster_ids: &[String],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<UsageCount>> {
+        self.flush().await;
+        if cluster_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut params: Vec<Value> = vec![from_ms.into(), to_ms.into()];
+        let mut list = Vec::with_capacity(cluster_ids.len());
+        for id in cluster_ids {
+            params.push(id.into());
+            list.push(format!("${}", params.len()));
+        }
+        // `time_ms / 86400000` is BIGINT integer division in both SQLite and PostgreSQL.
+        let sql = format!(
+            "SELECT cluster_id, time_ms / 86400000 AS day, operation, probe, key_arn, result, \
+             COUNT(*) AS requests FROM kms_audit \
+             WHERE time_ms >= $1 AND time_ms < $2 AND cluster_id IN ({}) \
+             GROUP BY cluster_id, time_ms / 86400000, operation, probe, key_arn, result",
+            list.join(", ")
+        );
+        let rows = self.db.query(&sql, &params).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(UsageCount {
+                    cluster_id: row.text("cluster_id")?,
+                    day: row.int("day")?,
+                    operation: row.text("operation")?,
+                    probe: row.int("probe")? != 0,
+                    key_arn: row.opt_text("key_arn")?,
+                    result: stored_result(row)?,
+                    requests: u64::try_from(row.int("requests")?).unwrap_or(0),
                 })
             })
             .collect()
@@ -309,6 +363,13 @@ impl AuditLog {
             )
             .await?)
     }
+}
+
+/// The `result` column of a stored record.
+fn stored_result(row: &crate::db::Row) -> Result<AuditResult> {
+    let result = row.text("result")?;
+    AuditResult::parse(&result)
+        .ok_or_else(|| Error::Internal(format!("kms_audit holds an unknown result {result:?}")))
 }
 
 const INSERT: &str = "INSERT INTO kms_audit (event_id, cluster_id, time_ms, operation, key_arn, \

@@ -6,12 +6,33 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
+use serde::Serialize;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 
 /// How long the backups of a deleted cluster are kept by default: 30 days.
 pub const DEFAULT_BACKUP_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
+/// KMS prices, in micro-dollars (1 USD = 1,000,000). The default is AWS's public price for
+/// symmetric keys: $1 per key-month, $0.03 per 10,000 requests, 20,000 free requests a month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct KmsPrices {
+    pub key_month_micro_usd: u64,
+    pub per_10k_requests_micro_usd: u64,
+    /// Per AWS account and calendar month.
+    pub free_requests_per_month: u64,
+}
+
+impl Default for KmsPrices {
+    fn default() -> KmsPrices {
+        KmsPrices {
+            key_month_micro_usd: 1_000_000,
+            per_10k_requests_micro_usd: 30_000,
+            free_requests_per_month: 20_000,
+        }
+    }
+}
 
 /// How the control plane is set up. Build it with [`ControlConfig::embedded`] and change fields.
 pub struct ControlConfig {
@@ -43,6 +64,8 @@ pub struct ControlConfig {
     pub backup_retention: Duration,
     /// The clock retention runs on (the wall clock unless a test moves it).
     pub clock: Clock,
+    /// The KMS prices usage is charged at (AWS's public prices by default).
+    pub kms_prices: KmsPrices,
 }
 
 impl std::fmt::Debug for ControlConfig {
@@ -61,6 +84,7 @@ impl std::fmt::Debug for ControlConfig {
             .field("nbd_host", &self.nbd_host)
             .field("audit_retention", &self.audit_retention)
             .field("backup_retention", &self.backup_retention)
+            .field("kms_prices", &self.kms_prices)
             .finish_non_exhaustive()
     }
 }
@@ -68,7 +92,7 @@ impl std::fmt::Debug for ControlConfig {
 impl ControlConfig {
     /// The embedded setup's defaults: SQLite in `data_dir`, the platform account `111122223333`,
     /// `us-east-1`, probes every 10 s, 3 + 3 disks of 64 MiB, NBD on 127.0.0.1, backups of a
-    /// deleted cluster kept [`DEFAULT_BACKUP_RETENTION`] (30 days).
+    /// deleted cluster kept [`DEFAULT_BACKUP_RETENTION`] (30 days), AWS's public KMS prices.
     pub fn embedded(
         data_dir: impl Into<PathBuf>,
         endpoint: impl Into<String>,
@@ -92,6 +116,7 @@ impl ControlConfig {
             audit_retention: Duration::from_secs(90 * 24 * 3600),
             backup_retention: DEFAULT_BACKUP_RETENTION,
             clock: Clock::default(),
+            kms_prices: KmsPrices::default(),
         }
     }
 

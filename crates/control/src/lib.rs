@@ -28,6 +28,8 @@
 //!   backups are kept for a retention period, listed, restorable and deletable by the
 //!   organization, then deleted by the operator (`operator/retention.rs`), and a platform key is
 //!   scheduled for deletion only once no cluster and no kept backup uses it;
+//! - KMS usage per cluster, day and operation (probes apart) and what it costs at AWS's prices
+//!   ([`ControlPlane::usage`], `usage.rs`), from the audit;
 //! - verification per storage class, built on `keyward_storage::scan`;
 //! - state in SQLite or PostgreSQL ([`db`]), with the same migrations.
 //!
@@ -65,6 +67,7 @@ mod repo;
 mod roles;
 mod runtime;
 mod shared;
+mod usage;
 
 pub use alarms::{
     Alarm, AlarmKind, AlarmState, AlarmTransition, ACCESS_DENIED_THRESHOLD, ACCESS_DENIED_WINDOW_MS,
@@ -79,7 +82,7 @@ pub use cluster::{
     Association, BackupInfo, ClassVerification, Cluster, ClusterState, DiskInfo, DocumentInfo,
     Encryption, NewCluster, RetainedBackup, RewrapProgress, Verification,
 };
-pub use config::{ControlConfig, DEFAULT_BACKUP_RETENTION};
+pub use config::{ControlConfig, KmsPrices, DEFAULT_BACKUP_RETENTION};
 pub use data::DocumentStream;
 pub use error::{Error, ErrorCode, Result};
 pub use health::{HealthStatus, InaccessibleReason, KeyHealth};
@@ -95,4 +98,8 @@ pub use policy::{
 pub use roles::{
     cluster_kms, role_arn, role_name, role_policy, trust_policy, ROLE_PATH, ROLE_POLICY_NAME,
     SESSION_NAME,
+};
+pub use usage::{
+    probe_projection, usd, CacheSavings, ChargePeriod, Charges, DayUsage, KeyDays, OperationUsage,
+    ProbeProjection, RequestCounts, UsageReport, UsageWindow, MAX_USAGE_DAYS,
 };

@@ -379,7 +379,7 @@ impl ControlPlane {
 
     /// Evaluates every cluster's alarms now (the operator does so once per probe interval).
     pub async fn evaluate_alarms_now(&self) -> Result<()> {
-        crate::alarms::evaluate_all(self.shared()).await
+        crate::operator::evaluate_alarms_once(self.shared()).await
     }
 
     /// Records the audit could not keep because its queue was full (see [`crate::AUDIT_QUEUE`]).

@@ -295,6 +295,12 @@ impl ClusterRuntime {
         self.keys.read().write_key_arn.clone()
     }
 
+    /// KMS requests (`GenerateDataKey`, `Decrypt`) the data-key cache answered instead, since
+    /// this runtime was made.
+    pub(crate) fn kms_calls_saved(&self) -> u64 {
+        self.cache.kms_calls_saved()
+    }
+
     pub(crate) fn esdk(&self) -> Arc<Esdk<KmsKeyring>> {
         self.keys.read().esdk.clone()
     }

@@ -20,6 +20,7 @@ mod kms_cmd;
 mod org_cmd;
 mod root_key_place;
 mod up_cmd;
+mod usage_cmd;
 mod volume_cmd;
 
 #[derive(Parser)]
@@ -49,6 +50,8 @@ enum Command {
     Audit(audit_cmd::AuditArgs),
     /// A cluster's alarms (key disabled, deletion scheduled, deleted, access denied, data locked).
     Alarms(alarms_cmd::AlarmsArgs),
+    /// A cluster's KMS requests per day and operation, what they cost, and the probe's cost.
+    Usage(usage_cmd::UsageArgs),
     /// Organizations' API tokens, with the admin token.
     Org(org_cmd::OrgArgs),
     /// The embedded AWS-compatible KMS.
@@ -92,6 +95,7 @@ fn main() -> std::process::ExitCode {
             Command::Org(args) => org_cmd::run(args).await,
             Command::Audit(args) => audit_cmd::run(args).await,
             Command::Alarms(args) => alarms_cmd::run(args).await,
+            Command::Usage(args) => usage_cmd::run(args).await,
             Command::Kms(command) => kms_cmd::run(command).await,
             Command::Encrypt(args) => crypt_cmd::encrypt(args).await,
             Command::Decrypt(args) => crypt_cmd::decrypt(args).await,

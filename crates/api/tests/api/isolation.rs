@@ -76,7 +76,7 @@ async fn another_organizations_cluster_is_not_found_on_every_route_and_left_unch
         checked,
         ROUTES.iter().filter(|(_, p)| p.contains("{id}")).count()
     );
-    assert_eq!(checked, 19);
+    assert_eq!(checked, 20);
 
     // A's cluster is as it was, and still A's alone.
     let after = api

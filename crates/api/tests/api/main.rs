@@ -11,6 +11,7 @@ mod isolation;
 mod limits;
 mod openapi;
 mod tokens;
+mod usage;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};

@@ -127,12 +127,45 @@ async fn evaluate_alarms(shared: Weak<Shared>) {
             return;
         };
         let every = strong.config.probe_interval;
-        if let Err(error) = crate::alarms::evaluate_all(&strong).await {
+        if let Err(error) = evaluate_alarms_once(&strong).await {
             tracing::warn!(%error, "alarms not evaluated");
         }
         drop(strong);
         tokio::time::sleep(every).await;
     }
+}
+
+/// Evaluates the alarms of every cluster that has a key, once. Errors of one cluster are logged
+/// and do not stop the others.
+pub(crate) async fn evaluate_alarms_once(shared: &Shared) -> Result<()> {
+    // Wall time, as the audit's records have it (the control clock only moves retention).
+    let now = keyward_storage::vocab::now_ms();
+    // Once for the round: each cluster's count then reads only the database.
+    shared.audit.flush().await;
+    for id in shared.repo.clusters_to_resume().await? {
+        let Some((_, cluster)) = shared.repo.cluster(&id).await? else {
+            continue;
+        };
+        if cluster.key_arn.is_none() {
+            continue;
+        }
+        match shared.alarms.evaluate(&shared.audit, &cluster, now).await {
+            Ok(transitions) => {
+                for t in transitions {
+                    tracing::info!(
+                        cluster = %id,
+                        alarm = t.kind.as_str(),
+                        from = t.from.as_str(),
+                        to = t.to.as_str(),
+                        reason = %t.reason,
+                        "alarm state changed"
+                    );
+                }
+            }
+            Err(error) => tracing::warn!(cluster = %id, %error, "alarms not evaluated"),
+        }
+    }
+    Ok(())
 }
 
 /// Deletes the KMS audit's records past their retention, at a quarter of the retention period

@@ -22,6 +22,7 @@ mod policy;
 mod provision;
 mod retention;
 mod rewrap;
+mod usage;
 
 pub const CUSTOMER: &str = "111122223333";
 pub const PLATFORM: &str = "444455556666";

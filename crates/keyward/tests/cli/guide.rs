@@ -519,6 +519,20 @@ fn the_guide_end_to_end_with_the_aws_cli_as_the_customer_and_keyward_as_the_plat
     assert!(events
         .iter()
         .all(|e| e["eventSource"] == "kms.amazonaws.com"));
+    // What those requests cost: per day and operation, probes apart, and the probe per month.
+    let (ok, table, err) = guide.up.keyward(&["usage", &id]);
+    assert!(ok, "{err}");
+    assert!(
+        table.contains("Decrypt") && table.contains("requests per 30-day month"),
+        "{table}"
+    );
+    let usage = guide.up.keyward_json(&["usage", &id]);
+    assert!(usage["total"]["probe"].as_u64().unwrap() > 0, "{usage:#}");
+    assert!(usage["total"]["data"].as_u64().unwrap() > 0, "{usage:#}");
+    assert_eq!(
+        usage["charges"]["periods"][0]["account"],
+        key1.split(':').nth(4).unwrap()
+    );
     let since = now_ms();
     guide.put_policy(&key1, &policy);
     guide.wait_health("healthy", None, since);
