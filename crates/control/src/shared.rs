@@ -15,6 +15,7 @@ use crate::audit::{session_arn, AuditLog};
 use crate::config::ControlConfig;
 use crate::error::{Error, Result};
 use crate::health::HealthMonitor;
+use crate::metrics::Metrics;
 use crate::repo::Repo;
 use crate::roles;
 
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) monitor: HealthMonitor,
     /// The per-cluster KMS audit; every role session's client records into it.
     pub(crate) audit: AuditLog,
+    /// The operational counters (KMS requests as the clusters' roles, bytes on the data paths).
+    pub(crate) metrics: Arc<Metrics>,
     /// The operator's SDK configuration (its own credentials).
     pub(crate) base: SdkConfig,
     pub(crate) iam: aws_sdk_iam::Client,
@@ -70,6 +73,7 @@ impl Shared {
             repo,
             monitor,
             audit,
+            metrics: Arc::default(),
             operator_arn: OnceCell::new(),
             sessions: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
@@ -182,7 +186,7 @@ impl Shared {
             role.role_arn,
             role.cluster_id,
             role.region,
-            Some(audit),
+            Some((audit, self.metrics.interceptor())),
         )
         .await
     }
