@@ -29,6 +29,9 @@
 //!   organization, then deleted by the operator (`operator/retention.rs`), and a platform key is
 //!   scheduled for deletion only once no cluster and no kept backup uses it;
 //! - verification per storage class, built on `keyward_storage::scan`;
+//! - operational metrics (`metrics.rs`): KMS requests as the clusters' roles by operation and
+//!   result with their latency, data-key cache hits and misses, plaintext bytes per class, key
+//!   health, audit drops, written in Prometheus's text format ([`ControlPlane::write_metrics`]);
 //! - state in SQLite or PostgreSQL ([`db`]), with the same migrations.
 //!
 //! How it is laid out (the full map and the one-way call graph are in the crate's README): the
