@@ -407,11 +407,7 @@ impl Intercept for AuditInterceptor {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let request = context.request();
-        let operation = request
-            .headers()
-            .get("x-amz-target")
-            .map(|target| target.rsplit('.').next().unwrap_or(target).to_owned())
-            .unwrap_or_else(|| "Unknown".to_owned());
+        let operation = crate::metrics::operation_of(request.headers().get("x-amz-target"));
         // KMS's JSON protocol: the body is the request's parameters, in memory. Only the named
         // members are read; any other (an `Encrypt`'s `Plaintext`) is skipped, never copied.
         let body: RequestMembers = request

@@ -243,6 +243,14 @@ impl crate::ControlPlane {
     }
 }
 
+/// The KMS operation of a request's `X-Amz-Target` header (`TrentService.<Operation>` in KMS's
+/// JSON protocol); `Unknown` without one.
+pub(crate) fn operation_of(target: Option<&str>) -> String {
+    target
+        .map(|target| target.rsplit('.').next().unwrap_or(target).to_owned())
+        .unwrap_or_else(|| "Unknown".to_owned())
+}
+
 /// When and what one KMS attempt started, kept in the request's config bag until its end.
 #[derive(Debug, Clone)]
 struct Started {
@@ -273,13 +281,7 @@ impl Intercept for MetricsInterceptor {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        // KMS's JSON protocol names the operation in `X-Amz-Target: TrentService.<Operation>`.
-        let operation = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .map(|target| target.rsplit('.').next().unwrap_or(target).to_owned())
-            .unwrap_or_else(|| "Unknown".to_owned());
+        let operation = operation_of(context.request().headers().get("x-amz-target"));
         cfg.interceptor_state().store_put(Started {
             at: Instant::now(),
             operation,
