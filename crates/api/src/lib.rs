@@ -6,7 +6,7 @@
 //! - Authentication: `Authorization: Bearer <token>` on every route but `GET /healthz` and
 //!   `GET /v1/openapi.json`. Organization tokens are checked by the control plane (which scopes
 //!   every cluster by organization, so another organization's cluster is `not_found`); the one
-//!   admin route (`POST /v1/organizations`) takes the bootstrap [`AdminToken`], compared in
+//!   admin routes (`/v1/organizations...`, `GET /metrics`) take the bootstrap [`AdminToken`], compared in
 //!   constant time.
 //! - Errors: `{"error": {"code", "message"}}` with the HTTP status mapped from the code in one
 //!   `match` ([`Code::status`]); internal errors answer a generic message and are logged in
@@ -15,6 +15,10 @@
 //!   sent, so a request's memory is a few frames and upload parts whatever the document's size.
 //!   A download that fails after its first byte (the key seen inaccessible, a frame that fails
 //!   authentication) is aborted, never ended as if whole.
+//! - Observability: `GET /metrics` (admin token: it shows every organization's clusters) in
+//!   Prometheus's text format — the control plane's KMS, cache, byte and key-health figures and
+//!   the API's requests by route and status; every request runs in a `request` span with a
+//!   random id, sent back as `x-request-id`.
 //! - [`embedded`]: the identities of the embedded setup (`keyward up` and tests).
 //!
 //! - Concurrency: each organization has at most [`Limits::max_data_requests_per_org`] data
@@ -29,6 +33,7 @@
 
 pub mod embedded;
 pub mod error;
+mod observe;
 mod routes;
 
 use std::future::Future;
@@ -37,6 +42,7 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 pub use error::{ApiError, Code, Error, Result};
+pub use observe::REQUEST_ID_HEADER;
 pub use routes::{router, ROUTES};
 
 /// The OpenAPI 3.1 document of this API, as served at `GET /v1/openapi.json`.
@@ -142,6 +148,8 @@ pub(crate) struct Shared {
     pub(crate) data_permits: std::sync::Mutex<
         std::collections::HashMap<keyward_control::OrgId, Arc<tokio::sync::Semaphore>>,
     >,
+    /// Requests answered, for `GET /metrics`.
+    pub(crate) http: observe::HttpCounts,
 }
 
 #[cfg(test)]

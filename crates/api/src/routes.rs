@@ -16,7 +16,10 @@ use axum::routing::{on, MethodFilter};
 use axum::{Json, Router};
 use futures::StreamExt;
 use http_body_util::BodyExt;
-use keyward_control::{AuditQuery, AuditResult, ControlPlane, NewCluster, Organization};
+use keyward_control::{
+    AuditQuery, AuditResult, ControlPlane, Exposition, NewCluster, Organization,
+    EXPOSITION_CONTENT_TYPE,
+};
 use serde::Deserialize;
 
 use crate::error::{ApiError, Code};
@@ -29,6 +32,7 @@ type ApiResult<T = Response> = std::result::Result<T, ApiError>;
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/v1/openapi.json"),
+    ("GET", "/metrics"),
     ("POST", "/v1/organizations"),
     ("GET", "/v1/organizations/{org}/tokens"),
     ("POST", "/v1/organizations/{org}/tokens"),
@@ -67,10 +71,12 @@ pub fn router(plane: ControlPlane, admin: AdminToken, limits: Limits) -> Router 
         admin,
         limits,
         data_permits: Default::default(),
+        http: Default::default(),
     }));
     let routes = Routes::default()
         .add(Method::GET, "/healthz", healthz)
         .add(Method::GET, "/v1/openapi.json", openapi)
+        .add(Method::GET, "/metrics", metrics)
         .add(Method::POST, "/v1/organizations", create_organization)
         .add(Method::GET, "/v1/organizations/{org}/tokens", list_tokens)
         .add(Method::POST, "/v1/organizations/{org}/tokens", create_token)
@@ -151,6 +157,10 @@ pub fn router(plane: ControlPlane, admin: AdminToken, limits: Limits) -> Router 
         .router
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::observe::observe,
+        ))
         .with_state(state)
 }
 
@@ -283,7 +293,7 @@ impl FromRequestParts<AppState> for Admin {
             Ok(Admin)
         } else {
             Err(ApiError::unauthenticated(
-                "this route needs the admin token printed by `keyward up`",
+                "this route needs the admin token printed by `keyward up` (an organization's token is refused)",
             ))
         }
     }
@@ -425,6 +435,22 @@ async fn openapi() -> Response {
             HeaderValue::from_static("application/json"),
         )],
         OPENAPI_JSON,
+    )
+        .into_response()
+}
+
+/// Prometheus's text format. The admin token only: the page counts every organization's clusters
+/// and names their ids.
+async fn metrics(_: Admin, State(state): State<AppState>) -> Response {
+    let mut out = Exposition::new();
+    plane(&state).write_metrics(&mut out);
+    state.0.http.write(&mut out);
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(EXPOSITION_CONTENT_TYPE),
+        )],
+        out.into_text(),
     )
         .into_response()
 }

@@ -488,11 +488,7 @@ impl Intercept for AuditInterceptor {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let request = context.request();
-        let operation = request
-            .headers()
-            .get("x-amz-target")
-            .map(|target| target.rsplit('.').next().unwrap_or(target).to_owned())
-            .unwrap_or_else(|| "Unknown".to_owned());
+        let operation = operation_of(request.headers().get("x-amz-target"));
         // KMS's JSON protocol: the body is the request's parameters, in memory. Only the named
         // members are read; any other (an `Encrypt`'s `Plaintext`) is skipped, never copied.
         let body: RequestMembers = request
@@ -598,6 +594,14 @@ fn event_id() -> String {
         &hex[16..20],
         &hex[20..32]
     )
+}
+
+/// The KMS operation of a request's `X-Amz-Target` header (`TrentService.<Operation>` in KMS's
+/// JSON protocol); `Unknown` without one.
+pub(crate) fn operation_of(target: Option<&str>) -> String {
+    target
+        .map(|target| target.rsplit('.').next().unwrap_or(target).to_owned())
+        .unwrap_or_else(|| "Unknown".to_owned())
 }
 
 /// The ARN a role session signs as: `arn:<partition>:sts::<account>:assumed-role/<name>/<session>`.

@@ -139,8 +139,9 @@ impl ControlPlane {
         let (_, runtime) = self.serving(org, cluster_id).await?;
         let _writing = runtime.writing().await;
         let store = runtime.documents();
-        if let Err(error) = store.put_reader(name, &mut body).await {
-            return Err(self.object_error(&runtime, error).await);
+        match store.put_reader(name, &mut body).await {
+            Ok(bytes) => self.shared().metrics.document_encrypted(bytes),
+            Err(error) => return Err(self.object_error(&runtime, error).await),
         }
         // The stored size, read from the backend as a listing shows it (no KMS call).
         match store.head(name).await {
@@ -176,7 +177,10 @@ impl ControlPlane {
         let key = name.to_owned();
         let producer = tokio::spawn(async move {
             match store.get_to(&key, &mut writer).await {
-                Ok(n) => Ok(n),
+                Ok(n) => {
+                    plane.shared().metrics.document_decrypted(n);
+                    Ok(n)
+                }
                 Err(error) => Err(plane.object_error(&owner, error).await),
             }
         });

@@ -658,6 +658,22 @@ impl HealthMonitor {
             .map(|w| w.health.clone())
     }
 
+    /// How many watched clusters are in each status, every status named (zero included).
+    pub fn status_counts(&self) -> [(HealthStatus, u64); 4] {
+        let mut counts = [
+            (HealthStatus::Unknown, 0),
+            (HealthStatus::Healthy, 0),
+            (HealthStatus::KeyInaccessible, 0),
+            (HealthStatus::KeyDeleted, 0),
+        ];
+        for watched in self.inner.watched.lock().values() {
+            if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == watched.health.status) {
+                slot.1 += 1;
+            }
+        }
+        counts
+    }
+
     /// How many clusters are watched.
     pub fn len(&self) -> usize {
         self.inner.watched.lock().len()

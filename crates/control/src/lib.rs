@@ -31,6 +31,9 @@
 //! - KMS usage per cluster, day and operation (probes apart) and what it costs at AWS's prices
 //!   ([`ControlPlane::usage`], `usage.rs`), from the audit;
 //! - verification per storage class, built on `keyward_storage::scan`;
+//! - operational metrics (`metrics.rs`): KMS requests as the clusters' roles by operation and
+//!   result with their latency, data-key cache hits and misses, plaintext bytes per class, key
+//!   health, audit drops, written in Prometheus's text format ([`ControlPlane::write_metrics`]);
 //! - state in SQLite or PostgreSQL ([`db`]), with the same migrations.
 //!
 //! How it is laid out (the full map and the one-way call graph are in the crate's README): the
@@ -56,6 +59,7 @@ pub mod db;
 mod document_stream;
 mod error;
 pub mod health;
+mod metrics;
 mod migrations;
 mod nbd_ca;
 mod operator;
@@ -87,6 +91,7 @@ pub use data::DocumentStream;
 pub use error::{Error, ErrorCode, Result};
 pub use health::{HealthStatus, InaccessibleReason, KeyHealth};
 pub use keyward_storage::vocab::PROBE_CONTEXT_KEY;
+pub use metrics::{Exposition, EXPOSITION_CONTENT_TYPE, KMS_LATENCY_BUCKETS};
 pub use migrations::MIGRATIONS;
 pub use operator::{RESERVED_PREFIX, STORE_MARKER};
 pub use org::{ApiToken, OrgId, Organization, TokenInfo, TOKEN_PREFIX};

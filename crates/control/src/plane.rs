@@ -93,6 +93,10 @@ impl ControlPlane {
         &self.inner.shared
     }
 
+    pub(crate) fn runtimes(&self) -> &Runtimes {
+        &self.inner.runtimes
+    }
+
     pub(crate) fn runtime(&self, cluster_id: &str) -> Option<Arc<ClusterRuntime>> {
         self.inner.runtimes.get(cluster_id)
     }

@@ -762,6 +762,18 @@ pub(crate) struct Runtimes {
 }
 
 impl Runtimes {
+    /// Each live cluster's data-key cache hits and misses: (cluster id, hits, misses).
+    pub(crate) fn cache_counts(&self) -> Vec<(String, u64, u64)> {
+        let mut counts: Vec<_> = self
+            .map
+            .lock()
+            .values()
+            .map(|r| (r.id.clone(), r.cache.kms_calls_saved(), r.cache.misses()))
+            .collect();
+        counts.sort();
+        counts
+    }
+
     pub(crate) fn get(&self, cluster_id: &str) -> Option<Arc<ClusterRuntime>> {
         self.map.lock().get(cluster_id).cloned()
     }

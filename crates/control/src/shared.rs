@@ -16,6 +16,7 @@ use crate::audit::{session_arn, AuditLog};
 use crate::config::ControlConfig;
 use crate::error::{Error, Result};
 use crate::health::HealthMonitor;
+use crate::metrics::Metrics;
 use crate::repo::Repo;
 use crate::roles;
 
@@ -37,6 +38,8 @@ pub(crate) struct Shared {
     pub(crate) audit: AuditLog,
     /// The clusters' alarms, evaluated by the operator.
     pub(crate) alarms: Alarms,
+    /// The operational counters (KMS requests as the clusters' roles, bytes on the data paths).
+    pub(crate) metrics: Arc<Metrics>,
     /// The operator's SDK configuration (its own credentials).
     pub(crate) base: SdkConfig,
     pub(crate) iam: aws_sdk_iam::Client,
@@ -75,6 +78,7 @@ impl Shared {
             monitor,
             audit,
             alarms,
+            metrics: Arc::default(),
             operator_arn: OnceCell::new(),
             sessions: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
@@ -187,7 +191,7 @@ impl Shared {
             role.role_arn,
             role.cluster_id,
             role.region,
-            Some(audit),
+            Some((audit, self.metrics.interceptor())),
         )
         .await
     }

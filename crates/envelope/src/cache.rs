@@ -92,6 +92,7 @@ pub struct DataKeyCache {
     limits: CacheLimits,
     inner: Mutex<Inner>,
     saved: AtomicU64,
+    missed: AtomicU64,
 }
 
 impl DataKeyCache {
@@ -104,6 +105,7 @@ impl DataKeyCache {
             limits,
             inner: Mutex::new(Inner::default()),
             saved: AtomicU64::new(0),
+            missed: AtomicU64::new(0),
         })
     }
 
@@ -115,6 +117,12 @@ impl DataKeyCache {
     /// KMS (keyring) calls the cache has saved so far.
     pub fn kms_calls_saved(&self) -> u64 {
         self.saved.load(Ordering::Relaxed)
+    }
+
+    /// Lookups the cache could not serve (no entry, or one past its limits) so far: each is a
+    /// KMS (keyring) call. With [`DataKeyCache::kms_calls_saved`], the hits, it is the hit ratio.
+    pub fn misses(&self) -> u64 {
+        self.missed.load(Ordering::Relaxed)
     }
 
     /// Number of live entries.
@@ -160,7 +168,10 @@ impl DataKeyCache {
         bytes: u64,
     ) -> Option<Arc<EncryptMaterials>> {
         let mut inner = self.lock();
-        let entry = inner.encrypt.get_mut(key)?;
+        let Some(entry) = inner.encrypt.get_mut(key) else {
+            self.missed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
         let fits = entry.created.elapsed() < self.limits.max_age
             && entry.messages < self.limits.max_messages
             && entry
@@ -169,6 +180,7 @@ impl DataKeyCache {
                 .is_some_and(|b| b <= self.limits.max_bytes);
         if !fits {
             inner.encrypt.remove(key);
+            self.missed.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         entry.messages += 1;
@@ -197,9 +209,13 @@ impl DataKeyCache {
 
     pub(crate) fn get_decrypt(&self, key: &DecryptKey) -> Option<Arc<DataKey>> {
         let mut inner = self.lock();
-        let entry = inner.decrypt.get(key)?;
+        let Some(entry) = inner.decrypt.get(key) else {
+            self.missed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
         if entry.created.elapsed() >= self.limits.max_age {
             inner.decrypt.remove(key);
+            self.missed.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         self.saved.fetch_add(1, Ordering::Relaxed);

@@ -197,6 +197,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     });
     write_private_replace(&up_path, serde_json::to_string_pretty(&up)?.as_bytes())?;
     print_banner(&up, &up_path);
+    tracing::info!(api = %api_url, kms = %kms_endpoint, "serving");
 
     let limits = Limits {
         max_document_bytes: args.max_document_size,

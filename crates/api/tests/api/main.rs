@@ -9,6 +9,7 @@ mod documents;
 mod errors;
 mod isolation;
 mod limits;
+mod metrics;
 mod openapi;
 mod tokens;
 mod usage;
@@ -287,3 +288,6 @@ pub fn method(name: &str) -> Method {
 }
 
 pub const PUBLIC: &[(&str, &str)] = &[("GET", "/healthz"), ("GET", "/v1/openapi.json")];
+
+/// The starts of the paths that take the admin token only (an organization's token is refused).
+pub const ADMIN: &[&str] = &["/v1/organizations", "/metrics"];

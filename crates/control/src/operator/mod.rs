@@ -229,7 +229,10 @@ async fn work(
         tasks.spawn(async move {
             let outcome = {
                 let _permit = permits.acquire_owned().await;
-                reconcile(&shared, &runtimes, &cluster_id).await
+                // Every line the reconciliation logs names its cluster.
+                let span = tracing::info_span!("reconcile", cluster = %cluster_id);
+                tracing::Instrument::instrument(reconcile(&shared, &runtimes, &cluster_id), span)
+                    .await
             };
             running.lock().remove(&cluster_id);
             if let Err(error) = outcome {

@@ -8,5 +8,6 @@ mod crypt;
 mod documents;
 mod guide;
 mod kms;
+mod logs;
 mod up;
 mod volume;
