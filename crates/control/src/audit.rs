@@ -227,12 +227,20 @@ impl AuditLog {
         }
     }
 
-    /// The interceptor for the KMS client of `cluster_id`'s role session `principal`.
-    pub(crate) fn interceptor(&self, cluster_id: &str, principal: String) -> AuditInterceptor {
+    /// The interceptor for the KMS client of `cluster_id`'s role session `principal`; each
+    /// attempt it records is also told to `observer` (the operational counters), so one
+    /// interceptor times and classifies every attempt once.
+    pub(crate) fn interceptor(
+        &self,
+        cluster_id: &str,
+        principal: String,
+        observer: Arc<dyn KmsObserver>,
+    ) -> AuditInterceptor {
         AuditInterceptor {
             cluster_id: cluster_id.to_owned(),
             principal,
             log: self.clone(),
+            observer,
         }
     }
 
@@ -472,6 +480,13 @@ pub(crate) struct AuditInterceptor {
     cluster_id: String,
     principal: String,
     log: AuditLog,
+    observer: Arc<dyn KmsObserver>,
+}
+
+/// What else wants to know of each KMS attempt a cluster's role makes (the Prometheus counters):
+/// its operation, result and latency, as the audit classified them.
+pub(crate) trait KmsObserver: Send + Sync + std::fmt::Debug {
+    fn kms_request(&self, operation: &str, result: AuditResult, latency: std::time::Duration);
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -522,7 +537,8 @@ impl Intercept for AuditInterceptor {
         let Some(attempt) = cfg.load::<Attempt>().cloned() else {
             return Ok(());
         };
-        let latency_ms = i64::try_from(attempt.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let latency = attempt.started.elapsed();
+        let latency_ms = i64::try_from(latency.as_millis()).unwrap_or(i64::MAX);
         let mut key_arn = attempt.key_arn;
         let (result, error_code, request_id) = match context.response() {
             None => (AuditResult::Unreachable, None, None),
@@ -556,6 +572,8 @@ impl Intercept for AuditInterceptor {
             }
         };
         let probe = attempt.probe;
+        self.observer
+            .kms_request(&attempt.operation, result, latency);
         self.log.record(AuditRecord {
             event_id: event_id(),
             cluster_id: self.cluster_id.clone(),
@@ -598,7 +616,7 @@ fn event_id() -> String {
 
 /// The KMS operation of a request's `X-Amz-Target` header (`TrentService.<Operation>` in KMS's
 /// JSON protocol); `Unknown` without one.
-pub(crate) fn operation_of(target: Option<&str>) -> String {
+fn operation_of(target: Option<&str>) -> String {
     target
         .map(|target| target.rsplit('.').next().unwrap_or(target).to_owned())
         .unwrap_or_else(|| "Unknown".to_owned())

@@ -1,7 +1,8 @@
 //! The control plane's operational metrics, and the Prometheus text format they are shown in.
 //!
 //! What is counted here: every KMS request made as a cluster's role, by operation and result,
-//! with its latency (an SDK interceptor on each role session's client, beside the audit's), and
+//! with its latency (told by the audit's interceptor, which times and classifies each attempt
+//! once, through [`KmsObserver`](crate::audit::KmsObserver)), and
 //! the plaintext bytes the document paths encrypt and decrypt. What is read when asked: the
 //! data-key caches' hits and misses (each cluster's cache counts its own), the clusters' key
 //! states (the health monitor), the audit records dropped. [`ControlPlane::write_metrics`]
@@ -18,17 +19,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use aws_sdk_kms::config::interceptors::{
-    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
-};
-use aws_sdk_kms::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use parking_lot::Mutex;
 
-use crate::audit::{operation_of, AuditResult};
+use crate::audit::{AuditResult, KmsObserver};
 
 /// Upper bounds (seconds) of the KMS latency histogram's buckets; `+Inf` follows.
 pub const KMS_LATENCY_BUCKETS: [f64; 12] = [
@@ -80,6 +75,12 @@ const RESULTS: [AuditResult; 3] = [
     AuditResult::Unreachable,
 ];
 
+impl KmsObserver for Metrics {
+    fn kms_request(&self, operation: &str, result: AuditResult, latency: Duration) {
+        Metrics::kms_request(self, operation, result, latency);
+    }
+}
+
 impl Metrics {
     /// Counts one KMS request attempt.
     pub(crate) fn kms_request(&self, operation: &str, result: AuditResult, latency: Duration) {
@@ -112,13 +113,6 @@ impl Metrics {
     /// Counts the plaintext bytes of one document read.
     pub(crate) fn document_decrypted(&self, bytes: u64) {
         self.documents_decrypted.fetch_add(bytes, Ordering::Relaxed);
-    }
-
-    /// The interceptor that feeds [`Metrics::kms_request`] from a KMS client.
-    pub(crate) fn interceptor(self: &Arc<Self>) -> MetricsInterceptor {
-        MetricsInterceptor {
-            metrics: Arc::clone(self),
-        }
     }
 
     /// Writes the KMS and document families.
@@ -240,64 +234,6 @@ impl crate::ControlPlane {
             &[],
             shared.audit.dropped() as f64,
         );
-    }
-}
-
-/// When and what one KMS attempt started, kept in the request's config bag until its end.
-#[derive(Debug, Clone)]
-struct Started {
-    at: Instant,
-    operation: String,
-}
-
-impl Storable for Started {
-    type Storer = StoreReplace<Started>;
-}
-
-/// Counts each attempt of each KMS request of a role session's client into [`Metrics`].
-#[derive(Debug)]
-pub(crate) struct MetricsInterceptor {
-    metrics: Arc<Metrics>,
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl Intercept for MetricsInterceptor {
-    fn name(&self) -> &'static str {
-        "KeywardKmsMetrics"
-    }
-
-    fn read_before_attempt(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let operation = operation_of(context.request().headers().get("x-amz-target"));
-        cfg.interceptor_state().store_put(Started {
-            at: Instant::now(),
-            operation,
-        });
-        Ok(())
-    }
-
-    fn read_after_attempt(
-        &self,
-        context: &FinalizerInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let Some(started) = cfg.load::<Started>() else {
-            return Ok(());
-        };
-        let result = match context.response() {
-            None => AuditResult::Unreachable,
-            Some(response) if response.status().is_success() => AuditResult::Success,
-            Some(_) => AuditResult::Error,
-        };
-        self.metrics
-            .kms_request(&started.operation, result, started.at.elapsed());
-        Ok(())
     }
 }
 

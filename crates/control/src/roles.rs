@@ -195,16 +195,13 @@ pub async fn cluster_kms(
     audited_cluster_kms(base, role_arn, cluster_id, region, None).await
 }
 
-/// [`cluster_kms`], every request of which `observers` (the audit, the metrics) see.
+/// [`cluster_kms`], every request of which `audit` records (and tells the metrics).
 pub(crate) async fn audited_cluster_kms(
     base: &SdkConfig,
     role_arn: &str,
     cluster_id: &str,
     region: &str,
-    observers: Option<(
-        crate::audit::AuditInterceptor,
-        crate::metrics::MetricsInterceptor,
-    )>,
+    audit: Option<crate::audit::AuditInterceptor>,
 ) -> aws_sdk_kms::Client {
     let region = aws_config::Region::new(region.to_owned());
     let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
@@ -218,8 +215,8 @@ pub(crate) async fn audited_cluster_kms(
     let mut config = aws_sdk_kms::config::Builder::from(base)
         .region(region)
         .credentials_provider(provider);
-    if let Some((audit, metrics)) = observers {
-        config = config.interceptor(audit).interceptor(metrics);
+    if let Some(audit) = audit {
+        config = config.interceptor(audit);
     }
     aws_sdk_kms::Client::from_conf(config.build())
 }

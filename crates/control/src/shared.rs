@@ -185,13 +185,15 @@ impl Shared {
     /// A client for the role's session, audited.
     async fn new_session(&self, role: &RoleOf<'_>) -> aws_sdk_kms::Client {
         let principal = session_arn(role.role_arn, roles::SESSION_NAME);
-        let audit = self.audit.interceptor(role.cluster_id, principal);
+        let audit = self
+            .audit
+            .interceptor(role.cluster_id, principal, self.metrics.clone());
         roles::audited_cluster_kms(
             &self.base,
             role.role_arn,
             role.cluster_id,
             role.region,
-            Some((audit, self.metrics.interceptor())),
+            Some(audit),
         )
         .await
     }
