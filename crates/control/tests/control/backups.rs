@@ -116,23 +116,11 @@ async fn a_backup_restores_into_a_new_cluster_under_the_same_key() {
 
     // The same documents and disk contents, in the new cluster, under the same key.
     assert_eq!(
-        plane
-            .get_document(&acme.id, &restored.id, "a.txt")
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
+        harness::read_document(&plane, &acme.id, &restored.id, "a.txt").await,
         b"first"
     );
     assert_eq!(
-        plane
-            .get_document(&acme.id, &restored.id, "dir/b.bin")
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
+        harness::read_document(&plane, &acme.id, &restored.id, "dir/b.bin").await,
         vec![3u8; 200_000]
     );
     let names: Vec<String> = plane

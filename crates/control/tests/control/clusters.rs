@@ -388,13 +388,7 @@ async fn organizations_are_isolated() {
     assert!(plane.list_clusters(e).await.unwrap().is_empty());
     // Nothing was touched.
     assert_eq!(
-        plane
-            .get_document(&acme.id, c, "secret.txt")
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
+        harness::read_document(&plane, &acme.id, c, "secret.txt").await,
         b"acme only"
     );
     assert_eq!(

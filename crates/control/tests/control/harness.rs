@@ -181,6 +181,22 @@ pub async fn ready_external_cluster(
     (cluster, key)
 }
 
+/// A document's whole plaintext, read through the facade (the test fails if it cannot be).
+pub async fn read_document(
+    plane: &ControlPlane,
+    org: &str,
+    cluster_id: &str,
+    name: &str,
+) -> Vec<u8> {
+    plane
+        .get_document(&org.to_owned(), cluster_id, name)
+        .await
+        .unwrap_or_else(|e| panic!("get {name}: {e}"))
+        .bytes()
+        .await
+        .unwrap_or_else(|e| panic!("read {name}: {e}"))
+}
+
 /// Polls until `done` says yes, or panics naming `what` after `limit`.
 pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut done: F)
 where

@@ -208,13 +208,7 @@ async fn an_upload_cut_short_by_a_crash_does_not_outlive_the_next_start_or_a_key
         assert_eq!(class.key_arns, std::slice::from_ref(&new), "{class:?}");
     }
     assert_eq!(
-        plane
-            .get_document(&acme.id, &cluster.id, "reports/q1.pdf")
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
+        harness::read_document(&plane, &acme.id, &cluster.id, "reports/q1.pdf").await,
         vec![7u8; 200_000]
     );
     plane.shutdown().await;

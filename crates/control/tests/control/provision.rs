@@ -45,13 +45,7 @@ async fn a_key_provisions_four_classes_that_verify_and_serve() {
         assert_eq!(info.key_arn, key);
         assert!(info.size > 300_000, "stored size includes the ESDK header");
         assert_eq!(
-            plane
-                .get_document(&acme.id, &cluster.id, "reports/q4.pdf")
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap(),
+            harness::read_document(&plane, &acme.id, &cluster.id, "reports/q4.pdf").await,
             body
         );
         let listed = plane
@@ -268,13 +262,7 @@ async fn the_data_locks_when_the_key_goes_and_unlocks_when_it_comes_back() {
     })
     .await;
     assert_eq!(
-        plane
-            .get_document(&acme.id, &cluster.id, "a.txt")
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
+        harness::read_document(&plane, &acme.id, &cluster.id, "a.txt").await,
         b"hello"
     );
     let disks = plane.list_disks(&acme.id, &cluster.id).await.unwrap();

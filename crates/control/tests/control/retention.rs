@@ -113,13 +113,7 @@ async fn a_restored_internal_cluster_has_its_own_key_and_outlives_its_source() {
         .await
         .contains(&restored.role_arn));
     assert_eq!(
-        plane
-            .get_document(&acme.id, &restored.id, "a.txt")
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
+        harness::read_document(&plane, &acme.id, &restored.id, "a.txt").await,
         b"kept"
     );
     let verification = plane.verify(&acme.id, &restored.id).await.unwrap();
@@ -156,13 +150,7 @@ async fn a_restored_internal_cluster_has_its_own_key_and_outlives_its_source() {
         .unwrap();
     assert_eq!(health.status, HealthStatus::Healthy, "{health:?}");
     assert_eq!(
-        plane
-            .get_document(&acme.id, &restored.id, "a.txt")
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
+        harness::read_document(&plane, &acme.id, &restored.id, "a.txt").await,
         b"kept"
     );
     plane
@@ -247,13 +235,7 @@ async fn kept_until_retention_ends(env: &Env, plane: &ControlPlane) {
     let restored_key = restored.key_arn.clone().unwrap();
     assert_ne!(restored_key, key);
     assert_eq!(
-        plane
-            .get_document(&acme.id, &restored.id, "a.txt")
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
+        harness::read_document(plane, &acme.id, &restored.id, "a.txt").await,
         b"v1"
     );
     assert_eq!(plane.list_retained_backups(&acme.id).await.unwrap(), kept);
@@ -274,13 +256,7 @@ async fn kept_until_retention_ends(env: &Env, plane: &ControlPlane) {
     // The restored cluster is not touched by any of it.
     assert_eq!(key_state(env, &restored_key).await, KeyState::Enabled);
     assert_eq!(
-        plane
-            .get_document(&acme.id, &restored.id, "a.txt")
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
+        harness::read_document(plane, &acme.id, &restored.id, "a.txt").await,
         b"v1"
     );
     plane.delete_cluster(&acme.id, &restored.id).await.unwrap();
