@@ -58,6 +58,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/clusters/{id}/audit"),
     ("GET", "/v1/clusters/{id}/alarms"),
     ("GET", "/v1/clusters/{id}/alarms/history"),
+    ("GET", "/v1/clusters/{id}/alarm-rules"),
+    ("PUT", "/v1/clusters/{id}/alarm-rules"),
+    ("GET", "/v1/alarm-rules"),
+    ("PUT", "/v1/alarm-rules"),
     ("GET", "/v1/clusters/{id}/usage"),
     ("GET", "/v1/backups"),
     ("POST", "/v1/backups/{backup_id}/restore"),
@@ -134,6 +138,18 @@ pub fn router(plane: ControlPlane, admin: AdminToken, limits: Limits) -> Router 
             "/v1/clusters/{id}/alarms/history",
             alarm_history,
         )
+        .add(
+            Method::GET,
+            "/v1/clusters/{id}/alarm-rules",
+            cluster_alarm_rules,
+        )
+        .add(
+            Method::PUT,
+            "/v1/clusters/{id}/alarm-rules",
+            set_cluster_alarm_rules,
+        )
+        .add(Method::GET, "/v1/alarm-rules", org_alarm_rules)
+        .add(Method::PUT, "/v1/alarm-rules", set_org_alarm_rules)
         .add(Method::GET, "/v1/clusters/{id}/usage", usage)
         .add(Method::GET, "/v1/backups", list_retained_backups)
         .add(
@@ -710,13 +726,19 @@ async fn audit(
     let (query, cloudtrail) = audit_query(&params)?;
     let plane = plane(&state);
     let records = plane.audit(&org.id, &id, &query).await?;
+    // Successful probes past the compaction age are hourly counts, not records: said beside them.
+    let compacted = plane.audit_compacted(&org.id, &id, &query).await?;
     let body = if cloudtrail {
         let region = plane.cluster(&org.id, &id).await?.region;
         let events: Vec<serde_json::Value> =
             records.iter().map(|r| r.to_cloudtrail(&region)).collect();
-        serde_json::json!({ "Records": events })
+        serde_json::json!({ "Records": events, "keywardCompacted": compacted })
     } else {
-        serde_json::json!({ "records": records, "dropped": plane.audit_dropped() })
+        serde_json::json!({
+            "records": records,
+            "compacted": compacted,
+            "dropped": plane.audit_dropped(),
+        })
     };
     Ok(json(StatusCode::OK, body))
 }
@@ -783,6 +805,48 @@ async fn alarm_history(
         StatusCode::OK,
         serde_json::json!({ "transitions": transitions }),
     ))
+}
+
+/// The cluster's alarm rule, its organization's, and the rules its alarms are evaluated with.
+async fn cluster_alarm_rules(
+    Org(org): Org,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let view = plane(&state).cluster_alarm_rules(&org.id, &id).await?;
+    Ok(json(StatusCode::OK, view))
+}
+
+/// Replaces the cluster's alarm rule (a JSON object of the fields it sets; a bad field is a 400
+/// naming it, and nothing is stored).
+async fn set_cluster_alarm_rules(
+    Org(org): Org,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult {
+    let rule: serde_json::Value = read_json(&state, body).await?;
+    let view = plane(&state)
+        .set_cluster_alarm_rules(&org.id, &id, &rule)
+        .await?;
+    Ok(json(StatusCode::OK, view))
+}
+
+/// The organization's alarm rule, and what a cluster without a rule of its own gets.
+async fn org_alarm_rules(Org(org): Org, State(state): State<AppState>) -> ApiResult {
+    let view = plane(&state).org_alarm_rules(&org.id).await?;
+    Ok(json(StatusCode::OK, view))
+}
+
+/// Replaces the organization's alarm rule.
+async fn set_org_alarm_rules(
+    Org(org): Org,
+    State(state): State<AppState>,
+    body: Body,
+) -> ApiResult {
+    let rule: serde_json::Value = read_json(&state, body).await?;
+    let view = plane(&state).set_org_alarm_rules(&org.id, &rule).await?;
+    Ok(json(StatusCode::OK, view))
 }
 
 /// The audit query of a request's parameters, and whether CloudTrail's format is asked for.

@@ -1,29 +1,48 @@
 //! Alarms on a cluster's key, evaluated continuously from what the platform itself observes —
-//! the key health its probes establish and the KMS audit of the cluster's role — so the same
-//! code works against real AWS, where the customer's CloudTrail cannot be read.
+//! the key health its probes establish, the KMS audit of the cluster's role, what `DescribeKey`
+//! says of the key's material, the probe's projected cost — so the same code works against
+//! real AWS, where the customer's CloudTrail cannot be read unless the customer lets it be.
 //!
-//! Every cluster with a key has the default alarms ([`AlarmKind`]), each `OK`, `ALARM` or
+//! Every cluster with a key has the alarms of [`AlarmKind`], each `OK`, `ALARM` or
 //! `INSUFFICIENT_DATA` as CloudWatch alarms are; every transition is recorded with its cause
 //! (`alarm_transitions`), so "what happened to my key, and when" has an answer after the fact.
-//! The operator evaluates all of them once per probe interval, so an alarm
-//! follows the health change that causes it within one interval.
+//! The operator evaluates all of them once per probe interval, so an alarm follows the health
+//! change that causes it within one interval. What each watches for is set by the rules
+//! (`alarm_rules.rs`: per organization, overridden per cluster, else the defaults); an alarm a
+//! rule switches off is not evaluated and not listed.
 //!
-//! Not here (yet): rules per cluster or organization, notifications, the unexpected-principal
-//! and rotation alarms.
+//! Where each alarm's facts come from:
+//! - key-disabled, key-deletion-scheduled, key-deleted, cluster-key-inaccessible: the stored
+//!   key health (`health.rs`);
+//! - access-denied: the audit's refused requests of the role in the rule's window (of the rule's
+//!   operations), against the rule's threshold — the platform's own record, so never short of
+//!   data;
+//! - key-rotated: `DescribeKey`'s `CurrentKeyMaterialId`, asked once per
+//!   `key_material_check_interval` (hourly by default) and recorded (`key_materials`); a new
+//!   material is a rotation, ALARM for the rule's window, then OK; informational, data stays
+//!   readable. A KMS that does not report the material leaves it INSUFFICIENT_DATA;
+//! - unexpected-principal: the key account's CloudTrail, read through a role the customer lends
+//!   (`trail.rs`); without one, INSUFFICIENT_DATA with the reason and what to do;
+//! - probe-cost-budget: [`crate::usage::probe_projection`] at the configured interval and prices
+//!   against the rule's budget (none by default: OK).
+//!
+//! Not here: notifications of the transitions.
 
 use serde::Serialize;
 
+use crate::alarm_rules::{EffectiveRules, RuleStore};
 use crate::cluster::Cluster;
 use crate::db::{Db, Value};
 use crate::error::{Error, Result};
 use crate::health::{HealthStatus, InaccessibleReason};
+use crate::usage::ProbeProjection;
 
-/// How far back the access-denied alarm counts refused requests.
+/// How far back the access-denied alarm counts refused requests unless a rule says otherwise.
 pub const ACCESS_DENIED_WINDOW_MS: i64 = 5 * 60 * 1000;
-/// Refused requests in the window that raise the access-denied alarm.
+/// Refused requests in the window that raise the access-denied alarm unless a rule says otherwise.
 pub const ACCESS_DENIED_THRESHOLD: usize = 1;
 
-/// The alarms every cluster with a key has.
+/// The alarms every cluster with a key has (each can be switched off by a rule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AlarmKind {
@@ -33,19 +52,31 @@ pub enum AlarmKind {
     KeyDeletionScheduled,
     /// The key is deleted: the cluster's data is gone for good.
     KeyDeleted,
-    /// KMS refused a request of the cluster's role for want of permission.
+    /// KMS refused requests of the cluster's role for want of permission (count over a window
+    /// above a threshold, optionally of some operations only).
     AccessDenied,
     /// The cluster cannot reach its data (any cause).
     ClusterKeyInaccessible,
+    /// The key was used for data by a principal other than the cluster's role and the rule's
+    /// allowed ones, as the key account's trail shows.
+    UnexpectedPrincipal,
+    /// The key's material rotated (informational: data stays readable); ALARM for the rule's
+    /// window after the rotation was seen.
+    KeyRotated,
+    /// The key-health probe's projected cost per month is above the rule's budget.
+    ProbeCostBudget,
 }
 
 impl AlarmKind {
-    pub const ALL: [AlarmKind; 5] = [
+    pub const ALL: [AlarmKind; 8] = [
         AlarmKind::KeyDisabled,
         AlarmKind::KeyDeletionScheduled,
         AlarmKind::KeyDeleted,
         AlarmKind::AccessDenied,
         AlarmKind::ClusterKeyInaccessible,
+        AlarmKind::UnexpectedPrincipal,
+        AlarmKind::KeyRotated,
+        AlarmKind::ProbeCostBudget,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,10 +86,13 @@ impl AlarmKind {
             AlarmKind::KeyDeleted => "key-deleted",
             AlarmKind::AccessDenied => "access-denied",
             AlarmKind::ClusterKeyInaccessible => "cluster-key-inaccessible",
+            AlarmKind::UnexpectedPrincipal => "unexpected-principal",
+            AlarmKind::KeyRotated => "key-rotated",
+            AlarmKind::ProbeCostBudget => "probe-cost-budget",
         }
     }
 
-    fn parse(value: &str) -> Option<AlarmKind> {
+    pub fn parse(value: &str) -> Option<AlarmKind> {
         AlarmKind::ALL.into_iter().find(|k| k.as_str() == value)
     }
 }
@@ -115,10 +149,44 @@ pub struct AlarmTransition {
     pub at_ms: i64,
 }
 
-/// What one evaluation decides for each alarm of a cluster, from its stored health and the
-/// access-denied refusals the audit holds in the window.
-fn decide(cluster: &Cluster, denied_in_window: usize) -> Vec<(AlarmKind, AlarmState, String)> {
+/// What KMS has told the platform of the key's material (DescribeKey's `CurrentKeyMaterialId`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MaterialSeen {
+    /// Not checked yet, or KMS did not say (the reason).
+    Unknown(String),
+    /// Seen; `rotated_at_ms` is when a new material was first seen (`None`: never).
+    Seen { rotated_at_ms: Option<i64> },
+}
+
+/// What the key account's trail says of the principals that used the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PrincipalsSeen {
+    /// The trail could not be read (the reason, for the alarm).
+    Unreadable(String),
+    /// Data operations on the key in the window by principals that are neither the cluster's
+    /// role nor allowed: (principal ARN, operation, requests).
+    Read {
+        unexpected: Vec<(String, String, u64)>,
+        window_seconds: u64,
+    },
+}
+
+/// Everything one evaluation of a cluster's alarms is decided from.
+pub(crate) struct Observed<'a> {
+    pub(crate) rules: &'a EffectiveRules,
+    /// Refused requests in the rule's window (of the rule's operations).
+    pub(crate) denied_in_window: usize,
+    /// The probe's projected cost per month at the configured interval.
+    pub(crate) probe: &'a ProbeProjection,
+    pub(crate) material: MaterialSeen,
+    pub(crate) principals: PrincipalsSeen,
+    pub(crate) now_ms: i64,
+}
+
+/// What one evaluation decides for each enabled alarm of a cluster.
+fn decide(cluster: &Cluster, seen: &Observed<'_>) -> Vec<(AlarmKind, AlarmState, String)> {
     let health = &cluster.health;
+    let rules = seen.rules;
     let key = cluster.key_arn.as_deref().unwrap_or("(none)");
     let unknown = health.status == HealthStatus::Unknown;
     let is = |reason: InaccessibleReason| {
@@ -149,8 +217,14 @@ fn decide(cluster: &Cluster, denied_in_window: usize) -> Vec<(AlarmKind, AlarmSt
         health.status,
         HealthStatus::KeyInaccessible | HealthStatus::KeyDeleted
     );
-    let denied = denied_in_window >= ACCESS_DENIED_THRESHOLD;
-    vec![
+    let threshold = usize::try_from(rules.access_denied_threshold).unwrap_or(usize::MAX);
+    let denied = seen.denied_in_window >= threshold;
+    let window = window_words(rules.access_denied_window_seconds);
+    let of_operations = match &rules.access_denied_operations {
+        Some(ops) => format!(" ({} only)", ops.join(", ")),
+        None => String::new(),
+    };
+    let mut decided = vec![
         (
             AlarmKind::KeyDisabled,
             state_of(disabled),
@@ -178,18 +252,11 @@ fn decide(cluster: &Cluster, denied_in_window: usize) -> Vec<(AlarmKind, AlarmSt
             } else {
                 AlarmState::Ok
             },
-            if denied {
-                format!(
-                    "{denied_in_window} request(s) of the cluster's role refused with \
-                     AccessDeniedException in the last {} minutes",
-                    ACCESS_DENIED_WINDOW_MS / 60_000
-                )
-            } else {
-                format!(
-                    "no request refused for want of permission in the last {} minutes",
-                    ACCESS_DENIED_WINDOW_MS / 60_000
-                )
-            },
+            format!(
+                "{} request(s) of the cluster's role refused with AccessDeniedException in the \
+                 last {window}{of_operations}; the threshold is {}",
+                seen.denied_in_window, rules.access_denied_threshold
+            ),
         ),
         (
             AlarmKind::ClusterKeyInaccessible,
@@ -200,35 +267,218 @@ fn decide(cluster: &Cluster, denied_in_window: usize) -> Vec<(AlarmKind, AlarmSt
                 "the cluster reaches its data",
             ),
         ),
-    ]
+    ];
+    decided.push(match &seen.principals {
+        PrincipalsSeen::Unreadable(why) => (
+            AlarmKind::UnexpectedPrincipal,
+            AlarmState::InsufficientData,
+            why.clone(),
+        ),
+        PrincipalsSeen::Read {
+            unexpected,
+            window_seconds,
+        } if unexpected.is_empty() => (
+            AlarmKind::UnexpectedPrincipal,
+            AlarmState::Ok,
+            format!(
+                "only the cluster's role and the allowed principals used key {key} in the last {}",
+                window_words(*window_seconds)
+            ),
+        ),
+        PrincipalsSeen::Read {
+            unexpected,
+            window_seconds,
+        } => (
+            AlarmKind::UnexpectedPrincipal,
+            AlarmState::Alarm,
+            format!(
+                "key {key} used by principal(s) other than the cluster's role in the last {}: {}",
+                window_words(*window_seconds),
+                unexpected
+                    .iter()
+                    .map(|(who, op, n)| format!("{who} ({op} x{n})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+    });
+    let rotation_window_ms =
+        i64::try_from(rules.rotation_window_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+    decided.push(match &seen.material {
+        MaterialSeen::Unknown(why) => (
+            AlarmKind::KeyRotated,
+            AlarmState::InsufficientData,
+            why.clone(),
+        ),
+        MaterialSeen::Seen {
+            rotated_at_ms: Some(at),
+        } if seen.now_ms - at < rotation_window_ms => (
+            AlarmKind::KeyRotated,
+            AlarmState::Alarm,
+            format!(
+                "the material of key {key} rotated (seen {}); new data keys are made under the \
+                 new material, data under the old stays readable; this clears {} after the \
+                 rotation",
+                keyward_storage::vocab::iso8601(*at),
+                window_words(rules.rotation_window_seconds)
+            ),
+        ),
+        MaterialSeen::Seen { rotated_at_ms } => (
+            AlarmKind::KeyRotated,
+            AlarmState::Ok,
+            match rotated_at_ms {
+                Some(at) => format!(
+                    "no rotation in the last {} (the last seen {})",
+                    window_words(rules.rotation_window_seconds),
+                    keyward_storage::vocab::iso8601(*at)
+                ),
+                None => "no rotation seen since the platform started watching the key".to_owned(),
+            },
+        ),
+    });
+    let cost = format!(
+        "the key-health probe (one request every {} ms) costs {} USD a month ({} requests)",
+        seen.probe.interval_ms, seen.probe.usd_per_month, seen.probe.requests_per_month
+    );
+    decided.push(match rules.probe_budget_micro_usd() {
+        None => (
+            AlarmKind::ProbeCostBudget,
+            AlarmState::Ok,
+            format!("{cost}; no budget is set"),
+        ),
+        Some(budget) if seen.probe.micro_usd_per_month > budget => (
+            AlarmKind::ProbeCostBudget,
+            AlarmState::Alarm,
+            format!(
+                "{cost}, above the budget of {} USD: lengthen the probe interval or raise the \
+                 budget",
+                crate::usage::usd(budget)
+            ),
+        ),
+        Some(budget) => (
+            AlarmKind::ProbeCostBudget,
+            AlarmState::Ok,
+            format!(
+                "{cost}, within the budget of {} USD",
+                crate::usage::usd(budget)
+            ),
+        ),
+    });
+    decided.retain(|(kind, _, _)| rules.is_enabled(*kind));
+    decided
+}
+
+/// `300` as "5 minutes", `90` as "90 seconds".
+fn window_words(seconds: u64) -> String {
+    if seconds >= 3600 && seconds.is_multiple_of(3600) {
+        format!("{} hour(s)", seconds / 3600)
+    } else if seconds >= 60 && seconds.is_multiple_of(60) {
+        format!("{} minute(s)", seconds / 60)
+    } else {
+        format!("{seconds} second(s)")
+    }
 }
 
 /// The alarms' stored state.
 #[derive(Clone)]
 pub(crate) struct Alarms {
     db: Db,
+    pub(crate) rules: RuleStore,
+}
+
+/// The key material last recorded for a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MaterialRow {
+    pub(crate) key_arn: String,
+    pub(crate) material_id: String,
+    pub(crate) rotated_at_ms: Option<i64>,
+    pub(crate) checked_at_ms: i64,
 }
 
 impl Alarms {
     pub(crate) fn new(db: Db) -> Alarms {
-        Alarms { db }
+        Alarms {
+            rules: RuleStore::new(db.clone()),
+            db,
+        }
     }
 
-    /// Evaluates every alarm of `cluster` now (`now_ms`, wall time) and records the
-    /// transitions. Returns them. The audit's queue should be flushed first.
+    /// The key material last recorded for the cluster.
+    pub(crate) async fn material(&self, cluster_id: &str) -> Result<Option<MaterialRow>> {
+        let row = self
+            .db
+            .query_opt(
+                "SELECT key_arn, material_id, rotated_at_ms, checked_at_ms FROM key_materials \
+                 WHERE cluster_id = $1",
+                &[cluster_id.into()],
+            )
+            .await?;
+        row.map(|row| {
+            Ok(MaterialRow {
+                key_arn: row.text("key_arn")?,
+                material_id: row.text("material_id")?,
+                rotated_at_ms: row.opt_int("rotated_at_ms")?,
+                checked_at_ms: row.int("checked_at_ms")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records the material KMS reports current for the cluster's key at `now_ms`; a material
+    /// other than the one recorded for the same key is a rotation, seen now. Another key (a key
+    /// change) starts afresh. Returns when the last rotation was seen.
+    pub(crate) async fn record_material(
+        &self,
+        cluster_id: &str,
+        key_arn: &str,
+        material_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>> {
+        let before = self.material(cluster_id).await?;
+        let rotated_at_ms = match &before {
+            Some(b) if b.key_arn == key_arn && b.material_id != material_id => Some(now_ms),
+            Some(b) if b.key_arn == key_arn => b.rotated_at_ms,
+            _ => None,
+        };
+        self.db
+            .execute(
+                "INSERT INTO key_materials (cluster_id, key_arn, material_id, rotated_at_ms, \
+                 checked_at_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (cluster_id) DO UPDATE \
+                 SET key_arn = $2, material_id = $3, rotated_at_ms = $4, checked_at_ms = $5",
+                &[
+                    cluster_id.into(),
+                    key_arn.into(),
+                    material_id.into(),
+                    rotated_at_ms.into(),
+                    now_ms.into(),
+                ],
+            )
+            .await?;
+        Ok(rotated_at_ms)
+    }
+
+    /// Evaluates every enabled alarm of `cluster` from `seen` and records the transitions;
+    /// an alarm a rule switched off is forgotten (listed again, from INSUFFICIENT_DATA, when it
+    /// is switched back on). Returns the transitions.
     pub(crate) async fn evaluate(
         &self,
-        audit: &crate::audit::AuditLog,
         cluster: &Cluster,
-        now_ms: i64,
+        seen: &Observed<'_>,
     ) -> Result<Vec<AlarmTransition>> {
-        let denied = audit
-            .count_denied(&cluster.id, now_ms - ACCESS_DENIED_WINDOW_MS)
-            .await?;
+        let now_ms = seen.now_ms;
         let current = self.current(&cluster.id).await?;
         let mut statements = Vec::new();
         let mut transitions = Vec::new();
-        for (kind, state, reason) in decide(cluster, denied) {
+        let decided = decide(cluster, seen);
+        for alarm in &current {
+            if !decided.iter().any(|(kind, _, _)| *kind == alarm.kind) {
+                statements.push((
+                    "DELETE FROM alarms WHERE cluster_id = $1 AND kind = $2".to_owned(),
+                    vec![cluster.id.as_str().into(), alarm.kind.as_str().into()],
+                ));
+            }
+        }
+        for (kind, state, reason) in decided {
             let before = current.iter().find(|a| a.kind == kind);
             match before {
                 Some(alarm) if alarm.state == state => {
@@ -342,13 +592,24 @@ impl Alarms {
             .collect()
     }
 
-    /// Forgets a deleted cluster's alarms (its transitions stay, as its audit does).
+    /// Forgets a deleted cluster's alarms, rules and key material (its transitions stay, as its
+    /// audit does).
     pub(crate) async fn forget(&self, cluster_id: &str) -> Result<()> {
         self.db
-            .execute(
-                "DELETE FROM alarms WHERE cluster_id = $1",
-                &[cluster_id.into()],
-            )
+            .transaction(vec![
+                (
+                    "DELETE FROM alarms WHERE cluster_id = $1".to_owned(),
+                    vec![cluster_id.into()],
+                ),
+                (
+                    "DELETE FROM alarm_rules WHERE scope = 'cluster' AND owner_id = $1".to_owned(),
+                    vec![cluster_id.into()],
+                ),
+                (
+                    "DELETE FROM key_materials WHERE cluster_id = $1".to_owned(),
+                    vec![cluster_id.into()],
+                ),
+            ])
             .await?;
         Ok(())
     }
@@ -396,48 +657,133 @@ mod tests {
         decided.iter().map(|(k, s, _)| (*k, *s)).collect()
     }
 
+    fn probe() -> ProbeProjection {
+        crate::usage::probe_projection(
+            std::time::Duration::from_secs(10),
+            &crate::KmsPrices::default(),
+        )
+    }
+
+    fn seen<'a>(
+        rules: &'a EffectiveRules,
+        probe: &'a ProbeProjection,
+        denied: usize,
+    ) -> Observed<'a> {
+        Observed {
+            rules,
+            denied_in_window: denied,
+            probe,
+            material: MaterialSeen::Seen {
+                rotated_at_ms: None,
+            },
+            principals: PrincipalsSeen::Read {
+                unexpected: Vec::new(),
+                window_seconds: 300,
+            },
+            now_ms: 1_000_000,
+        }
+    }
+
     #[test]
     fn each_health_raises_exactly_its_alarms() {
         use AlarmKind::*;
         use AlarmState::*;
+        let rules = EffectiveRules::default();
+        let probe = probe();
         let healthy = cluster(KeyHealth::healthy("k"));
         assert_eq!(
-            states(&decide(&healthy, 0)),
+            states(&decide(&healthy, &seen(&rules, &probe, 0))),
             [
                 (KeyDisabled, Ok),
                 (KeyDeletionScheduled, Ok),
                 (KeyDeleted, Ok),
                 (AccessDenied, Ok),
-                (ClusterKeyInaccessible, Ok)
+                (ClusterKeyInaccessible, Ok),
+                (UnexpectedPrincipal, Ok),
+                (KeyRotated, Ok),
+                (ProbeCostBudget, Ok),
             ]
         );
         let disabled = cluster(KeyHealth::inaccessible(
             InaccessibleReason::Disabled,
             "k is disabled".into(),
         ));
-        assert_eq!(
-            states(&decide(&disabled, 0)),
-            [
-                (KeyDisabled, Alarm),
-                (KeyDeletionScheduled, Ok),
-                (KeyDeleted, Ok),
-                (AccessDenied, Ok),
-                (ClusterKeyInaccessible, Alarm)
-            ]
-        );
+        let decided = states(&decide(&disabled, &seen(&rules, &probe, 0)));
+        assert_eq!(decided[0], (KeyDisabled, Alarm));
+        assert_eq!(decided[1], (KeyDeletionScheduled, Ok));
+        assert_eq!(decided[4], (ClusterKeyInaccessible, Alarm));
         let pending = cluster(KeyHealth::inaccessible(
             InaccessibleReason::PendingDeletion,
             "deletion date 2027-01-01".into(),
         ));
-        let decided = decide(&pending, 2);
+        let decided = decide(&pending, &seen(&rules, &probe, 2));
         assert_eq!(decided[1].1, Alarm);
         assert!(decided[1].2.contains("2027-01-01"), "{}", decided[1].2);
         assert_eq!(decided[3].1, Alarm);
         assert!(decided[3].2.starts_with("2 request(s)"));
         let unknown = cluster(KeyHealth::unknown());
-        assert!(decide(&unknown, 0)
+        assert!(decide(&unknown, &seen(&rules, &probe, 0))[..5]
             .iter()
             .filter(|(k, _, _)| *k != AccessDenied)
             .all(|(_, s, _)| *s == InsufficientData));
+    }
+
+    fn one(cluster: &Cluster, seen: &Observed<'_>, kind: AlarmKind) -> Option<(AlarmState, String)> {
+        decide(cluster, seen)
+            .into_iter()
+            .find(|(k, _, _)| *k == kind)
+            .map(|(_, s, reason)| (s, reason))
+    }
+
+    #[test]
+    fn rules_set_thresholds_budgets_windows_and_switch_alarms_off() {
+        use AlarmKind::*;
+        use AlarmState::*;
+        let healthy = cluster(KeyHealth::healthy("k"));
+        let probe = probe();
+        let mut rules = EffectiveRules::default();
+        rules.access_denied_threshold = 3;
+        rules.rotation_window_seconds = 60;
+        let state = |rules: &EffectiveRules, denied: usize, kind: AlarmKind| {
+            one(&healthy, &seen(rules, &probe, denied), kind).unwrap().0
+        };
+        assert_eq!(state(&rules, 2, AccessDenied), Ok);
+        assert_eq!(state(&rules, 3, AccessDenied), Alarm);
+        // The default 10 s probe costs 0.7776 USD a month: above 0.50, within 1.
+        rules.probe_cost_budget_usd = Some(0.5);
+        let (s, reason) = one(&healthy, &seen(&rules, &probe, 0), ProbeCostBudget).unwrap();
+        assert_eq!(s, Alarm);
+        assert!(reason.contains("0.777600") && reason.contains("0.500000"), "{reason}");
+        rules.probe_cost_budget_usd = Some(1.0);
+        assert_eq!(state(&rules, 0, ProbeCostBudget), Ok);
+        // Rotated 10 s ago: ALARM inside a 60 s window; 61 s ago: OK.
+        let mut observed = seen(&rules, &probe, 0);
+        observed.material = MaterialSeen::Seen {
+            rotated_at_ms: Some(observed.now_ms - 10_000),
+        };
+        assert_eq!(one(&healthy, &observed, KeyRotated).unwrap().0, Alarm);
+        observed.material = MaterialSeen::Seen {
+            rotated_at_ms: Some(observed.now_ms - 61_000),
+        };
+        assert_eq!(one(&healthy, &observed, KeyRotated).unwrap().0, Ok);
+        observed.principals = PrincipalsSeen::Unreadable("cannot read the trail".into());
+        assert_eq!(
+            one(&healthy, &observed, UnexpectedPrincipal),
+            Some((InsufficientData, "cannot read the trail".into()))
+        );
+        observed.principals = PrincipalsSeen::Read {
+            unexpected: vec![(
+                "arn:aws:iam::444455556666:user/eve".into(),
+                "Decrypt".into(),
+                2,
+            )],
+            window_seconds: 300,
+        };
+        let (s, reason) = one(&healthy, &observed, UnexpectedPrincipal).unwrap();
+        assert_eq!(s, Alarm);
+        assert!(reason.contains("user/eve (Decrypt x2)"), "{reason}");
+        let mut off = rules.clone();
+        off.enabled.insert("key-rotated".into(), false);
+        assert_eq!(one(&healthy, &seen(&off, &probe, 0), KeyRotated), None);
     }
 }

@@ -16,6 +16,14 @@
 //! writer task drains into the database in batches. A full queue drops the record and counts it
 //! ([`AuditLog::dropped`]) rather than holding the data path or growing without bound.
 //!
+//! **Bounded growth.** Records older than the retention (90 days by default, as CloudTrail) are
+//! deleted. Before that, compaction ([`AuditLog::compact`]) folds the successful probe requests
+//! older than the compaction age (a day by default) into one count per cluster, hour, operation,
+//! key and principal (`kms_audit_hourly`): a healthy cluster probed every 10 s makes 8,640 records
+//! a day, which become at most 24 rows. Every denied call, every error and every data-path call
+//! stays one record until retention. A query says what was compacted in its range
+//! ([`AuditLog::compacted`]); usage counts both.
+//!
 //! Not here: alarms and notifications on what the audit shows, cost (`usage.rs`, which reads the
 //! counts of [`AuditLog::usage_counts`]), and the
 //! operator's own calls (platform keys), which are not a cluster role's.
@@ -174,6 +182,21 @@ pub(crate) struct UsageCount {
     pub(crate) requests: u64,
 }
 
+/// Successful probe requests of one cluster, hour, operation, key and principal, counted by
+/// compaction instead of kept one by one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CompactedCount {
+    /// The hour's start, unix milliseconds.
+    pub hour_ms: i64,
+    pub operation: String,
+    pub key_arn: Option<String>,
+    pub principal: String,
+    pub probe: bool,
+    /// All successful.
+    pub requests: u64,
+    pub mean_latency_ms: u64,
+}
+
 enum Message {
     Record(Box<AuditRecord>),
     /// Answered once everything queued before it is written.
@@ -229,34 +252,48 @@ impl AuditLog {
 
     /// The interceptor for the KMS client of `cluster_id`'s role session `principal`; each
     /// attempt it records is also told to `observer` (the operational counters), so one
-    /// interceptor times and classifies every attempt once.
+    /// interceptor times and classifies every attempt once. With `record` false (the audit
+    /// switched off in the configuration) it only tells the observer.
     pub(crate) fn interceptor(
         &self,
         cluster_id: &str,
         principal: String,
         observer: Arc<dyn KmsObserver>,
+        record: bool,
     ) -> AuditInterceptor {
         AuditInterceptor {
             cluster_id: cluster_id.to_owned(),
             principal,
-            log: self.clone(),
+            log: record.then(|| self.clone()),
             observer,
         }
     }
 
-    /// How many of the cluster's requests since `from_ms` KMS refused for want of permission,
-    /// leaving out the association's CreateGrant dry runs (one of which is refused by design).
-    /// Reads what is written: call [`AuditLog::flush`] first to include what is queued.
-    pub(crate) async fn count_denied(&self, cluster_id: &str, from_ms: i64) -> Result<usize> {
-        let row = self
-            .db
-            .query_one(
-                "SELECT COUNT(*) AS n FROM kms_audit WHERE cluster_id = $1 AND time_ms >= $2 \
-                 AND error_code = 'AccessDeniedException' \
-                 AND NOT (probe = 1 AND operation = 'CreateGrant')",
-                &[cluster_id.into(), from_ms.into()],
-            )
-            .await?;
+    /// How many of the cluster's requests since `from_ms` KMS refused for want of permission
+    /// (of `operations` only, when given), leaving out the association's CreateGrant dry runs
+    /// (one of which is refused by design). Reads what is written: call [`AuditLog::flush`]
+    /// first to include what is queued.
+    pub(crate) async fn count_denied(
+        &self,
+        cluster_id: &str,
+        from_ms: i64,
+        operations: Option<&[String]>,
+    ) -> Result<usize> {
+        let mut params: Vec<Value> = vec![cluster_id.into(), from_ms.into()];
+        let mut sql = String::from(
+            "SELECT COUNT(*) AS n FROM kms_audit WHERE cluster_id = $1 AND time_ms >= $2 \
+             AND error_code = 'AccessDeniedException' \
+             AND NOT (probe = 1 AND operation = 'CreateGrant')",
+        );
+        if let Some(operations) = operations {
+            let mut list = Vec::with_capacity(operations.len());
+            for operation in operations {
+                params.push(operation.into());
+                list.push(format!("${}", params.len()));
+            }
+            sql.push_str(&format!(" AND operation IN ({})", list.join(", ")));
+        }
+        let row = self.db.query_one(&sql, &params).await?;
         Ok(usize::try_from(row.int("n")?).unwrap_or(0))
     }
 
@@ -318,9 +355,87 @@ impl AuditLog {
             .collect()
     }
 
+    /// The counts compaction left in place of the cluster's records that match `query` (whose
+    /// hour starts in its range), oldest first; none for a query of failed results only.
+    pub(crate) async fn compacted(
+        &self,
+        cluster_id: &str,
+        query: &AuditQuery,
+    ) -> Result<Vec<CompactedCount>> {
+        if query.result.is_some_and(|r| r != AuditResult::Success) {
+            return Ok(Vec::new());
+        }
+        let mut sql = String::from(
+            "SELECT hour_ms, operation, key_arn, principal, probe, requests, latency_ms_total \
+             FROM kms_audit_hourly WHERE cluster_id = $1",
+        );
+        let mut params: Vec<Value> = vec![cluster_id.into()];
+        for (clause, value) in [
+            ("hour_ms >=", query.from_ms.map(Value::from)),
+            ("hour_ms <", query.to_ms.map(Value::from)),
+            ("operation =", query.operation.as_ref().map(Value::from)),
+        ] {
+            if let Some(value) = value {
+                params.push(value);
+                sql.push_str(&format!(" AND {clause} ${}", params.len()));
+            }
+        }
+        sql.push_str(" ORDER BY hour_ms, operation, key_arn, principal LIMIT 10000");
+        let rows = self.db.query(&sql, &params).await?;
+        rows.iter()
+            .map(|row| {
+                let requests = u64::try_from(row.int("requests")?).unwrap_or(0);
+                let total = u64::try_from(row.int("latency_ms_total")?).unwrap_or(0);
+                Ok(CompactedCount {
+                    hour_ms: row.int("hour_ms")?,
+                    operation: row.text("operation")?,
+                    key_arn: Some(row.text("key_arn")?).filter(|k| !k.is_empty()),
+                    principal: row.text("principal")?,
+                    probe: row.int("probe")? != 0,
+                    requests,
+                    mean_latency_ms: total.checked_div(requests).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    /// Folds the successful probe requests made before `before_ms` into hourly counts, in one
+    /// transaction (a count is never both a row and a record). Returns how many records went.
+    pub(crate) async fn compact(&self, before_ms: i64) -> Result<u64> {
+        self.flush().await;
+        const ROUTINE: &str = "time_ms < $1 AND result = 'success' AND probe = 1";
+        let changed = self
+            .db
+            .transaction(vec![
+                (
+                    format!(
+                        "INSERT INTO kms_audit_hourly (cluster_id, hour_ms, operation, key_arn, \
+                         principal, probe, requests, latency_ms_total) \
+                         SELECT cluster_id, (time_ms / 3600000) * 3600000, operation, \
+                         COALESCE(key_arn, ''), principal, probe, COUNT(*), SUM(latency_ms) \
+                         FROM kms_audit WHERE {ROUTINE} \
+                         GROUP BY cluster_id, (time_ms / 3600000) * 3600000, operation, \
+                         COALESCE(key_arn, ''), principal, probe \
+                         ON CONFLICT (cluster_id, hour_ms, operation, key_arn, principal, probe) \
+                         DO UPDATE SET requests = kms_audit_hourly.requests + excluded.requests, \
+                         latency_ms_total = kms_audit_hourly.latency_ms_total + \
+                         excluded.latency_ms_total"
+                    ),
+                    vec![before_ms.into()],
+                ),
+                (
+                    format!("DELETE FROM kms_audit WHERE {ROUTINE}"),
+                    vec![before_ms.into()],
+                ),
+            ])
+            .await?;
+        Ok(changed.get(1).copied().unwrap_or(0))
+    }
+
     /// The records of `cluster_ids` from `from_ms` (inclusive) to `to_ms` (exclusive), counted
     /// per cluster, UTC day, operation, probe or not, key and result; what is queued is written
-    /// first. One row per group, so the answer is small however many records there are.
+    /// first. One row per group, so the answer is small however many records there are. The
+    /// compacted counts are included (each at its hour's start).
     pub(crate) async fn usage_counts(
         &self,
         cluster_ids: &[String],
@@ -340,10 +455,16 @@ impl AuditLog {
         // `time_ms / 86400000` is BIGINT integer division in both SQLite and PostgreSQL.
         let sql = format!(
             "SELECT cluster_id, time_ms / 86400000 AS day, operation, probe, key_arn, result, \
-             COUNT(*) AS requests FROM kms_audit \
-             WHERE time_ms >= $1 AND time_ms < $2 AND cluster_id IN ({}) \
+             CAST(SUM(n) AS BIGINT) AS requests FROM (\
+               SELECT cluster_id, time_ms, operation, probe, key_arn, result, 1 AS n \
+               FROM kms_audit WHERE time_ms >= $1 AND time_ms < $2 AND cluster_id IN ({list}) \
+               UNION ALL \
+               SELECT cluster_id, hour_ms AS time_ms, operation, probe, \
+               NULLIF(key_arn, '') AS key_arn, 'success' AS result, requests AS n \
+               FROM kms_audit_hourly WHERE hour_ms >= $1 AND hour_ms < $2 \
+               AND cluster_id IN ({list})) AS counted \
              GROUP BY cluster_id, time_ms / 86400000, operation, probe, key_arn, result",
-            list.join(", ")
+            list = list.join(", ")
         );
         let rows = self.db.query(&sql, &params).await?;
         rows.iter()
@@ -361,15 +482,24 @@ impl AuditLog {
             .collect()
     }
 
-    /// Deletes the records older than `before_ms` (retention). Returns how many.
+    /// Deletes the records and compacted counts older than `before_ms` (retention). Returns how
+    /// many records.
     pub(crate) async fn expire(&self, before_ms: i64) -> Result<u64> {
-        Ok(self
+        let changed = self
             .db
-            .execute(
-                "DELETE FROM kms_audit WHERE time_ms < $1",
-                &[before_ms.into()],
-            )
-            .await?)
+            .transaction(vec![
+                (
+                    "DELETE FROM kms_audit WHERE time_ms < $1".to_owned(),
+                    vec![before_ms.into()],
+                ),
+                (
+                    // An hour is kept while any of it is inside the retention.
+                    "DELETE FROM kms_audit_hourly WHERE hour_ms + 3600000 <= $1".to_owned(),
+                    vec![before_ms.into()],
+                ),
+            ])
+            .await?;
+        Ok(changed.first().copied().unwrap_or(0))
     }
 }
 
@@ -426,6 +556,43 @@ async fn write_loop(db: Db, mut rx: mpsc::Receiver<Message>) {
     }
 }
 
+/// The audit's writer alone, for the benchmark (feature `test-support`): `records` records of
+/// one cluster queued as the interceptor queues them, then flushed into a database at `url`
+/// (migrated). Returns the time from the first record queued to all written, and the records
+/// dropped (a queue overflow).
+#[cfg(feature = "test-support")]
+pub async fn write_records_for_bench(
+    url: &str,
+    records: usize,
+) -> Result<(std::time::Duration, u64)> {
+    let db = Db::open(url, crate::migrations::MIGRATIONS).await?;
+    let log = AuditLog::start(db);
+    let start = Instant::now();
+    for i in 0..records {
+        log.record(AuditRecord {
+            event_id: event_id(),
+            cluster_id: "c-0123456789abcdef".into(),
+            time_ms: now_ms(),
+            operation: if i % 2 == 0 { "Decrypt" } else { "GenerateDataKey" }.into(),
+            key_arn: Some("arn:aws:kms:us-east-1:444455556666:key/00000000-0000-0000-0000-000000000000".into()),
+            encryption_context: Some(serde_json::json!({"keyward:cluster": "c-0123456789abcdef", "keyward:class": "documents"})),
+            principal: "arn:aws:sts::111122223333:assumed-role/keyward-cluster-c-0123456789abcdef/keyward".into(),
+            result: AuditResult::Success,
+            error_code: None,
+            request_id: Some(format!("req-{i}")),
+            latency_ms: 2,
+            probe: false,
+        });
+        // Waits for the writer every 8,192 records, well inside the queue: what is measured is
+        // the writer's rate, not the queue's overflow.
+        if i % 8192 == 8191 {
+            log.flush().await;
+        }
+    }
+    log.flush().await;
+    Ok((start.elapsed(), log.dropped()))
+}
+
 /// The start of one attempt, kept in the request's config bag until its end.
 #[derive(Debug, Clone)]
 struct Attempt {
@@ -479,7 +646,8 @@ struct KeyMetadataArn {
 pub(crate) struct AuditInterceptor {
     cluster_id: String,
     principal: String,
-    log: AuditLog,
+    /// `None`: the audit is switched off; only the observer is told.
+    log: Option<AuditLog>,
     observer: Arc<dyn KmsObserver>,
 }
 
@@ -514,8 +682,10 @@ impl Intercept for AuditInterceptor {
         cfg.interceptor_state().store_put(Attempt {
             started: Instant::now(),
             time_ms: now_ms(),
-            operation,
-            probe: body.name.as_deref() == Some(PROBE_GRANT_NAME)
+            // A cluster's role calls DescribeKey only to check the key (health, association,
+            // the rotation alarm's material check), never on a data path.
+            probe: operation == "DescribeKey"
+                || body.name.as_deref() == Some(PROBE_GRANT_NAME)
                 || [&body.encryption_context, &body.source_encryption_context]
                     .iter()
                     .any(|c| {
@@ -524,6 +694,7 @@ impl Intercept for AuditInterceptor {
                     }),
             key_arn: body.key_id.or(body.source_key_id),
             encryption_context: body.encryption_context.or(body.source_encryption_context),
+            operation,
         });
         Ok(())
     }
@@ -574,7 +745,10 @@ impl Intercept for AuditInterceptor {
         let probe = attempt.probe;
         self.observer
             .kms_request(&attempt.operation, result, latency);
-        self.log.record(AuditRecord {
+        let Some(log) = &self.log else {
+            return Ok(());
+        };
+        log.record(AuditRecord {
             event_id: event_id(),
             cluster_id: self.cluster_id.clone(),
             time_ms: attempt.time_ms,

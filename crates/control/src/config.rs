@@ -59,6 +59,9 @@ pub struct ControlConfig {
     pub nbd_host: IpAddr,
     /// How long the KMS audit keeps a record (CloudTrail's 90 days by default).
     pub audit_retention: Duration,
+    /// After how long the audit's successful probe requests are folded into hourly counts (a day
+    /// by default); denied calls, errors and data paths stay one by one until retention.
+    pub audit_compaction_age: Duration,
     /// How long the backups of a deleted cluster are kept (listed and restorable by its
     /// organization) before the operator deletes them; zero deletes them with the cluster.
     pub backup_retention: Duration,
@@ -66,6 +69,12 @@ pub struct ControlConfig {
     pub clock: Clock,
     /// The KMS prices usage is charged at (AWS's public prices by default).
     pub kms_prices: KmsPrices,
+    /// How often the key-rotated alarm asks KMS which material is current (one `DescribeKey`
+    /// per cluster; hourly by default, 720 requests a month).
+    pub key_material_check_interval: Duration,
+    /// Whether every KMS request of the clusters' roles is recorded in the audit (on by default;
+    /// off only to measure what the audit costs a data path).
+    pub audit_enabled: bool,
 }
 
 impl std::fmt::Debug for ControlConfig {
@@ -83,8 +92,14 @@ impl std::fmt::Debug for ControlConfig {
             .field("disk_size_bytes", &self.disk_size_bytes)
             .field("nbd_host", &self.nbd_host)
             .field("audit_retention", &self.audit_retention)
+            .field("audit_compaction_age", &self.audit_compaction_age)
             .field("backup_retention", &self.backup_retention)
             .field("kms_prices", &self.kms_prices)
+            .field(
+                "key_material_check_interval",
+                &self.key_material_check_interval,
+            )
+            .field("audit_enabled", &self.audit_enabled)
             .finish_non_exhaustive()
     }
 }
@@ -114,9 +129,12 @@ impl ControlConfig {
             disk_size_bytes: 64 << 20,
             nbd_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             audit_retention: Duration::from_secs(90 * 24 * 3600),
+            audit_compaction_age: Duration::from_secs(24 * 3600),
             backup_retention: DEFAULT_BACKUP_RETENTION,
             clock: Clock::default(),
             kms_prices: KmsPrices::default(),
+            key_material_check_interval: Duration::from_secs(3600),
+            audit_enabled: true,
         }
     }
 
@@ -136,6 +154,9 @@ impl ControlConfig {
         }
         if self.probe_interval.is_zero() {
             return bad("probe_interval must be positive".into());
+        }
+        if self.key_material_check_interval.is_zero() {
+            return bad("key_material_check_interval must be positive".into());
         }
         if self.audit_retention.is_zero() {
             return bad("audit_retention must be positive".into());

@@ -48,6 +48,7 @@
 
 #![forbid(unsafe_code)]
 
+mod alarm_rules;
 mod alarms;
 mod association;
 mod audit;
@@ -71,8 +72,14 @@ mod repo;
 mod roles;
 mod runtime;
 mod shared;
+mod trail;
 mod usage;
 
+pub use alarm_rules::{
+    AlarmRule, EffectiveRules, RulesView, ACCESS_DENIED_WINDOW_SECONDS, KMS_OPERATIONS,
+    MAX_ACCESS_DENIED_THRESHOLD, MAX_ALLOWED_PRINCIPALS, MAX_PROBE_COST_BUDGET_USD,
+    PRINCIPAL_WINDOW_SECONDS, ROTATION_WINDOW_SECONDS,
+};
 pub use alarms::{
     Alarm, AlarmKind, AlarmState, AlarmTransition, ACCESS_DENIED_THRESHOLD, ACCESS_DENIED_WINDOW_MS,
 };
@@ -80,7 +87,11 @@ pub use association::{
     validate_key_association, AssociationReport, AssociationTarget, Cause, Check, CheckResult,
     Outcome,
 };
-pub use audit::{AuditQuery, AuditRecord, AuditResult, AUDIT_QUEUE, MAX_AUDIT_PAGE};
+#[cfg(feature = "test-support")]
+pub use audit::write_records_for_bench;
+pub use audit::{
+    AuditQuery, AuditRecord, AuditResult, CompactedCount, AUDIT_QUEUE, MAX_AUDIT_PAGE,
+};
 pub use clock::Clock;
 pub use cluster::{
     Association, BackupInfo, ClassVerification, Cluster, ClusterState, DiskInfo, DocumentInfo,

@@ -29,4 +29,9 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "alarms",
         sql: include_str!("../migrations/0005_alarms.sql"),
     },
+    Migration {
+        version: 7,
+        name: "alarm_rules",
+        sql: include_str!("../migrations/0007_alarm_rules.sql"),
+    },
 ];

@@ -14,9 +14,10 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
+use crate::alarm_rules::{AlarmRule, RulesView, Scope};
 use crate::alarms::{Alarm, AlarmTransition, Alarms};
 use crate::association::{validate_key_association, AssociationTarget};
-use crate::audit::{AuditLog, AuditQuery, AuditRecord};
+use crate::audit::{AuditLog, AuditQuery, AuditRecord, CompactedCount};
 use crate::cluster::{Association, Cluster, ClusterState, Encryption, NewCluster};
 use crate::config::{check_region, sdk_config, ControlConfig};
 use crate::db::{Db, DbError};
@@ -364,6 +365,25 @@ impl ControlPlane {
         self.shared().audit.query(cluster_id, query).await
     }
 
+    /// The hourly counts of successful probe requests that compaction left in place of the
+    /// records, for the same query (`audit.rs`): what
+    /// [`ControlPlane::audit`] no longer lists one by one.
+    pub async fn audit_compacted(
+        &self,
+        org: &OrgId,
+        cluster_id: &str,
+        query: &AuditQuery,
+    ) -> Result<Vec<CompactedCount>> {
+        self.cluster(org, cluster_id).await?;
+        self.shared().audit.compacted(cluster_id, query).await
+    }
+
+    /// Runs the audit's retention and compaction now (the operator does so periodically).
+    /// Returns (records compacted, records expired).
+    pub async fn maintain_audit_now(&self) -> Result<(u64, u64)> {
+        crate::operator::maintain_audit(self.shared()).await
+    }
+
     /// The cluster's alarms as last evaluated (every cluster with a key has the default ones).
     pub async fn alarms(&self, org: &OrgId, cluster_id: &str) -> Result<Vec<Alarm>> {
         self.cluster(org, cluster_id).await?;
@@ -379,6 +399,60 @@ impl ControlPlane {
     ) -> Result<Vec<AlarmTransition>> {
         self.cluster(org, cluster_id).await?;
         self.shared().alarms.history(cluster_id, limit).await
+    }
+
+    /// The organization's alarm rule, and what a cluster without a rule of its own is evaluated
+    /// with.
+    pub async fn org_alarm_rules(&self, org: &OrgId) -> Result<RulesView> {
+        self.organization(org).await?;
+        self.shared().alarms.rules.view(org, None).await
+    }
+
+    /// Replaces the organization's alarm rule by `rule` (a JSON object of the fields to set; see
+    /// [`AlarmRule::parse`]). A rule refused is not stored.
+    pub async fn set_org_alarm_rules(
+        &self,
+        org: &OrgId,
+        rule: &serde_json::Value,
+    ) -> Result<RulesView> {
+        self.organization(org).await?;
+        let rule = AlarmRule::parse(rule)?;
+        let rules = &self.shared().alarms.rules;
+        rules
+            .set(
+                Scope::Organization(org),
+                &rule,
+                keyward_storage::vocab::now_ms(),
+            )
+            .await?;
+        rules.view(org, None).await
+    }
+
+    /// The cluster's alarm rule, its organization's, and what its alarms are evaluated with.
+    pub async fn cluster_alarm_rules(&self, org: &OrgId, cluster_id: &str) -> Result<RulesView> {
+        self.cluster(org, cluster_id).await?;
+        self.shared().alarms.rules.view(org, Some(cluster_id)).await
+    }
+
+    /// Replaces the cluster's alarm rule by `rule`; what it leaves out comes from the
+    /// organization's rule, then the defaults. A rule refused is not stored.
+    pub async fn set_cluster_alarm_rules(
+        &self,
+        org: &OrgId,
+        cluster_id: &str,
+        rule: &serde_json::Value,
+    ) -> Result<RulesView> {
+        self.cluster(org, cluster_id).await?;
+        let rule = AlarmRule::parse(rule)?;
+        let rules = &self.shared().alarms.rules;
+        rules
+            .set(
+                Scope::Cluster(cluster_id),
+                &rule,
+                keyward_storage::vocab::now_ms(),
+            )
+            .await?;
+        rules.view(org, Some(cluster_id)).await
     }
 
     /// Evaluates every cluster's alarms now (the operator does so once per probe interval).
@@ -529,4 +603,26 @@ pub(crate) fn failed(cluster: &Cluster) -> Error {
             .as_deref()
             .unwrap_or("no reason was recorded")
     ))
+}
+
+#[cfg(feature = "test-support")]
+impl ControlPlane {
+    /// The KMS client of the cluster's role, audited as every data path's is: for tests and
+    /// benches that make the role's own requests (a flood of denied calls). Not in a build that
+    /// serves (feature `test-support`).
+    pub async fn role_kms_for_tests(
+        &self,
+        org: &OrgId,
+        cluster_id: &str,
+    ) -> Result<aws_sdk_kms::Client> {
+        let cluster = self.cluster(org, cluster_id).await?;
+        Ok(self
+            .shared()
+            .session(RoleOf {
+                cluster_id: &cluster.id,
+                role_arn: &cluster.role_arn,
+                region: &cluster.region,
+            })
+            .await)
+    }
 }

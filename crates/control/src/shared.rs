@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     deletions: Mutex<HashMap<String, Vec<DeletionWaiter>>>,
     /// Wakes the operator's sweep of kept backups (one was deleted).
     retention: Arc<tokio::sync::Notify>,
+    /// Where the unexpected-principal alarm has read each key account's trail to.
+    pub(crate) trail: crate::trail::TrailReader,
 }
 
 impl Shared {
@@ -85,6 +87,7 @@ impl Shared {
             kick: Mutex::new(Some(tx)),
             deletions: Mutex::new(HashMap::new()),
             retention: Arc::new(tokio::sync::Notify::new()),
+            trail: Default::default(),
         };
         (shared, rx)
     }
@@ -185,9 +188,12 @@ impl Shared {
     /// A client for the role's session, audited.
     async fn new_session(&self, role: &RoleOf<'_>) -> aws_sdk_kms::Client {
         let principal = session_arn(role.role_arn, roles::SESSION_NAME);
-        let audit = self
-            .audit
-            .interceptor(role.cluster_id, principal, self.metrics.clone());
+        let audit = self.audit.interceptor(
+            role.cluster_id,
+            principal,
+            self.metrics.clone(),
+            self.config.audit_enabled,
+        );
         roles::audited_cluster_kms(
             &self.base,
             role.role_arn,
@@ -215,6 +221,7 @@ impl Shared {
         self.monitor.unwatch(cluster_id);
         self.sessions.lock().remove(cluster_id);
         self.locks.lock().remove(cluster_id);
+        self.trail.forget(cluster_id);
     }
 
     /// `<data_dir>/nbd-ca/<cluster>`: the cluster's NBD CA, its key wrapped.

@@ -92,6 +92,21 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
         query.join("&")
     );
     let answer = api.json(Method::GET, &path, None).await?;
+    let compacted = answer["compacted"]
+        .as_array()
+        .or(answer["keywardCompacted"].as_array())
+        .map_or(0, |counts| {
+            counts
+                .iter()
+                .map(|c| c["requests"].as_u64().unwrap_or(0))
+                .sum::<u64>()
+        });
+    if compacted > 0 {
+        eprintln!(
+            "note: {compacted} successful probe requests in this range are kept as hourly counts \
+             (compacted), not listed one by one; --json shows the counts"
+        );
+    }
     if args.cloudtrail {
         for event in answer["Records"].as_array().into_iter().flatten() {
             println!("{event}");

@@ -49,6 +49,10 @@ pub struct UpArgs {
     /// How often every cluster's key is probed, e.g. 10s, 2s, 500ms.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     probe_interval: Duration,
+    /// How often the key-rotated alarm asks KMS which key material is current (one DescribeKey
+    /// per cluster), e.g. 1h, 10s.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    key_material_check_interval: Duration,
     /// How long a deleted cluster's backups are kept (listed by `keyward backup retained`,
     /// restorable) before they are deleted, e.g. 30d, 12h.
     #[arg(long, default_value = "30d", value_parser = parse_duration)]
@@ -138,6 +142,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         operator.1.as_str(),
     );
     config.probe_interval = args.probe_interval;
+    config.key_material_check_interval = args.key_material_check_interval;
     config.disk_size_bytes = args.disk_size;
     config.backup_retention = args.backup_retention;
     let plane = ControlPlane::open(config)

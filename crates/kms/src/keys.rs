@@ -87,6 +87,19 @@ impl KeyRecord {
             .map(|i| &self.materials[i])
     }
 
+    /// The public id of one version of the key's material, as AWS names a key material
+    /// (`CurrentKeyMaterialId`, 64 hex digits): a digest of the key's id and the version, so it
+    /// says nothing of the material's bytes and changes with each rotation.
+    pub(crate) fn material_id(&self, version: u32) -> String {
+        let mut input = Vec::with_capacity(36);
+        input.extend_from_slice(self.uuid.as_bytes());
+        input.extend_from_slice(&version.to_be_bytes());
+        hex::encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            &input,
+        ))
+    }
+
     /// DescribeKey's `KeyMetadata`, as AWS returns it.
     pub(crate) fn metadata(&self) -> Value {
         let m = &self.meta;
@@ -105,6 +118,7 @@ impl KeyRecord {
             "KeySpec": "SYMMETRIC_DEFAULT",
             "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
             "MultiRegion": false,
+            "CurrentKeyMaterialId": self.material_id(self.current().version),
         });
         if let Some(d) = m.deletion_ms {
             v["DeletionDate"] = epoch_seconds(d);

@@ -89,7 +89,7 @@ async fn the_alarms_and_their_history_are_the_clusters_own() {
         .await;
     assert_eq!(alarms.status, StatusCode::OK, "{}", alarms.json);
     let list = alarms.json["alarms"].as_array().unwrap();
-    assert_eq!(list.len(), 5);
+    assert_eq!(list.len(), 8);
     assert!(list
         .iter()
         .all(|a| ["OK", "INSUFFICIENT_DATA"].contains(&a["state"].as_str().unwrap())));
@@ -122,5 +122,73 @@ async fn the_alarms_and_their_history_are_the_clusters_own() {
             Body::empty(),
         )
         .await;
+    assert_error(&foreign, 404, "not_found");
+}
+
+#[tokio::test]
+async fn alarm_rules_are_set_per_organization_and_cluster_and_a_bad_field_is_a_400_naming_it() {
+    let api = Api::start().await;
+    let (_, token) = api.organization("acme").await;
+    let (_, other) = api.organization("globex").await;
+    let id = api.ready_cluster(&token, "prod").await;
+    let call = |method: Method, path: String, body: serde_json::Value, token: String| {
+        let api = &api;
+        async move {
+            api.call(method, &path, Some(&token), Body::from(body.to_string()))
+                .await
+        }
+    };
+    let org_path = "/v1/alarm-rules".to_owned();
+    let cluster_path = format!("/v1/clusters/{id}/alarm-rules");
+    let set = call(
+        Method::PUT,
+        org_path.clone(),
+        serde_json::json!({"access_denied_threshold": 5, "enabled": {"key-rotated": false}}),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.json);
+    assert_eq!(set.json["organization"]["access_denied_threshold"], 5);
+    let set = call(
+        Method::PUT,
+        cluster_path.clone(),
+        serde_json::json!({"access_denied_threshold": 2, "probe_cost_budget_usd": 1.5}),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.json);
+    // The cluster's threshold over the organization's; the organization's switch; defaults.
+    let effective = &set.json["effective"];
+    assert_eq!(effective["access_denied_threshold"], 2);
+    assert_eq!(effective["enabled"]["key-rotated"], false);
+    assert_eq!(effective["probe_cost_budget_usd"], 1.5);
+    assert_eq!(effective["access_denied_window_seconds"], 300);
+    let before = call(Method::GET, cluster_path.clone(), serde_json::json!(null), token.clone()).await;
+    let org_before = call(Method::GET, org_path.clone(), serde_json::json!(null), token.clone()).await;
+    for (bad, field) in [
+        (serde_json::json!({"access_denied_threshold": 0}), "access_denied_threshold"),
+        (serde_json::json!({"access_denied_window_seconds": "300"}), "access_denied_window_seconds"),
+        (serde_json::json!({"enabled": {"nope": true}}), "enabled.nope"),
+        (serde_json::json!({"access_denied_operations": ["Decrypt", "Frobnicate"]}), "access_denied_operations[1]"),
+        (serde_json::json!({"allowed_principals": ["arn:aws:iam::444455556666:group/admins"]}), "allowed_principals[0]"),
+        (serde_json::json!({"rotation_window_seconds": 0}), "rotation_window_seconds"),
+        (serde_json::json!({"probe_cost_budget_usd": "lots"}), "probe_cost_budget_usd"),
+        (serde_json::json!({"threshold": 5}), "\"threshold\""),
+    ] {
+        for path in [&cluster_path, &org_path] {
+            let answer = call(Method::PUT, path.clone(), bad.clone(), token.clone()).await;
+            assert_error(&answer, 400, "invalid_request");
+            let message = answer.json["error"]["message"].as_str().unwrap();
+            assert!(message.contains(field), "{bad}: {message}");
+        }
+    }
+    let after = call(Method::GET, cluster_path.clone(), serde_json::json!(null), token.clone()).await;
+    let org_after = call(Method::GET, org_path.clone(), serde_json::json!(null), token.clone()).await;
+    assert_eq!(after.json, before.json, "nothing of a refused rule is stored");
+    assert_eq!(org_after.json, org_before.json);
+    // Another organization: its own rule is empty, and the cluster is not found.
+    let theirs = call(Method::GET, org_path.clone(), serde_json::json!(null), other.clone()).await;
+    assert_eq!(theirs.json["organization"], serde_json::json!({}));
+    let foreign = call(Method::GET, cluster_path.clone(), serde_json::json!(null), other.clone()).await;
     assert_error(&foreign, 404, "not_found");
 }

@@ -39,6 +39,17 @@ async fn another_organizations_cluster_is_not_found_on_every_route_and_left_unch
         policy_before.json
     );
 
+    let rules_path = format!("/v1/clusters/{id}/alarm-rules");
+    let rules_before = api
+        .call(
+            Method::PUT,
+            &rules_path,
+            Some(&a),
+            Body::from(json!({"access_denied_threshold": 7}).to_string()),
+        )
+        .await;
+    assert_eq!(rules_before.status, StatusCode::OK, "{}", rules_before.json);
+
     let mut checked = 0;
     for (m, path) in ROUTES {
         if !path.contains("{id}") {
@@ -76,7 +87,7 @@ async fn another_organizations_cluster_is_not_found_on_every_route_and_left_unch
         checked,
         ROUTES.iter().filter(|(_, p)| p.contains("{id}")).count()
     );
-    assert_eq!(checked, 20);
+    assert_eq!(checked, 22);
 
     // A's cluster is as it was, and still A's alone.
     let after = api
@@ -98,6 +109,12 @@ async fn another_organizations_cluster_is_not_found_on_every_route_and_left_unch
         )
         .await;
     assert_eq!(policy_after.json, policy_before.json);
+    // B's PUT of a rule on A's cluster stored nothing.
+    let rules_after = api
+        .call(Method::GET, &rules_path, Some(&a), Body::empty())
+        .await;
+    assert_eq!(rules_after.json, rules_before.json);
+    assert_eq!(rules_after.json["effective"]["access_denied_threshold"], 7);
     let list_a = api
         .call(Method::GET, "/v1/clusters", Some(&a), Body::empty())
         .await;

@@ -54,11 +54,13 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::alarms::{MaterialSeen, Observed, PrincipalsSeen};
 use crate::cluster::ClusterState;
 use crate::error::Result;
 use crate::health::{HealthChange, InaccessibleReason};
 use crate::runtime::Runtimes;
 use crate::shared::Shared;
+use crate::AlarmKind;
 
 pub use provision::{RESERVED_PREFIX, STORE_MARKER};
 
@@ -135,21 +137,23 @@ async fn evaluate_alarms(shared: Weak<Shared>) {
     }
 }
 
-/// Evaluates the alarms of every cluster that has a key, once. Errors of one cluster are logged
-/// and do not stop the others.
+/// Evaluates the alarms of every cluster that has a key, once, each under its effective rules.
+/// Errors of one cluster are logged and do not stop the others.
 pub(crate) async fn evaluate_alarms_once(shared: &Shared) -> Result<()> {
     // Wall time, as the audit's records have it (the control clock only moves retention).
     let now = keyward_storage::vocab::now_ms();
     // Once for the round: each cluster's count then reads only the database.
     shared.audit.flush().await;
+    let probe =
+        crate::usage::probe_projection(shared.config.probe_interval, &shared.config.kms_prices);
     for id in shared.repo.clusters_to_resume().await? {
-        let Some((_, cluster)) = shared.repo.cluster(&id).await? else {
+        let Some((org, cluster)) = shared.repo.cluster(&id).await? else {
             continue;
         };
         if cluster.key_arn.is_none() {
             continue;
         }
-        match shared.alarms.evaluate(&shared.audit, &cluster, now).await {
+        match evaluate_cluster(shared, &org, &cluster, &probe, now).await {
             Ok(transitions) => {
                 for t in transitions {
                     tracing::info!(
@@ -168,8 +172,112 @@ pub(crate) async fn evaluate_alarms_once(shared: &Shared) -> Result<()> {
     Ok(())
 }
 
-/// Deletes the KMS audit's records past their retention, at a quarter of the retention period
-/// (at least every second, at most every hour), so the table's size stays bounded.
+/// Gathers what one cluster's alarms are decided from and evaluates them.
+async fn evaluate_cluster(
+    shared: &Shared,
+    org: &str,
+    cluster: &crate::cluster::Cluster,
+    probe: &crate::usage::ProbeProjection,
+    now: i64,
+) -> Result<Vec<crate::alarms::AlarmTransition>> {
+    let rules = shared
+        .alarms
+        .rules
+        .view(org, Some(&cluster.id))
+        .await?
+        .effective;
+    let window_ms = i64::try_from(rules.access_denied_window_seconds * 1000).unwrap_or(i64::MAX);
+    let denied = shared
+        .audit
+        .count_denied(
+            &cluster.id,
+            now - window_ms,
+            rules.access_denied_operations.as_deref(),
+        )
+        .await?;
+    let material = if rules.is_enabled(AlarmKind::KeyRotated) {
+        key_material(shared, cluster, now).await?
+    } else {
+        MaterialSeen::Unknown(String::new())
+    };
+    let principals = if rules.is_enabled(AlarmKind::UnexpectedPrincipal) {
+        crate::trail::principals_seen(shared, org, cluster, &rules, now).await
+    } else {
+        PrincipalsSeen::Unreadable(String::new())
+    };
+    let seen = Observed {
+        rules: &rules,
+        denied_in_window: denied,
+        probe,
+        material,
+        principals,
+        now_ms: now,
+    };
+    shared.alarms.evaluate(cluster, &seen).await
+}
+
+/// What KMS last said of the cluster key's current material: asked again (one `DescribeKey` as
+/// the cluster's role) once per `key_material_check_interval`, else as recorded.
+async fn key_material(
+    shared: &Shared,
+    cluster: &crate::cluster::Cluster,
+    now: i64,
+) -> Result<MaterialSeen> {
+    let Some(key_arn) = cluster.key_arn.as_deref() else {
+        return Ok(MaterialSeen::Unknown("the cluster has no key".into()));
+    };
+    let recorded = shared.alarms.material(&cluster.id).await?;
+    let every =
+        i64::try_from(shared.config.key_material_check_interval.as_millis()).unwrap_or(i64::MAX);
+    if let Some(row) = &recorded {
+        if row.key_arn == key_arn && now - row.checked_at_ms < every {
+            return Ok(MaterialSeen::Seen {
+                rotated_at_ms: row.rotated_at_ms,
+            });
+        }
+    }
+    let kms = shared
+        .session(crate::shared::RoleOf {
+            cluster_id: &cluster.id,
+            role_arn: &cluster.role_arn,
+            region: &cluster.region,
+        })
+        .await;
+    let asked = kms.describe_key().key_id(key_arn).send().await;
+    let reported = asked
+        .as_ref()
+        .ok()
+        .and_then(|out| out.key_metadata())
+        .and_then(|m| m.current_key_material_id())
+        .map(str::to_owned);
+    match (reported, recorded) {
+        (Some(material), _) => Ok(MaterialSeen::Seen {
+            rotated_at_ms: shared
+                .alarms
+                .record_material(&cluster.id, key_arn, &material, now)
+                .await?,
+        }),
+        // Asked and not answered: what was seen before still holds.
+        (None, Some(row)) if row.key_arn == key_arn => Ok(MaterialSeen::Seen {
+            rotated_at_ms: row.rotated_at_ms,
+        }),
+        (None, _) => Ok(MaterialSeen::Unknown(match asked {
+            Ok(_) => format!(
+                "KMS does not report the current material of key {key_arn} \
+                 (DescribeKey's CurrentKeyMaterialId), so a rotation cannot be seen"
+            ),
+            Err(error) => format!(
+                "the key's current material could not be read (DescribeKey as the cluster's \
+                 role failed: {})",
+                aws_sdk_kms::error::DisplayErrorContext(&error)
+            ),
+        })),
+    }
+}
+
+/// Keeps the KMS audit bounded at a quarter of the retention period (at least every second, at
+/// most every hour): records past their retention deleted, successful probes past the compaction
+/// age folded into hourly counts.
 async fn expire_audit(shared: Weak<Shared>) {
     loop {
         let Some(strong) = shared.upgrade() else {
@@ -177,19 +285,31 @@ async fn expire_audit(shared: Weak<Shared>) {
         };
         let retention = strong.config.audit_retention;
         let every = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
-        let before = strong
-            .config
-            .clock
-            .now_ms()
-            .saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
-        match strong.audit.expire(before).await {
-            Ok(0) => {}
-            Ok(expired) => tracing::debug!(expired, "KMS audit records past retention deleted"),
-            Err(error) => tracing::warn!(%error, "KMS audit retention could not run"),
+        if let Err(error) = maintain_audit(&strong).await {
+            tracing::warn!(%error, "KMS audit retention or compaction could not run");
         }
         drop(strong);
         tokio::time::sleep(every).await;
     }
+}
+
+/// Deletes what is past retention and compacts what is past the compaction age, once. Returns
+/// (records compacted, records expired).
+pub(crate) async fn maintain_audit(shared: &Shared) -> Result<(u64, u64)> {
+    let now = shared.config.clock.now_ms();
+    let age = |d: Duration| now.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let expired = shared
+        .audit
+        .expire(age(shared.config.audit_retention))
+        .await?;
+    let compacted = shared
+        .audit
+        .compact(age(shared.config.audit_compaction_age))
+        .await?;
+    if expired > 0 || compacted > 0 {
+        tracing::debug!(expired, compacted, "KMS audit kept bounded");
+    }
+    Ok((compacted, expired))
 }
 
 /// The reconciliation worker: one run per kicked cluster, at most [`RECONCILE_CONCURRENCY`] at

@@ -42,7 +42,16 @@ async fn each_key_event_raises_its_alarms_and_each_clears_when_undone() {
     settle(&plane, &acme, &cluster.id).await;
     let all = states(&plane, &acme, &cluster.id).await;
     assert_eq!(all.len(), AlarmKind::ALL.len());
-    assert!(all.iter().all(|(_, s)| *s == AlarmState::Ok), "{all:?}");
+    // Every alarm OK but unexpected-principal, which has no trail to read by default.
+    assert!(
+        all.iter()
+            .all(|(k, s)| *s == AlarmState::Ok || *k == AlarmKind::UnexpectedPrincipal),
+        "{all:?}"
+    );
+    assert_eq!(
+        state_of(&all, AlarmKind::UnexpectedPrincipal),
+        AlarmState::InsufficientData
+    );
 
     // Disabled: key-disabled and cluster-key-inaccessible, nothing else.
     env.customer
@@ -79,7 +88,11 @@ async fn each_key_event_raises_its_alarms_and_each_clears_when_undone() {
     env.customer.enable_key().key_id(&key).send().await.unwrap();
     settle(&plane, &acme, &cluster.id).await;
     let all = states(&plane, &acme, &cluster.id).await;
-    assert!(all.iter().all(|(_, s)| *s == AlarmState::Ok), "{all:?}");
+    assert!(
+        all.iter()
+            .all(|(k, s)| *s == AlarmState::Ok || *k == AlarmKind::UnexpectedPrincipal),
+        "{all:?}"
+    );
 
     // Deletion scheduled: the alarm names the date; cancelled (and enabled), it clears.
     env.customer

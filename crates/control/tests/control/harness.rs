@@ -49,6 +49,8 @@ secret = "{CUSTOMER_SECRET}"
 pub struct Env {
     pub server: DevServer,
     pub customer: aws_sdk_kms::Client,
+    /// IAM as the customer account's root.
+    pub customer_iam: aws_sdk_iam::Client,
     pub iam: aws_sdk_iam::Client,
     pub operator_kms: aws_sdk_kms::Client,
     pub dir: tempfile::TempDir,
@@ -60,6 +62,7 @@ pub async fn start() -> Env {
     let customer = server.sdk_config_as(CUSTOMER_KEY, CUSTOMER_SECRET).await;
     let operator = server.sdk_config_as(OPERATOR_KEY, OPERATOR_SECRET).await;
     Env {
+        customer_iam: aws_sdk_iam::Client::new(&customer),
         customer: aws_sdk_kms::Client::new(&customer),
         iam: aws_sdk_iam::Client::new(&operator),
         operator_kms: aws_sdk_kms::Client::new(&operator),
@@ -86,9 +89,20 @@ impl Env {
 
     /// A control plane on SQLite in a fresh directory under the test's.
     pub async fn plane(&self, name: &str) -> ControlPlane {
+        self.plane_with(name, |_| {}).await
+    }
+
+    /// [`Env::plane`] with its configuration changed by `change` first.
+    pub async fn plane_with(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut ControlConfig),
+    ) -> ControlPlane {
         let data = self.dir.path().join(name);
         let url = format!("sqlite:{}", data.join("control.db").display());
-        ControlPlane::open(self.config(&data, &url))
+        let mut config = self.config(&data, &url);
+        change(&mut config);
+        ControlPlane::open(config)
             .await
             .expect("open the control plane")
     }

@@ -8,9 +8,11 @@
 //! `keyward-operator` user, real per-cluster roles assumed through STS, and the customer account
 //! 444455556666.
 
+mod alarm_rules;
 mod alarms;
 mod association;
 mod audit;
+mod audit_load;
 mod backups;
 mod clusters;
 pub mod db;

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod alarms;
 mod backups;
 mod crypt;
 mod documents;

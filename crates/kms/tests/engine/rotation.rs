@@ -22,8 +22,14 @@ async fn on_demand_rotation_keeps_old_ciphertexts_and_is_limited_to_ten() {
     let f = Fixture::new();
     let (id, arn) = f.create_key().await;
     let before = encrypt(&f, &id, b"v1").await;
+    let material = f.describe(&id).await["CurrentKeyMaterialId"].clone();
+    assert_eq!(material.as_str().map(str::len), Some(64), "{material}");
     let r = f.ok("RotateKeyOnDemand", json!({"KeyId": id})).await;
     assert_eq!(r["KeyId"], id);
+    // DescribeKey names the new current material (how a key's user sees a rotation).
+    let rotated = f.describe(&id).await["CurrentKeyMaterialId"].clone();
+    assert_ne!(rotated, material);
+    assert_eq!(rotated.as_str().map(str::len), Some(64));
     let after = encrypt(&f, &id, b"v2").await;
     // New material encrypts: the blobs name different material versions.
     assert_ne!(unb64(&before)[17..21], unb64(&after)[17..21]);
