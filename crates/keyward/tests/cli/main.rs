@@ -4,6 +4,7 @@
 mod support;
 
 mod backups;
+mod console;
 mod crypt;
 mod documents;
 mod guide;
