@@ -26,6 +26,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Code {
     InvalidRequest,
     Unauthenticated,
+    Forbidden,
     NotFound,
     MethodNotAllowed,
     Conflict,
@@ -45,6 +46,7 @@ impl Code {
         match self {
             Code::InvalidRequest => "invalid_request",
             Code::Unauthenticated => "unauthenticated",
+            Code::Forbidden => "forbidden",
             Code::NotFound => "not_found",
             Code::MethodNotAllowed => "method_not_allowed",
             Code::Conflict => "conflict",
@@ -64,6 +66,7 @@ impl Code {
         match self {
             Code::InvalidRequest => StatusCode::BAD_REQUEST,
             Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Code::Forbidden => StatusCode::FORBIDDEN,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::Conflict | Code::KeyNotAssociated | Code::NotReady => StatusCode::CONFLICT,
@@ -186,6 +189,7 @@ mod tests {
         for (code, name, status) in [
             (Code::NotFound, "not_found", 404),
             (Code::Unauthenticated, "unauthenticated", 401),
+            (Code::Forbidden, "forbidden", 403),
             (Code::InvalidRequest, "invalid_request", 400),
             (Code::Conflict, "conflict", 409),
             (Code::KeyNotAssociated, "key_not_associated", 409),

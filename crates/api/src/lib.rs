@@ -3,8 +3,8 @@
 //! What it does:
 //! - [`router`]: every route of the API (see [`ROUTES`] and the OpenAPI 3.1 document served at
 //!   `GET /v1/openapi.json`, [`OPENAPI_JSON`]), each a thin translation of one facade call.
-//! - Authentication: `Authorization: Bearer <token>` on every route but `GET /healthz` and
-//!   `GET /v1/openapi.json`. Organization tokens are checked by the control plane (which scopes
+//! - Authentication: `Authorization: Bearer <token>` (or the console's session cookie) on every
+//!   route but `GET /healthz`, `GET /v1/openapi.json` and the console's pages. Organization tokens are checked by the control plane (which scopes
 //!   every cluster by organization, so another organization's cluster is `not_found`); the one
 //!   admin routes (`/v1/organizations...`, `GET /metrics`) take the bootstrap [`AdminToken`], compared in
 //!   constant time.
@@ -20,6 +20,12 @@
 //!   the API's requests by route and status; every request runs in a `request` span with a
 //!   random id, sent back as `x-request-id`.
 //! - [`embedded`]: the identities of the embedded setup (`keyward up` and tests).
+//! - [`console`]: the console, the guide's screens as pages on the same listener (HTML, CSS and
+//!   a vanilla script embedded in the binary) calling this API with a session cookie (`HttpOnly`,
+//!   `SameSite=Strict`) and a CSRF token required on every change; it polls for what changes by
+//!   itself. Every answer carries a strict Content-Security-Policy, `X-Frame-Options: DENY` and
+//!   `nosniff`. Bearer requests are unchanged: with an `Authorization` header the cookie is not
+//!   looked at.
 //!
 //! - Concurrency: each organization has at most [`Limits::max_data_requests_per_org`] data
 //!   requests in flight; more answer `429 too_many_requests` with `Retry-After` before anything
@@ -31,6 +37,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod console;
 pub mod embedded;
 pub mod error;
 mod observe;
@@ -150,6 +157,8 @@ pub(crate) struct Shared {
     >,
     /// Requests answered, for `GET /metrics`.
     pub(crate) http: observe::HttpCounts,
+    /// The console's signed-in sessions.
+    pub(crate) sessions: console::Sessions,
 }
 
 #[cfg(test)]

@@ -76,6 +76,7 @@ pub fn router(plane: ControlPlane, admin: AdminToken, limits: Limits) -> Router 
         limits,
         data_permits: Default::default(),
         http: Default::default(),
+        sessions: Default::default(),
     }));
     let routes = Routes::default()
         .add(Method::GET, "/healthz", healthz)
@@ -169,14 +170,18 @@ pub fn router(plane: ControlPlane, admin: AdminToken, limits: Limits) -> Router 
             .map(|(m, p)| (m.to_string(), p.to_string()))
             .collect::<Vec<_>>()
     );
-    routes
-        .router
+    let mut router = routes.router;
+    for (path, methods) in crate::console::routes() {
+        router = router.route(path, methods);
+    }
+    router
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::observe::observe,
         ))
+        .layer(axum::middleware::from_fn(crate::console::security_headers))
         .with_state(state)
 }
 
@@ -240,6 +245,12 @@ impl FromRequestParts<AppState> for Org {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Org> {
+        // The console's session cookie stands in for a bearer token, only when there is none.
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            if let Some(token) = crate::console::session_token(parts, state)? {
+                return Ok(Org(state.0.plane.authenticate(&token).await?));
+            }
+        }
         let token = bearer(parts)?;
         if state.0.admin.matches(token) {
             return Err(ApiError::unauthenticated(
@@ -324,7 +335,7 @@ fn too_large(limit: u64) -> ApiError {
 
 /// Reads a whole body of at most `limit` bytes (JSON bodies only; documents are streamed); more
 /// is `413 payload_too_large`, refused before reading when `Content-Length` already says so.
-async fn read_body(body: Body, limit: u64) -> ApiResult<bytes::Bytes> {
+pub(crate) async fn read_body(body: Body, limit: u64) -> ApiResult<bytes::Bytes> {
     if axum::body::HttpBody::size_hint(&body).lower() > limit {
         return Err(too_large(limit));
     }

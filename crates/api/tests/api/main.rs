@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod backups;
 mod bad_names;
+mod console;
 mod documents;
 mod errors;
 mod isolation;
@@ -147,9 +148,25 @@ impl Api {
         token: Option<&str>,
         body: impl Into<Body>,
     ) -> Answer {
+        let authorization = token.map(|token| format!("Bearer {token}"));
+        let headers: Vec<(&str, &str)> = authorization
+            .iter()
+            .map(|value| ("authorization", value.as_str()))
+            .collect();
+        self.send(method, path, &headers, body).await.0
+    }
+
+    /// One request with these headers: the answer and the answer's headers.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> (Answer, axum::http::HeaderMap) {
         let mut request = Request::builder().method(method).uri(path);
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let response = self
             .router
@@ -158,13 +175,17 @@ impl Api {
             .await
             .unwrap();
         let status = response.status();
+        let answer_headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Answer {
-            status,
-            json,
-            bytes,
-        }
+        (
+            Answer {
+                status,
+                json,
+                bytes,
+            },
+            answer_headers,
+        )
     }
 
     pub async fn call_json(

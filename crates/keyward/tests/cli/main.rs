@@ -5,6 +5,7 @@ mod support;
 
 mod alarms;
 mod backups;
+mod console;
 mod crypt;
 mod documents;
 mod guide;
