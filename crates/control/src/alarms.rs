@@ -728,7 +728,11 @@ mod tests {
             .all(|(_, s, _)| *s == InsufficientData));
     }
 
-    fn one(cluster: &Cluster, seen: &Observed<'_>, kind: AlarmKind) -> Option<(AlarmState, String)> {
+    fn one(
+        cluster: &Cluster,
+        seen: &Observed<'_>,
+        kind: AlarmKind,
+    ) -> Option<(AlarmState, String)> {
         decide(cluster, seen)
             .into_iter()
             .find(|(k, _, _)| *k == kind)
@@ -753,7 +757,10 @@ mod tests {
         rules.probe_cost_budget_usd = Some(0.5);
         let (s, reason) = one(&healthy, &seen(&rules, &probe, 0), ProbeCostBudget).unwrap();
         assert_eq!(s, Alarm);
-        assert!(reason.contains("0.777600") && reason.contains("0.500000"), "{reason}");
+        assert!(
+            reason.contains("0.777600") && reason.contains("0.500000"),
+            "{reason}"
+        );
         rules.probe_cost_budget_usd = Some(1.0);
         assert_eq!(state(&rules, 0, ProbeCostBudget), Ok);
         // Rotated 10 s ago: ALARM inside a 60 s window; 61 s ago: OK.

@@ -163,16 +163,49 @@ async fn alarm_rules_are_set_per_organization_and_cluster_and_a_bad_field_is_a_4
     assert_eq!(effective["enabled"]["key-rotated"], false);
     assert_eq!(effective["probe_cost_budget_usd"], 1.5);
     assert_eq!(effective["access_denied_window_seconds"], 300);
-    let before = call(Method::GET, cluster_path.clone(), serde_json::json!(null), token.clone()).await;
-    let org_before = call(Method::GET, org_path.clone(), serde_json::json!(null), token.clone()).await;
+    let before = call(
+        Method::GET,
+        cluster_path.clone(),
+        serde_json::json!(null),
+        token.clone(),
+    )
+    .await;
+    let org_before = call(
+        Method::GET,
+        org_path.clone(),
+        serde_json::json!(null),
+        token.clone(),
+    )
+    .await;
     for (bad, field) in [
-        (serde_json::json!({"access_denied_threshold": 0}), "access_denied_threshold"),
-        (serde_json::json!({"access_denied_window_seconds": "300"}), "access_denied_window_seconds"),
-        (serde_json::json!({"enabled": {"nope": true}}), "enabled.nope"),
-        (serde_json::json!({"access_denied_operations": ["Decrypt", "Frobnicate"]}), "access_denied_operations[1]"),
-        (serde_json::json!({"allowed_principals": ["arn:aws:iam::444455556666:group/admins"]}), "allowed_principals[0]"),
-        (serde_json::json!({"rotation_window_seconds": 0}), "rotation_window_seconds"),
-        (serde_json::json!({"probe_cost_budget_usd": "lots"}), "probe_cost_budget_usd"),
+        (
+            serde_json::json!({"access_denied_threshold": 0}),
+            "access_denied_threshold",
+        ),
+        (
+            serde_json::json!({"access_denied_window_seconds": "300"}),
+            "access_denied_window_seconds",
+        ),
+        (
+            serde_json::json!({"enabled": {"nope": true}}),
+            "enabled.nope",
+        ),
+        (
+            serde_json::json!({"access_denied_operations": ["Decrypt", "Frobnicate"]}),
+            "access_denied_operations[1]",
+        ),
+        (
+            serde_json::json!({"allowed_principals": ["arn:aws:iam::444455556666:group/admins"]}),
+            "allowed_principals[0]",
+        ),
+        (
+            serde_json::json!({"rotation_window_seconds": 0}),
+            "rotation_window_seconds",
+        ),
+        (
+            serde_json::json!({"probe_cost_budget_usd": "lots"}),
+            "probe_cost_budget_usd",
+        ),
         (serde_json::json!({"threshold": 5}), "\"threshold\""),
     ] {
         for path in [&cluster_path, &org_path] {
@@ -182,13 +215,40 @@ async fn alarm_rules_are_set_per_organization_and_cluster_and_a_bad_field_is_a_4
             assert!(message.contains(field), "{bad}: {message}");
         }
     }
-    let after = call(Method::GET, cluster_path.clone(), serde_json::json!(null), token.clone()).await;
-    let org_after = call(Method::GET, org_path.clone(), serde_json::json!(null), token.clone()).await;
-    assert_eq!(after.json, before.json, "nothing of a refused rule is stored");
+    let after = call(
+        Method::GET,
+        cluster_path.clone(),
+        serde_json::json!(null),
+        token.clone(),
+    )
+    .await;
+    let org_after = call(
+        Method::GET,
+        org_path.clone(),
+        serde_json::json!(null),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(
+        after.json, before.json,
+        "nothing of a refused rule is stored"
+    );
     assert_eq!(org_after.json, org_before.json);
     // Another organization: its own rule is empty, and the cluster is not found.
-    let theirs = call(Method::GET, org_path.clone(), serde_json::json!(null), other.clone()).await;
+    let theirs = call(
+        Method::GET,
+        org_path.clone(),
+        serde_json::json!(null),
+        other.clone(),
+    )
+    .await;
     assert_eq!(theirs.json["organization"], serde_json::json!({}));
-    let foreign = call(Method::GET, cluster_path.clone(), serde_json::json!(null), other.clone()).await;
+    let foreign = call(
+        Method::GET,
+        cluster_path.clone(),
+        serde_json::json!(null),
+        other.clone(),
+    )
+    .await;
     assert_error(&foreign, 404, "not_found");
 }
