@@ -745,9 +745,11 @@ mod tests {
         use AlarmState::*;
         let healthy = cluster(KeyHealth::healthy("k"));
         let probe = probe();
-        let mut rules = EffectiveRules::default();
-        rules.access_denied_threshold = 3;
-        rules.rotation_window_seconds = 60;
+        let mut rules = EffectiveRules {
+            access_denied_threshold: 3,
+            rotation_window_seconds: 60,
+            ..EffectiveRules::default()
+        };
         let state = |rules: &EffectiveRules, denied: usize, kind: AlarmKind| {
             one(&healthy, &seen(rules, &probe, denied), kind).unwrap().0
         };
