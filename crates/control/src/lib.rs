@@ -28,6 +28,11 @@
 //!   backups are kept for a retention period, listed, restorable and deletable by the
 //!   organization, then deleted by the operator (`operator/retention.rs`), and a platform key is
 //!   scheduled for deletion only once no cluster and no kept backup uses it;
+//! - the per-cluster KMS audit (`audit.rs`: every request of a cluster's role, kept 90 days,
+//!   successful probes folded into hourly counts after a day) and the alarms evaluated from it
+//!   and from key health (`alarms.rs`), under rules per organization and cluster
+//!   (`alarm_rules.rs`; [`ControlPlane::set_cluster_alarm_rules`]), the key account's trail read
+//!   through a role the customer lends (`trail.rs`);
 //! - KMS usage per cluster, day and operation (probes apart) and what it costs at AWS's prices
 //!   ([`ControlPlane::usage`], `usage.rs`), from the audit;
 //! - verification per storage class, built on `keyward_storage::scan`;

@@ -30,6 +30,8 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 const KMS_TARGET_PREFIX: &str = "TrentService.";
 const CLOUDTRAIL_TARGET_PREFIX: &str = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.";
+/// The same target as the AWS SDK for Rust sends it (AWS accepts both forms).
+const CLOUDTRAIL_SHORT_TARGET_PREFIX: &str = "CloudTrail_20131101.";
 const JSON_1_1: &str = "application/x-amz-json-1.1";
 const REQUEST_ID: &str = "x-amzn-requestid";
 
@@ -160,7 +162,10 @@ async fn handle_aws_inner(
         .unwrap_or_default();
     let service = if let Some(action) = target.strip_prefix(KMS_TARGET_PREFIX) {
         Service::Kms(action)
-    } else if let Some(action) = target.strip_prefix(CLOUDTRAIL_TARGET_PREFIX) {
+    } else if let Some(action) = target
+        .strip_prefix(CLOUDTRAIL_TARGET_PREFIX)
+        .or_else(|| target.strip_prefix(CLOUDTRAIL_SHORT_TARGET_PREFIX))
+    {
         Service::CloudTrail(action)
     } else {
         return Err(Error::UnknownOperation(String::new()));

@@ -57,27 +57,8 @@ fn rules_from_the_cli_drive_the_rotation_and_principal_alarms_from_real_events()
             "4M",
         ],
     );
-    let customer = up.info["customer"]["account_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let org_id = up.info["organization"]["id"].as_str().unwrap().to_owned();
-    let created = up.keyward_json(&["cluster", "create", "alarmed", "--encryption", "external"]);
-    let id = created["id"].as_str().unwrap().to_owned();
-    let policy = up.keyward_json(&["cluster", "key-policy", &id, "--full-policy-for", &customer]);
-    let policy_file = dir.path().join("policy.json");
-    std::fs::write(&policy_file, policy.to_string()).unwrap();
-    let key = up.aws(&[
-        "kms",
-        "create-key",
-        "--policy",
-        &format!("file://{}", policy_file.display()),
-    ])["KeyMetadata"]["Arn"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let association = up.keyward_json(&["cluster", "associate", &id, &key]);
-    assert_eq!(association["applied"], true, "{association:#}");
+    let (id, key) = up.associated_cluster(dir.path(), "alarmed");
     let cluster = Cluster {
         up: &up,
         id: id.clone(),

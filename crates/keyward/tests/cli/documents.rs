@@ -249,24 +249,7 @@ fn a_download_is_cut_short_when_the_key_is_disabled_mid_way() {
     crate::support::require_tool("aws");
     let dir = tempfile::tempdir().unwrap();
     let up = Up::start(&dir.path().join("keyward-data"), &[]);
-    let customer = up.info["customer"]["account_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let cluster = up.keyward_json(&["cluster", "create", "cut", "--encryption", "external"]);
-    let id = cluster["id"].as_str().unwrap().to_owned();
-    let policy = up.keyward_json(&["cluster", "key-policy", &id, "--full-policy-for", &customer]);
-    let policy_file = dir.path().join("policy.json");
-    std::fs::write(&policy_file, policy.to_string()).unwrap();
-    let key = up.aws(&[
-        "kms",
-        "create-key",
-        "--policy",
-        &format!("file://{}", policy_file.display()),
-    ]);
-    let key_arn = key["KeyMetadata"]["Arn"].as_str().unwrap().to_owned();
-    let association = up.keyward_json(&["cluster", "associate", &id, &key_arn]);
-    assert_eq!(association["applied"], true, "{association:#}");
+    let (id, key_arn) = up.associated_cluster(dir.path(), "cut");
     let started = Instant::now();
     while up.keyward_json(&["cluster", "show", &id])["state"] != "ready" {
         assert!(started.elapsed() < Duration::from_secs(60), "not ready");

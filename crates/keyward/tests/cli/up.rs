@@ -51,6 +51,32 @@ pub fn config_dir_of(data_dir: &Path) -> PathBuf {
 }
 
 impl Up {
+    /// Step 1 to 3 of the guide with the CLIs: an external cluster, the customer's key with the
+    /// full policy `keyward` prints (written under `dir`), associated. Answers (cluster id, key
+    /// ARN); the cluster may still be provisioning.
+    pub fn associated_cluster(&self, dir: &Path, name: &str) -> (String, String) {
+        let customer = self.info["customer"]["account_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let cluster = self.keyward_json(&["cluster", "create", name, "--encryption", "external"]);
+        let id = cluster["id"].as_str().unwrap().to_owned();
+        let policy =
+            self.keyward_json(&["cluster", "key-policy", &id, "--full-policy-for", &customer]);
+        let policy_file = dir.join(format!("{name}-policy.json"));
+        std::fs::write(&policy_file, policy.to_string()).unwrap();
+        let key = self.aws(&[
+            "kms",
+            "create-key",
+            "--policy",
+            &format!("file://{}", policy_file.display()),
+        ]);
+        let key_arn = key["KeyMetadata"]["Arn"].as_str().unwrap().to_owned();
+        let association = self.keyward_json(&["cluster", "associate", &id, &key_arn]);
+        assert_eq!(association["applied"], true, "{association:#}");
+        (id, key_arn)
+    }
+
     pub fn start(data_dir: &Path, extra: &[&str]) -> Up {
         Up::start_with_config(data_dir, &config_dir_of(data_dir), extra)
     }
