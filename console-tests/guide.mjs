@@ -162,6 +162,9 @@ async function walk(page, context) {
   assert(cookie && cookie.httpOnly && cookie.sameSite === 'Strict', 'HttpOnly SameSite=Strict cookie: ' + JSON.stringify(cookies.map((c) => c.name)));
   assert(await page.evaluate(() => !document.cookie.includes('keyward_session')), 'the script cannot read the cookie');
 
+  // Another cluster of the organization, internal, so the list has more than one.
+  assert((await api('POST', '/v1/clusters', { name: 'analytics', encryption: 'internal' })).status === 201, 'an internal cluster');
+
   // Step 1, bad input first: empty name and no choice of encryption, then a bad region. The
   // API's message shows beside the field and nothing is created.
   const before = (await clusters()).length;

@@ -395,7 +395,7 @@ function listView() {
       attrs: { 'data-cluster': c.id },
       cells: [
         h('a', { href: '#/clusters/' + encodeURIComponent(c.id) }, c.name),
-        c.region,
+        h('span', { class: 'nowrap' }, c.region),
         c.encryption === 'external' ? 'External' : 'Internal',
         stateBadge(c.state),
         healthBadge(c.health),
