@@ -162,6 +162,9 @@ async function walk(page, context) {
   assert(cookie && cookie.httpOnly && cookie.sameSite === 'Strict', 'HttpOnly SameSite=Strict cookie: ' + JSON.stringify(cookies.map((c) => c.name)));
   assert(await page.evaluate(() => !document.cookie.includes('keyward_session')), 'the script cannot read the cookie');
 
+  // Another cluster of the organization, internal, so the list has more than one.
+  assert((await api('POST', '/v1/clusters', { name: 'analytics', encryption: 'internal' })).status === 201, 'an internal cluster');
+
   // Step 1, bad input first: empty name and no choice of encryption, then a bad region. The
   // API's message shows beside the field and nothing is created.
   const before = (await clusters()).length;
@@ -351,7 +354,11 @@ async function walk(page, context) {
   await page.fill('#audit-operation', 'Decrypt');
   await page.selectOption('#audit-result', 'success');
   await page.click('#audit-form button[type="submit"]');
-  await page.locator('#audit-note', { hasText: 'record' }).waitFor();
+  // The filtered answer replaces the rows shown before.
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('#audit-rows tr[data-operation]')];
+    return rows.length > 0 && rows.every((r) => r.dataset.operation === 'Decrypt' && r.dataset.result === 'success');
+  }, null, { timeout: 15000 });
   const operations = await page.locator('#audit-rows tr[data-operation]').evaluateAll((rows) => rows.map((r) => r.dataset.operation + '/' + r.dataset.result));
   assert(operations.length > 0 && operations.every((o) => o === 'Decrypt/success'), 'the filter: ' + operations);
   await page.fill('#audit-operation', 'not an operation!');
@@ -362,6 +369,7 @@ async function walk(page, context) {
   await page.click('#audit-form button[type="submit"]');
   await page.locator('#usage-operations').waitFor();
   assert((await page.textContent('#usage')).includes('GenerateDataKey'), 'usage per operation');
+  assert(/Estimated KMS cost: \$\d/.test(await page.textContent('#usage-total')), 'the estimated cost');
   await axe(page, 'alarms, audit and cost');
   await shot(page, '11-alarms', 'section[aria-labelledby="alarms-h"]');
   await shot(page, '12-audit', 'section[aria-labelledby="audit-h"]');

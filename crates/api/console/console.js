@@ -395,7 +395,7 @@ function listView() {
       attrs: { 'data-cluster': c.id },
       cells: [
         h('a', { href: '#/clusters/' + encodeURIComponent(c.id) }, c.name),
-        c.region,
+        h('span', { class: 'nowrap' }, c.region),
         c.encryption === 'external' ? 'External' : 'Internal',
         stateBadge(c.state),
         healthBadge(c.health),
@@ -956,14 +956,17 @@ function monitoringPage(id, cluster, body, mine) {
       const u = await api('GET', clusterPath(id, '/usage'));
       const ops = u.operations.map((o) => ({ cells: [o.operation, String(o.data), String(o.probe)] }));
       const charges = (u.charges && u.charges.periods) || [];
-      const chargeColumns = [{ label: 'Month' }, { label: 'AWS account' }, { label: 'Cluster requests', num: true }, { label: 'Estimated cost', num: true }];
+      const chargeColumns = [{ label: 'Month' }, { label: 'AWS account' }, { label: 'Cluster requests', num: true },
+        { label: 'Billable requests', num: true }, { label: 'Requests', num: true }, { label: 'Keys', num: true }];
       usageBox.replaceChildren(
         h('p', {}, 'From ' + u.from + ' to ' + u.to + ' (UTC): ' + u.total.data + ' data requests and ' + u.total.probe + ' probe requests.'),
         table('KMS requests per operation', [{ label: 'Operation' }, { label: 'Data', num: true }, { label: 'Probe', num: true }], ops,
           { empty: 'No KMS requests in this period.', id: 'usage-operations' }),
         table('Estimated KMS charges, billed to the key\'s AWS account', chargeColumns, charges.map((p) => ({
-          cells: [p.month, p.account, String(p.cluster_requests), chargeText(p)],
+          cells: [p.month, p.account, String(p.cluster_requests), String(p.billable_requests), usd(p.requests_micro_usd),
+            usd(p.keys_micro_usd)],
         })), { empty: 'No charges in this period.', id: 'usage-charges' }),
+        u.charges ? h('p', { id: 'usage-total' }, h('strong', {}, 'Estimated KMS cost: ' + usd(u.charges.total_micro_usd))) : null,
         u.charges && u.charges.prices ? h('p', { class: 'hint' }, 'At AWS\'s public prices: ' + usd(u.charges.prices.key_month_micro_usd)
           + ' per key and month, ' + usd(u.charges.prices.per_10k_requests_micro_usd) + ' per 10,000 requests past '
           + u.charges.prices.free_requests_per_month + ' free requests a month per account.') : null);
@@ -994,13 +997,6 @@ function monitoringPage(id, cluster, body, mine) {
   audit();
   usage();
   return { refresh: async () => { await alarms(); } };
-}
-
-function chargeText(period) {
-  for (const name of ['estimated_micro_usd', 'cluster_micro_usd', 'total_micro_usd', 'charge_micro_usd']) {
-    if (typeof period[name] === 'number') return usd(period[name]);
-  }
-  return '—';
 }
 
 // ---- start ----------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ fn the_console_walks_the_guide_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let up = Up::start(
         &dir.path().join("keyward-data"),
-        &["--probe-interval", "2s", "--disk-size", "4M"],
+        &["--probe-interval", "3s", "--disk-size", "4M"],
     );
     let shots = match std::env::var_os("KEYWARD_SCREENSHOTS") {
         Some(path) => PathBuf::from(path),
