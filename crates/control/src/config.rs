@@ -51,6 +51,11 @@ pub struct ControlConfig {
     pub default_region: String,
     /// How often every cluster's key is probed.
     pub probe_interval: Duration,
+    /// Periodic key probes in flight at once (see [`crate::health`]: sized to the KMS).
+    pub probe_concurrency: usize,
+    /// Periodic key probes started per second at most (the probes' share of the account's KMS
+    /// request quota); 0 for no bound but the interval's spread.
+    pub probe_max_rate: u32,
     pub engine_disks: u32,
     pub search_disks: u32,
     /// Size of each disk; a positive multiple of 4096.
@@ -87,6 +92,8 @@ impl std::fmt::Debug for ControlConfig {
             .field("operator_secret_access_key", &"<redacted>")
             .field("default_region", &self.default_region)
             .field("probe_interval", &self.probe_interval)
+            .field("probe_concurrency", &self.probe_concurrency)
+            .field("probe_max_rate", &self.probe_max_rate)
             .field("engine_disks", &self.engine_disks)
             .field("search_disks", &self.search_disks)
             .field("disk_size_bytes", &self.disk_size_bytes)
@@ -124,6 +131,8 @@ impl ControlConfig {
             operator_secret_access_key: operator_secret_access_key.into(),
             default_region: "us-east-1".into(),
             probe_interval: Duration::from_secs(10),
+            probe_concurrency: crate::health::DEFAULT_PROBE_CONCURRENCY,
+            probe_max_rate: crate::health::DEFAULT_PROBE_MAX_RATE,
             engine_disks: 3,
             search_disks: 3,
             disk_size_bytes: 64 << 20,
@@ -157,6 +166,9 @@ impl ControlConfig {
         }
         if self.key_material_check_interval.is_zero() {
             return bad("key_material_check_interval must be positive".into());
+        }
+        if self.probe_concurrency == 0 {
+            return bad("probe_concurrency must be positive".into());
         }
         if self.audit_retention.is_zero() {
             return bad("audit_retention must be positive".into());

@@ -57,7 +57,8 @@ impl ControlPlane {
         let base = sdk_config(&config).await;
         let (monitor, changes) = HealthMonitor::start(MonitorConfig {
             interval: config.probe_interval,
-            ..MonitorConfig::default()
+            concurrency: config.probe_concurrency,
+            max_rate: config.probe_max_rate,
         });
         let audit = AuditLog::start(db.clone());
         let alarms = Alarms::new(db.clone());
@@ -559,6 +560,13 @@ impl ControlPlane {
             applied: true,
             report,
         })
+    }
+
+    /// What the key-health monitor's last round of periodic probes took, and the KMS requests
+    /// every probe has sent since the start (for capacity planning and benchmarks).
+    pub fn probe_stats(&self) -> (crate::health::RoundStats, u64) {
+        let monitor = &self.shared().monitor;
+        (monitor.last_round(), monitor.kms_requests())
     }
 
     /// Probes the cluster's key now, applies the result (locking or unlocking the data) and

@@ -301,6 +301,24 @@ impl Repo {
         row.as_ref().map(cluster_of_row).transpose()
     }
 
+    /// Every cluster with a key, in one query (the operator's alarm round reads them all each
+    /// probe interval: one query per cluster would hold the database for thousands of them).
+    pub(crate) async fn keyed_clusters(&self) -> Result<Vec<(OrgId, Cluster)>> {
+        let rows = self
+            .db
+            .query(
+                &format!(
+                    "SELECT {CLUSTER_COLUMNS} FROM clusters WHERE key_arn IS NOT NULL \
+                     ORDER BY created_at_ms, id"
+                ),
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.text("org_id")?, cluster_of_row(row)?)))
+            .collect()
+    }
+
     /// A cluster by id alone, with its organization (for the operator).
     pub(crate) async fn cluster(&self, id: &str) -> Result<Option<(OrgId, Cluster)>> {
         let row = self

@@ -1146,21 +1146,34 @@ fn assume_role(
     };
     let identity = session.identity();
 
-    let ops = vec![
-        Op::PruneSessions { before_ms: now },
-        Op::PutSession {
+    // Expired sessions go (from memory and the store) once one may have expired, not on every
+    // call: the walk over every session would make assuming N roles cost N^2.
+    let prune = now >= ids.sessions_expire_ms;
+    let ops = [Op::PruneSessions { before_ms: now }]
+        .into_iter()
+        .filter(|_| prune)
+        .chain([Op::PutSession {
             access_key_id: access_key_id.clone(),
             doc: serde_json::to_string(&session.doc).expect("a session serializes"),
             wrapped_secret: root.wrap(secret.as_bytes(), &session_secret_aad(&access_key_id)),
             expires_ms,
-        },
-    ];
+        }])
+        .collect::<Vec<_>>();
     let response = serde_json::json!({
         "credentials": {"accessKeyId": access_key_id, "expiration": iso8601(expires_ms)},
         "assumedRoleUser": {"assumedRoleId": &identity.principal_id, "arn": &identity.arn},
     });
     let role_account = session.doc.account.clone();
-    ids.sessions.retain(|_, s| s.doc.expires_ms > now);
+    if prune {
+        ids.sessions.retain(|_, s| s.doc.expires_ms > now);
+        ids.sessions_expire_ms = ids
+            .sessions
+            .values()
+            .map(|s| s.doc.expires_ms)
+            .min()
+            .unwrap_or(i64::MAX);
+    }
+    ids.sessions_expire_ms = ids.sessions_expire_ms.min(expires_ms);
     ids.sessions.insert(access_key_id.clone(), session);
     let credentials = AssumedRole {
         access_key_id,

@@ -164,6 +164,9 @@ pub struct IdentityConfig {
     pub(crate) roles: HashMap<String, crate::iam::Role>,
     /// STS sessions by their `ASIA…` access key id.
     pub(crate) sessions: HashMap<String, crate::iam::Session>,
+    /// No session expires before this (0: not known yet). Expired sessions are pruned only once
+    /// one may have expired: pruning on every AssumeRole walked every session, N^2 for N roles.
+    pub(crate) sessions_expire_ms: i64,
 }
 
 struct User {
@@ -223,6 +226,7 @@ impl IdentityConfig {
             users: HashMap::new(),
             roles: HashMap::new(),
             sessions: HashMap::new(),
+            sessions_expire_ms: 0,
         }
     }
 

@@ -125,6 +125,9 @@ CREATE INDEX IF NOT EXISTS trail_by_account ON trail (account, region, seq);
 CREATE TABLE IF NOT EXISTS roles (arn TEXT PRIMARY KEY, account TEXT NOT NULL, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (access_key_id TEXT PRIMARY KEY, doc TEXT NOT NULL,
     wrapped_secret BLOB NOT NULL, expires_ms INTEGER NOT NULL);
+-- Every AssumeRole prunes the expired sessions: without this index each one read the whole
+-- table, so assuming N roles cost N^2 page reads (thousands of clusters: minutes of writer time).
+CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_ms);
 ";
 
 fn connect(path: &Path) -> Result<Connection, Error> {
@@ -133,6 +136,9 @@ fn connect(path: &Path) -> Result<Connection, Error> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: a commit is on disk (the WAL fsynced) before the writer acknowledges it.
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // The default 2 MiB page cache is outgrown by the trail's index and the sessions of a few
+    // thousand roles: 64 MiB at most, taken only as pages are read.
+    conn.pragma_update(None, "cache_size", -65_536)?;
     Ok(conn)
 }
 

@@ -217,7 +217,8 @@ impl std::fmt::Debug for Db {
 impl Db {
     /// Opens the database at `url` and applies `migrations`, each once:
     /// - `sqlite:<path>` (or `sqlite://<path>`): the file and its directory are created when
-    ///   missing; WAL journal, `synchronous=FULL` (an acknowledged write survives power loss);
+    ///   missing; WAL journal, `synchronous=FULL` (an acknowledged write survives power loss),
+    ///   writes that arrive together committed as one group (one fsync);
     /// - `sqlite::memory:`: a private in-memory database (tests);
     /// - `postgres://user:pass@host:port/db` (or `postgresql://`).
     ///

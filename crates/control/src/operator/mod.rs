@@ -64,8 +64,11 @@ use crate::AlarmKind;
 
 pub use provision::{RESERVED_PREFIX, STORE_MARKER};
 
-/// Clusters reconciled at once.
-const RECONCILE_CONCURRENCY: usize = 8;
+/// Clusters reconciled at once. Provisioning mostly waits — on KMS, on fsyncs of volume files,
+/// on commits — so more than the cores run at once, and the waits overlap: the KMS store and the
+/// control database each commit the writes that arrive together in one fsync. The bound keeps
+/// a restart with thousands of clusters from opening thousands of files and KMS requests at once.
+const RECONCILE_CONCURRENCY: usize = 32;
 /// Delay before a failed reconciliation is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(3);
 
@@ -146,13 +149,8 @@ pub(crate) async fn evaluate_alarms_once(shared: &Shared) -> Result<()> {
     shared.audit.flush().await;
     let probe =
         crate::usage::probe_projection(shared.config.probe_interval, &shared.config.kms_prices);
-    for id in shared.repo.clusters_to_resume().await? {
-        let Some((org, cluster)) = shared.repo.cluster(&id).await? else {
-            continue;
-        };
-        if cluster.key_arn.is_none() {
-            continue;
-        }
+    for (org, cluster) in shared.repo.keyed_clusters().await? {
+        let id = &cluster.id;
         match evaluate_cluster(shared, &org, &cluster, &probe, now).await {
             Ok(transitions) => {
                 for t in transitions {

@@ -393,3 +393,62 @@ async fn bad_urls_and_unreachable_servers_are_clear_errors() {
     assert!(text.contains("cannot connect to PostgreSQL"), "{text}");
     assert!(!text.contains("s3cret-password"), "{text}");
 }
+
+/// Writes that arrive together share a commit on SQLite (group commit), yet each is answered as
+/// if it ran alone: a failing write — here a transaction whose second statement conflicts —
+/// leaves nothing of itself behind and fails alone, its neighbours in the group commit.
+#[tokio::test]
+async fn concurrent_writes_fail_alone_and_the_others_commit() {
+    for t in test_databases().await {
+        let db = Db::open(&t.url, &[V1, V2]).await.unwrap();
+        db.transaction(vec![insert("taken", "taken")])
+            .await
+            .unwrap();
+        let tasks: Vec<_> =
+            (0..60)
+                .map(|i| {
+                    let db = db.clone();
+                    tokio::spawn(async move {
+                        if i % 3 == 0 {
+                            // Its first insert is fine; its second conflicts: neither may stay.
+                            db.transaction(vec![
+                                insert(&format!("bad-{i}"), &format!("bad-{i}")),
+                                insert("taken", "again"),
+                            ])
+                            .await
+                            .map(|_| ())
+                        } else {
+                            db.execute(
+                            "INSERT INTO clusters (id, name, created_at_ms) VALUES ($1, $2, $3)",
+                            &[format!("ok-{i}").into(), format!("ok-{i}").into(), 1i64.into()],
+                        )
+                        .await
+                        .map(|_| ())
+                        }
+                    })
+                })
+                .collect();
+        for (i, task) in tasks.into_iter().enumerate() {
+            let outcome = task.await.unwrap();
+            if i % 3 == 0 {
+                assert!(
+                    matches!(outcome, Err(DbError::Conflict(_))),
+                    "{:?}: {outcome:?}",
+                    t.backend
+                );
+            } else {
+                outcome.unwrap();
+            }
+        }
+        assert_eq!(count(&db, "clusters").await, 1 + 40, "{:?}", t.backend);
+        let bad = db
+            .query("SELECT id FROM clusters WHERE id LIKE 'bad-%'", &[])
+            .await
+            .unwrap();
+        assert!(
+            bad.is_empty(),
+            "{:?}: a failed transaction left rows",
+            t.backend
+        );
+    }
+}

@@ -364,6 +364,7 @@ async fn the_monitor_reports_each_change_once_and_recovery() {
     let (monitor, mut changes) = HealthMonitor::start(MonitorConfig {
         interval,
         concurrency: 2,
+        ..MonitorConfig::default()
     });
     monitor.watch("c-1", &first, kms.cluster.clone(), None);
     monitor.watch("c-2", &second, kms.cluster.clone(), None);
@@ -446,6 +447,7 @@ async fn the_monitor_reports_deletion_as_terminal_and_stops_probing_it() {
     let (monitor, mut changes) = HealthMonitor::start(MonitorConfig {
         interval: Duration::from_secs(3600),
         concurrency: 4,
+        ..MonitorConfig::default()
     });
     // Watched with the health stored before (healthy): no change to report until one happens.
     let stored = probe_key(&kms.cluster, &arn, CLUSTER_ID).await;
@@ -479,4 +481,195 @@ async fn the_monitor_reports_deletion_as_terminal_and_stops_probing_it() {
         probes,
         "a deleted key was probed again"
     );
+}
+
+/// Counts the KMS requests of one client in flight at once, and when each started.
+#[derive(Debug, Default)]
+struct InFlightCounter {
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    starts: std::sync::Mutex<Vec<Instant>>,
+}
+
+#[derive(Debug, Clone)]
+struct CountingInterceptor(std::sync::Arc<InFlightCounter>);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl aws_sdk_kms::config::Intercept for CountingInterceptor {
+    fn name(&self) -> &'static str {
+        "InFlightCounter"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &aws_sdk_kms::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &aws_sdk_kms::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_kms::config::ConfigBag,
+    ) -> Result<(), BoxError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.0.now.fetch_add(1, SeqCst) + 1;
+        self.0.most.fetch_max(now, SeqCst);
+        self.0.starts.lock().unwrap().push(Instant::now());
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        _context: &aws_sdk_kms::config::interceptors::FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &aws_sdk_kms::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_kms::config::ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// A round of periodic probes is spread over the interval — one probe every `interval / n`,
+/// not a burst at the tick — and never has more KMS requests in flight than its concurrency
+/// bound, as seen by the KMS client itself.
+#[tokio::test]
+async fn a_round_is_spread_over_the_interval_and_bounded_in_flight() {
+    let kms = start().await;
+    let counter = std::sync::Arc::new(InFlightCounter::default());
+    let client = aws_sdk_kms::Client::from_conf(
+        kms.cluster
+            .config()
+            .to_builder()
+            .interceptor(CountingInterceptor(counter.clone()))
+            .build(),
+    );
+    const CLUSTERS: usize = 24;
+    const BOUND: usize = 2;
+    let interval = Duration::from_millis(1200);
+    let mut keys = Vec::new();
+    for _ in 0..CLUSTERS {
+        // A key each: no verdict is shared, every probe asks KMS.
+        keys.push(kms.key(|_| {}).await);
+    }
+    let (monitor, _changes) = HealthMonitor::start(MonitorConfig {
+        interval,
+        concurrency: BOUND,
+        max_rate: 0,
+    });
+    for (i, arn) in keys.iter().enumerate() {
+        monitor.watch(&format!("c-{i:02}"), arn, client.clone(), None);
+    }
+    // The first round makes full probes (3 requests each, one after the other within a probe);
+    // the second, one Decrypt each.
+    let limit = Instant::now() + Duration::from_secs(30);
+    while monitor.last_round().rounds < 2 {
+        assert!(Instant::now() < limit, "two rounds did not finish in 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    monitor.shutdown();
+    let stats = monitor.last_round();
+    assert_eq!(stats.clusters, CLUSTERS);
+    assert_eq!(stats.kms_requests, CLUSTERS as u64, "{stats:?}");
+    assert!(stats.max_in_flight <= BOUND, "{stats:?}");
+    let most = counter.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=BOUND).contains(&most),
+        "{most} KMS requests in flight at once; the bound is {BOUND}"
+    );
+    // Spread: the second round's 24 Decrypts (after the first round's 3 requests a cluster)
+    // start over about the whole interval, one every 50 ms; a burst would start them all within
+    // a few milliseconds.
+    let starts = counter.starts.lock().unwrap().clone();
+    let round: Vec<Instant> = starts[3 * CLUSTERS..4 * CLUSTERS].to_vec();
+    let span = *round.last().unwrap() - round[0];
+    let spacing = interval / CLUSTERS as u32;
+    assert!(
+        span >= spacing * (CLUSTERS as u32 - 1) - Duration::from_millis(200),
+        "the round's probes started within {span:?}: a burst, not spread over {interval:?}"
+    );
+    assert!(span < interval + Duration::from_millis(500), "{span:?}");
+    // Four slots' worth at a time (timers fire late under load, never early), never half the
+    // round at once.
+    for (i, first) in round.iter().enumerate() {
+        let close = round[i..]
+            .iter()
+            .take_while(|t| **t - *first < Duration::from_millis(200))
+            .count();
+        assert!(
+            close <= CLUSTERS / 2,
+            "{close} probes started within 200 ms; the slot is {spacing:?}"
+        );
+    }
+    assert!(
+        stats.duration >= spacing * (CLUSTERS as u32 - 1),
+        "{stats:?}"
+    );
+}
+
+/// A cluster's data path seeing its key disabled locks that cluster at once (`check_now`), and
+/// the key's state is the key's: the other cluster on the same key is told at once too, with no
+/// KMS request of its own — long before its own probe would come (the interval is an hour).
+/// A success is never shared: once the key is enabled again, each cluster asks KMS itself.
+#[tokio::test]
+async fn a_key_state_seen_by_one_cluster_locks_every_cluster_on_the_key_at_once() {
+    let kms = start().await;
+    let shared_key = kms.key(|_| {}).await;
+    let other_key = kms.key(|_| {}).await;
+    let (monitor, mut changes) = HealthMonitor::start(MonitorConfig {
+        interval: Duration::from_secs(3600),
+        ..MonitorConfig::default()
+    });
+    let healthy = probe_key(&kms.cluster, &shared_key, "c-1").await;
+    assert!(healthy.is_healthy());
+    for (id, key) in [
+        ("c-1", &shared_key),
+        ("c-2", &shared_key),
+        ("c-3", &other_key),
+    ] {
+        monitor.watch(id, key, kms.cluster.clone(), Some(healthy.clone()));
+    }
+    kms.customer
+        .disable_key()
+        .key_id(&shared_key)
+        .send()
+        .await
+        .unwrap();
+    let before = monitor.kms_requests();
+    let health = monitor.check_now("c-1").await.unwrap();
+    assert_inaccessible(&health, InaccessibleReason::Disabled, &shared_key);
+    // DescribeKey alone answers a disabled key.
+    assert_eq!(monitor.kms_requests() - before, 1);
+    let mut locked = Vec::new();
+    for _ in 0..2 {
+        let change = next_change(&mut changes, Duration::from_secs(2)).await;
+        assert_eq!(change.current.reason, Some(InaccessibleReason::Disabled));
+        assert_eq!(change.key_arn, shared_key);
+        locked.push(change.cluster_id);
+    }
+    locked.sort();
+    assert_eq!(locked, ["c-1", "c-2"]);
+    assert_eq!(
+        monitor.kms_requests() - before,
+        1,
+        "c-2 took the key's verdict without asking KMS"
+    );
+    assert!(monitor.health("c-3").unwrap().is_healthy());
+
+    kms.customer
+        .enable_key()
+        .key_id(&shared_key)
+        .send()
+        .await
+        .unwrap();
+    assert!(monitor.check_now("c-1").await.unwrap().is_healthy());
+    let change = next_change(&mut changes, Duration::from_secs(2)).await;
+    assert_eq!(change.cluster_id, "c-1");
+    // c-2 is not unlocked by c-1's success (its role may have lost access meanwhile).
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), changes.recv())
+            .await
+            .is_err(),
+        "a success was shared"
+    );
+    assert_eq!(
+        monitor.health("c-2").unwrap().reason,
+        Some(InaccessibleReason::Disabled)
+    );
+    assert!(monitor.check_now("c-2").await.unwrap().is_healthy());
 }
