@@ -66,6 +66,8 @@ pub struct ControlConfig {
     pub clock: Clock,
     /// The KMS prices usage is charged at (AWS's public prices by default).
     pub kms_prices: KmsPrices,
+    /// How alarm notifications are sent (webhooks, their bounds and the SSRF guard).
+    pub notifications: crate::notify::NotifyConfig,
 }
 
 impl std::fmt::Debug for ControlConfig {
@@ -85,6 +87,7 @@ impl std::fmt::Debug for ControlConfig {
             .field("audit_retention", &self.audit_retention)
             .field("backup_retention", &self.backup_retention)
             .field("kms_prices", &self.kms_prices)
+            .field("notifications", &self.notifications)
             .finish_non_exhaustive()
     }
 }
@@ -117,6 +120,7 @@ impl ControlConfig {
             backup_retention: DEFAULT_BACKUP_RETENTION,
             clock: Clock::default(),
             kms_prices: KmsPrices::default(),
+            notifications: crate::notify::NotifyConfig::default(),
         }
     }
 
@@ -148,6 +152,7 @@ impl ControlConfig {
                 self.platform_account_id
             ));
         }
+        self.notifications.check()?;
         check_region(&self.default_region)
     }
 }

@@ -29,4 +29,9 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "alarms",
         sql: include_str!("../migrations/0005_alarms.sql"),
     },
+    Migration {
+        version: 6,
+        name: "notifications",
+        sql: include_str!("../migrations/0006_notifications.sql"),
+    },
 ];
