@@ -1,6 +1,7 @@
 //! `keyward alarms <cluster>`: the cluster's alarms (key disabled, deletion scheduled, key deleted,
 //! access denied, data locked) as last evaluated, or with `--history` every change of them with
-//! its cause, from `GET /v1/clusters/{id}/alarms[/history]`.
+//! its cause, from `GET /v1/clusters/{id}/alarms[/history]`; its notifications' subcommands
+//! (`destinations`, `deliveries`, `test`) are in `notify_cmd.rs`.
 
 use clap::Args;
 use hyper::Method;
@@ -9,10 +10,14 @@ use crate::api_client::{ApiArgs, ApiClient};
 use crate::cluster_cmd::{cluster_path, print_json};
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct AlarmsArgs {
     #[command(flatten)]
     api: ApiArgs,
-    cluster_id: String,
+    #[command(subcommand)]
+    notify: Option<crate::notify_cmd::NotifyCommand>,
+    /// The cluster whose alarms to show.
+    cluster_id: Option<String>,
     /// Every state change, newest first, instead of the current states.
     #[arg(long)]
     history: bool,
@@ -22,15 +27,24 @@ pub struct AlarmsArgs {
 }
 
 pub async fn run(args: AlarmsArgs) -> anyhow::Result<()> {
+    if let Some(command) = args.notify {
+        return crate::notify_cmd::run(&args.api, command).await;
+    }
+    let Some(cluster_id) = args.cluster_id else {
+        anyhow::bail!(
+            "name a cluster (`keyward alarms <cluster-id>`) or a subcommand (destinations, \
+             deliveries, test); see `keyward alarms --help`"
+        );
+    };
     let api = ApiClient::from_args(&args.api)?;
     let path = if args.history {
         format!(
             "{}?limit={}",
-            cluster_path(&args.cluster_id, "/alarms/history"),
+            cluster_path(&cluster_id, "/alarms/history"),
             args.limit
         )
     } else {
-        cluster_path(&args.cluster_id, "/alarms")
+        cluster_path(&cluster_id, "/alarms")
     };
     let answer = api.json(Method::GET, &path, None).await?;
     if args.api.json {

@@ -9,5 +9,6 @@ mod documents;
 mod guide;
 mod kms;
 mod logs;
+mod notifications;
 mod up;
 mod volume;
