@@ -40,7 +40,7 @@ async fn bad_destinations_are_400_with_the_rule_and_nothing_is_stored() {
             .await;
         assert_error(&answer, 400, "invalid_request");
         let said = answer.json["error"]["message"].as_str().unwrap();
-        assert!(said.starts_with(message), "{body}: {said}");
+        assert!(said.contains(message), "{body}: {said}");
     }
     let foreign = api
         .call_json(
