@@ -16,9 +16,10 @@ use axum::routing::{on, MethodFilter};
 use axum::{Json, Router};
 use futures::StreamExt;
 use http_body_util::BodyExt;
+use keyward_control::notify::MAX_DELIVERY_PAGE;
 use keyward_control::{
-    AuditQuery, AuditResult, ControlPlane, Exposition, NewCluster, Organization,
-    EXPOSITION_CONTENT_TYPE,
+    AuditQuery, AuditResult, ControlPlane, DeliveryQuery, Exposition, NewCluster, NewDestination,
+    Organization, EXPOSITION_CONTENT_TYPE,
 };
 use serde::Deserialize;
 
@@ -62,10 +63,19 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/clusters/{id}/alarm-rules"),
     ("GET", "/v1/alarm-rules"),
     ("PUT", "/v1/alarm-rules"),
+    ("GET", "/v1/clusters/{id}/alarms/deliveries"),
+    ("POST", "/v1/clusters/{id}/alarms/test"),
     ("GET", "/v1/clusters/{id}/usage"),
     ("GET", "/v1/backups"),
     ("POST", "/v1/backups/{backup_id}/restore"),
     ("DELETE", "/v1/backups/{backup_id}"),
+    ("POST", "/v1/notification-destinations"),
+    ("GET", "/v1/notification-destinations"),
+    ("DELETE", "/v1/notification-destinations/{destination_id}"),
+    (
+        "GET",
+        "/v1/notification-destinations/{destination_id}/deliveries",
+    ),
 ];
 
 /// The whole API over `plane`. `admin` is the bootstrap token of `POST /v1/organizations`.
@@ -151,6 +161,16 @@ pub fn router(plane: ControlPlane, admin: AdminToken, limits: Limits) -> Router 
         )
         .add(Method::GET, "/v1/alarm-rules", org_alarm_rules)
         .add(Method::PUT, "/v1/alarm-rules", set_org_alarm_rules)
+        .add(
+            Method::GET,
+            "/v1/clusters/{id}/alarms/deliveries",
+            cluster_deliveries,
+        )
+        .add(
+            Method::POST,
+            "/v1/clusters/{id}/alarms/test",
+            test_notification,
+        )
         .add(Method::GET, "/v1/clusters/{id}/usage", usage)
         .add(Method::GET, "/v1/backups", list_retained_backups)
         .add(
@@ -162,6 +182,26 @@ pub fn router(plane: ControlPlane, admin: AdminToken, limits: Limits) -> Router 
             Method::DELETE,
             "/v1/backups/{backup_id}",
             delete_retained_backup,
+        )
+        .add(
+            Method::POST,
+            "/v1/notification-destinations",
+            create_destination,
+        )
+        .add(
+            Method::GET,
+            "/v1/notification-destinations",
+            list_destinations,
+        )
+        .add(
+            Method::DELETE,
+            "/v1/notification-destinations/{destination_id}",
+            delete_destination,
+        )
+        .add(
+            Method::GET,
+            "/v1/notification-destinations/{destination_id}/deliveries",
+            destination_deliveries,
         );
     debug_assert_eq!(
         routes.served,
@@ -858,6 +898,126 @@ async fn set_org_alarm_rules(
     let rule: serde_json::Value = read_json(&state, body).await?;
     let view = plane(&state).set_org_alarm_rules(&org.id, &rule).await?;
     Ok(json(StatusCode::OK, view))
+}
+
+/// Creates a webhook destination; the answer holds its signing secret, shown only here.
+async fn create_destination(Org(org): Org, State(state): State<AppState>, body: Body) -> ApiResult {
+    let request: NewDestination = read_json(&state, body).await?;
+    let created = plane(&state)
+        .create_notification_destination(&org.id, request)
+        .await?;
+    Ok(json(
+        StatusCode::CREATED,
+        serde_json::json!({
+            "destination": created.destination,
+            "secret": created.secret.expose(),
+        }),
+    ))
+}
+
+async fn list_destinations(Org(org): Org, State(state): State<AppState>) -> ApiResult {
+    let destinations = plane(&state)
+        .list_notification_destinations(&org.id)
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        serde_json::json!({ "destinations": destinations }),
+    ))
+}
+
+async fn delete_destination(
+    Org(org): Org,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    plane(&state)
+        .delete_notification_destination(&org.id, &id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The delivery log's filter of a request's parameters: `alarm`, `destination` (the cluster's
+/// log only), `limit`.
+fn delivery_query(
+    params: &HashMap<String, String>,
+    with_destination: bool,
+) -> ApiResult<DeliveryQuery> {
+    let known: &[&str] = if with_destination {
+        &["alarm", "destination", "limit"]
+    } else {
+        &["alarm", "limit"]
+    };
+    if let Some(unknown) = params.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(ApiError::invalid(format!(
+            "unknown parameter {unknown:?}; the delivery log takes {}",
+            known.join(", ")
+        )));
+    }
+    let limit = params
+        .get("limit")
+        .map(|v| {
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_DELIVERY_PAGE).contains(n))
+                .ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "limit must be from 1 to {MAX_DELIVERY_PAGE}, not {v:?}"
+                    ))
+                })
+        })
+        .transpose()?;
+    Ok(DeliveryQuery {
+        alarm: params.get("alarm").cloned(),
+        destination_id: params.get("destination").cloned(),
+        limit,
+    })
+}
+
+/// The cluster's notification deliveries, newest first, each with its attempts.
+async fn cluster_deliveries(
+    Org(org): Org,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let query = delivery_query(&params, true)?;
+    let deliveries = plane(&state)
+        .cluster_deliveries(&org.id, &id, &query)
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        serde_json::json!({ "deliveries": deliveries }),
+    ))
+}
+
+/// A destination's deliveries (its suppressed-notification summaries included).
+async fn destination_deliveries(
+    Org(org): Org,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let query = delivery_query(&params, false)?;
+    let deliveries = plane(&state)
+        .destination_deliveries(&org.id, &id, &query)
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        serde_json::json!({ "deliveries": deliveries }),
+    ))
+}
+
+/// Queues a test notification to each of the cluster's destinations.
+async fn test_notification(
+    Org(org): Org,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let deliveries = plane(&state).send_test_notification(&org.id, &id).await?;
+    Ok(json(
+        StatusCode::ACCEPTED,
+        serde_json::json!({ "deliveries": deliveries }),
+    ))
 }
 
 /// The audit query of a request's parameters, and whether CloudTrail's format is asked for.

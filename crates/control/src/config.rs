@@ -80,6 +80,8 @@ pub struct ControlConfig {
     /// Whether every KMS request of the clusters' roles is recorded in the audit (on by default;
     /// off only to measure what the audit costs a data path).
     pub audit_enabled: bool,
+    /// How alarm notifications are sent (webhooks, their bounds and the SSRF guard).
+    pub notifications: crate::notify::NotifyConfig,
 }
 
 impl std::fmt::Debug for ControlConfig {
@@ -107,6 +109,7 @@ impl std::fmt::Debug for ControlConfig {
                 &self.key_material_check_interval,
             )
             .field("audit_enabled", &self.audit_enabled)
+            .field("notifications", &self.notifications)
             .finish_non_exhaustive()
     }
 }
@@ -144,6 +147,7 @@ impl ControlConfig {
             kms_prices: KmsPrices::default(),
             key_material_check_interval: Duration::from_secs(3600),
             audit_enabled: true,
+            notifications: crate::notify::NotifyConfig::default(),
         }
     }
 
@@ -181,6 +185,7 @@ impl ControlConfig {
                 self.platform_account_id
             ));
         }
+        self.notifications.check()?;
         check_region(&self.default_region)
     }
 }

@@ -39,6 +39,9 @@
 //! - operational metrics (`metrics.rs`): KMS requests as the clusters' roles by operation and
 //!   result with their latency, data-key cache hits and misses, plaintext bytes per class, key
 //!   health, audit drops, written in Prometheus's text format ([`ControlPlane::write_metrics`]);
+//! - notifications of alarm transitions (`notify/`): an organization's webhook destinations,
+//!   signed as Stripe's are ([`notify::verify`] is the receiver's side), queued durably,
+//!   retried with backoff and jitter, rate-limited per destination, each attempt logged;
 //! - state in SQLite or PostgreSQL ([`db`]), with the same migrations.
 //!
 //! How it is laid out (the full map and the one-way call graph are in the crate's README): the
@@ -68,6 +71,7 @@ pub mod health;
 mod metrics;
 mod migrations;
 mod nbd_ca;
+pub mod notify;
 mod operator;
 mod org;
 mod plane;
@@ -109,6 +113,10 @@ pub use health::{HealthStatus, InaccessibleReason, KeyHealth};
 pub use keyward_storage::vocab::PROBE_CONTEXT_KEY;
 pub use metrics::{Exposition, EXPOSITION_CONTENT_TYPE, KMS_LATENCY_BUCKETS};
 pub use migrations::MIGRATIONS;
+pub use notify::{
+    CreatedDestination, Delivery, DeliveryAttempt, DeliveryQuery, Destination, DestinationFormat,
+    NewDestination, NotifyConfig,
+};
 pub use operator::{RESERVED_PREFIX, STORE_MARKER};
 pub use org::{ApiToken, OrgId, Organization, TokenInfo, TOKEN_PREFIX};
 pub use plane::ControlPlane;

@@ -11,6 +11,8 @@
 //! Counting never blocks a KMS call: atomics, and one short lock of a small map whose keys are
 //! the KMS operations keyward calls (a bounded set).
 //!
+//! Also the webhook notifications by result (delivered, retried, failed, suppressed).
+//!
 //! Not here: the API's own request counts (`keyward-api` adds them to the same page), alarm
 //! states and costs.
 //!
@@ -53,6 +55,39 @@ pub(crate) struct Metrics {
     kms: Mutex<BTreeMap<String, OperationStats>>,
     documents_encrypted: AtomicU64,
     documents_decrypted: AtomicU64,
+    /// Notification deliveries, by [`DeliveryOutcome`].
+    notifications: [AtomicU64; 4],
+}
+
+/// How one notification attempt (or a notification never attempted) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeliveryOutcome {
+    /// Answered 2xx.
+    Delivered,
+    /// Failed; a retry is scheduled.
+    Retried,
+    /// Failed its last attempt: given up.
+    Failed,
+    /// Not sent: the destination's rate limit was spent (a summary follows).
+    Suppressed,
+}
+
+impl DeliveryOutcome {
+    const ALL: [DeliveryOutcome; 4] = [
+        DeliveryOutcome::Delivered,
+        DeliveryOutcome::Retried,
+        DeliveryOutcome::Failed,
+        DeliveryOutcome::Suppressed,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            DeliveryOutcome::Delivered => "delivered",
+            DeliveryOutcome::Retried => "retried",
+            DeliveryOutcome::Failed => "failed",
+            DeliveryOutcome::Suppressed => "suppressed",
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -113,6 +148,11 @@ impl Metrics {
     /// Counts the plaintext bytes of one document read.
     pub(crate) fn document_decrypted(&self, bytes: u64) {
         self.documents_decrypted.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts one notification outcome.
+    pub(crate) fn notification(&self, outcome: DeliveryOutcome) {
+        self.notifications[outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Writes the KMS and document families.
@@ -177,6 +217,18 @@ impl Metrics {
                 "keyward_plaintext_bytes_total",
                 &[("class", "documents"), ("direction", direction)],
                 counter.load(Ordering::Relaxed) as f64,
+            );
+        }
+        out.family(
+            "keyward_notification_deliveries_total",
+            "counter",
+            "Webhook notification attempts by result (delivered, retried, failed = given up), and notifications suppressed by a destination's rate limit.",
+        );
+        for outcome in DeliveryOutcome::ALL {
+            out.sample(
+                "keyward_notification_deliveries_total",
+                &[("result", outcome.as_str())],
+                self.notifications[outcome as usize].load(Ordering::Relaxed) as f64,
             );
         }
     }

@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0005_alarms.sql"),
     },
     Migration {
+        version: 6,
+        name: "notifications",
+        sql: include_str!("../migrations/0006_notifications.sql"),
+    },
+    Migration {
         version: 7,
         name: "alarm_rules",
         sql: include_str!("../migrations/0007_alarm_rules.sql"),

@@ -62,7 +62,16 @@ impl ControlPlane {
         });
         let audit = AuditLog::start(db.clone());
         let alarms = Alarms::new(db.clone());
-        let (shared, kicks) = Shared::new(config, Repo::new(db), monitor, audit, alarms, base);
+        let notifier = crate::notify::Notifier::new(db.clone(), config.notifications.clone())?;
+        let (shared, kicks) = Shared::new(
+            config,
+            Repo::new(db),
+            monitor,
+            audit,
+            alarms,
+            notifier,
+            base,
+        );
         let inner = Arc::new(Inner {
             shared: Arc::new(shared),
             runtimes: Arc::new(Runtimes::default()),

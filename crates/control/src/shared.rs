@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     pub(crate) audit: AuditLog,
     /// The clusters' alarms, evaluated by the operator.
     pub(crate) alarms: Alarms,
+    /// Alarm notifications: destinations, the delivery queue, rate limits.
+    pub(crate) notifier: crate::notify::Notifier,
     /// The operational counters (KMS requests as the clusters' roles, bytes on the data paths).
     pub(crate) metrics: Arc<Metrics>,
     /// The operator's SDK configuration (its own credentials).
@@ -68,6 +70,7 @@ impl Shared {
         monitor: HealthMonitor,
         audit: AuditLog,
         alarms: Alarms,
+        notifier: crate::notify::Notifier,
         base: SdkConfig,
     ) -> (Shared, mpsc::UnboundedReceiver<String>) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -80,6 +83,7 @@ impl Shared {
             monitor,
             audit,
             alarms,
+            notifier,
             metrics: Arc::default(),
             operator_arn: OnceCell::new(),
             sessions: Mutex::new(HashMap::new()),

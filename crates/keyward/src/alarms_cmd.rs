@@ -7,6 +7,8 @@
 //! rule, from `/v1/alarm-rules` or `/v1/clusters/{id}/alarm-rules`. `set` changes the fields
 //! given and keeps the others (`--clear <field>` unsets one, `--replace` starts from nothing);
 //! the API checks the rule and refuses a bad field by name, storing nothing.
+//!
+//! Its notifications' subcommands (`destinations`, `deliveries`, `test`) are in `notify_cmd.rs`.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -17,6 +19,7 @@ use crate::api_client::{ApiArgs, ApiClient};
 use crate::cluster_cmd::{cluster_path, print_json};
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct AlarmsArgs {
     #[command(subcommand)]
     command: Option<AlarmsCommand>,
@@ -37,6 +40,8 @@ enum AlarmsCommand {
     /// The alarm rules of the organization or of one cluster.
     #[command(subcommand)]
     Rules(RulesCommand),
+    #[command(flatten)]
+    Notify(crate::notify_cmd::NotifyCommand),
 }
 
 #[derive(Subcommand)]
@@ -191,12 +196,19 @@ async fn rules(api_args: &ApiArgs, command: RulesCommand) -> anyhow::Result<()> 
 }
 
 pub async fn run(args: AlarmsArgs) -> anyhow::Result<()> {
-    if let Some(AlarmsCommand::Rules(command)) = args.command {
-        return rules(&args.api, command).await;
+    match args.command {
+        Some(AlarmsCommand::Rules(command)) => return rules(&args.api, command).await,
+        Some(AlarmsCommand::Notify(command)) => {
+            return crate::notify_cmd::run(&args.api, command).await
+        }
+        None => {}
     }
     let api = ApiClient::from_args(&args.api)?;
     let Some(cluster_id) = args.cluster_id else {
-        anyhow::bail!("name a cluster (keyward alarms <cluster-id>), or use keyward alarms rules");
+        anyhow::bail!(
+            "name a cluster (`keyward alarms <cluster-id>`) or a subcommand (rules, destinations, \
+             deliveries, test); see `keyward alarms --help`"
+        );
     };
     let path = if args.history {
         format!(

@@ -17,6 +17,7 @@ mod cluster_cmd;
 mod crypt_cmd;
 mod data_cmd;
 mod kms_cmd;
+mod notify_cmd;
 mod org_cmd;
 mod root_key_place;
 mod up_cmd;
@@ -58,7 +59,8 @@ enum Command {
     Disk(data_cmd::DiskArgs),
     /// A cluster's KMS requests as keyward made them, allowed and denied (or as CloudTrail events).
     Audit(audit_cmd::AuditArgs),
-    /// A cluster's alarms (key disabled, deletion scheduled, deleted, access denied, data locked).
+    /// A cluster's alarms (key disabled, deletion scheduled, deleted, access denied, data locked),
+    /// and their webhook notifications (destinations, deliveries, test).
     Alarms(alarms_cmd::AlarmsArgs),
     /// A cluster's KMS requests per day and operation, what they cost, and the probe's cost.
     Usage(usage_cmd::UsageArgs),

@@ -73,6 +73,11 @@ pub struct UpArgs {
     /// pass), obeyed only with the admin token as `Authorization: Bearer`. Off by default.
     #[arg(long)]
     test_clock: bool,
+    /// Let alarm webhooks reach loopback, private and link-local addresses. Off by default: on a
+    /// shared host such a webhook is a door into the platform's own network (SSRF). For a
+    /// single-tenant install or tests whose receiver listens on loopback.
+    #[arg(long)]
+    allow_private_webhooks: bool,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -145,6 +150,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     config.key_material_check_interval = args.key_material_check_interval;
     config.disk_size_bytes = args.disk_size;
     config.backup_retention = args.backup_retention;
+    config.notifications.allow_private_destinations = args.allow_private_webhooks;
     let plane = ControlPlane::open(config)
         .await
         .context("cannot start the control plane")?;

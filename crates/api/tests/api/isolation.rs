@@ -87,7 +87,7 @@ async fn another_organizations_cluster_is_not_found_on_every_route_and_left_unch
         checked,
         ROUTES.iter().filter(|(_, p)| p.contains("{id}")).count()
     );
-    assert_eq!(checked, 22);
+    assert_eq!(checked, 24);
 
     // A's cluster is as it was, and still A's alone.
     let after = api
@@ -165,4 +165,72 @@ async fn another_organization_cannot_read_overwrite_list_or_delete_a_ready_clust
     assert_eq!(get.bytes.as_ref(), b"a,1\nb,2\n");
     let names = api.document_names(&a, &id, "ledger/").await;
     assert_eq!(names, ["ledger/2026.csv"]);
+}
+
+#[tokio::test]
+async fn another_organizations_notification_destinations_are_not_found_and_left_unchanged() {
+    let api = Api::start().await;
+    let (_, a) = api.organization("org-a").await;
+    let (_, b) = api.organization("org-b").await;
+    let created = api
+        .call_json(
+            Method::POST,
+            "/v1/notification-destinations",
+            Some(&a),
+            json!({"url": "https://93.184.216.34/hook", "format": "slack"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
+    let id = created.json["destination"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut checked = 0;
+    for (m, path) in ROUTES {
+        if !path.contains("{destination_id}") {
+            continue;
+        }
+        let answer = api
+            .call(
+                method(m),
+                &path.replace("{destination_id}", &id),
+                Some(&b),
+                Body::empty(),
+            )
+            .await;
+        assert_error(&answer, 404, "not_found");
+        let nowhere = api
+            .call(method(m), &concrete(path, ""), Some(&b), Body::empty())
+            .await;
+        assert_error(&nowhere, 404, "not_found");
+        assert_eq!(
+            answer.json["error"]["message"]
+                .as_str()
+                .map(|m| m.replace(&id, "ID")),
+            nowhere.json["error"]["message"]
+                .as_str()
+                .map(|m| m.replace("nd-0000000000000000", "ID")),
+            "{m} {path}"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 2);
+    let listed_b = api
+        .call(
+            Method::GET,
+            "/v1/notification-destinations",
+            Some(&b),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(listed_b.json, json!({"destinations": []}));
+    let listed_a = api
+        .call(
+            Method::GET,
+            "/v1/notification-destinations",
+            Some(&a),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(listed_a.json["destinations"][0]["id"], id.as_str());
 }

@@ -11,6 +11,7 @@ mod errors;
 mod isolation;
 mod limits;
 mod metrics;
+mod notifications;
 mod openapi;
 mod tokens;
 mod usage;
@@ -302,6 +303,7 @@ pub fn concrete(path: &str, cluster_id: &str) -> String {
         .replace("{backup_id}", "b-0000000000000000")
         .replace("{org}", "o-0000000000000000")
         .replace("{token_id}", "t-0000000000000000")
+        .replace("{destination_id}", "nd-0000000000000000")
 }
 
 pub fn method(name: &str) -> Method {

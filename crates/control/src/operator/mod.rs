@@ -102,9 +102,10 @@ impl Operator {
         let expiry = tokio::spawn(expire_audit(Arc::downgrade(shared)));
         let alarms = tokio::spawn(evaluate_alarms(Arc::downgrade(shared)));
         let sweeper = tokio::spawn(retention::run(Arc::downgrade(shared)));
+        let notifications = tokio::spawn(crate::notify::worker::run(Arc::downgrade(shared)));
         self.tasks
             .lock()
-            .extend([worker, consumer, expiry, sweeper, alarms]);
+            .extend([worker, consumer, expiry, sweeper, alarms, notifications]);
         for id in shared.repo.clusters_to_resume().await? {
             shared.kick(&id);
         }
@@ -153,7 +154,7 @@ pub(crate) async fn evaluate_alarms_once(shared: &Shared) -> Result<()> {
         let id = &cluster.id;
         match evaluate_cluster(shared, &org, &cluster, &probe, now).await {
             Ok(transitions) => {
-                for t in transitions {
+                for t in &transitions {
                     tracing::info!(
                         cluster = %id,
                         alarm = t.kind.as_str(),
@@ -162,6 +163,23 @@ pub(crate) async fn evaluate_alarms_once(shared: &Shared) -> Result<()> {
                         reason = %t.reason,
                         "alarm state changed"
                     );
+                }
+                // Only the queue's inserts: the webhooks are posted by the delivery worker.
+                match shared
+                    .notifier
+                    .enqueue_transitions(&org, &cluster, &transitions)
+                    .await
+                {
+                    Ok((_, suppressed)) => {
+                        for _ in 0..suppressed {
+                            shared
+                                .metrics
+                                .notification(crate::metrics::DeliveryOutcome::Suppressed);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(cluster = %id, %error, "alarm notifications not queued")
+                    }
                 }
             }
             Err(error) => tracing::warn!(cluster = %id, %error, "alarms not evaluated"),

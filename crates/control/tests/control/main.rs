@@ -20,6 +20,7 @@ mod disk_tls;
 pub mod harness;
 pub mod health;
 mod key_change;
+mod notifications;
 mod policy;
 mod provision;
 mod retention;

@@ -11,5 +11,6 @@ mod documents;
 mod guide;
 mod kms;
 mod logs;
+mod notifications;
 mod up;
 mod volume;
