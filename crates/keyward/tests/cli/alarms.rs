@@ -2,12 +2,14 @@
 //! customer's `aws` CLI: a bad rule refused by name with nothing stored; `aws kms
 //! rotate-key-on-demand` raising key-rotated for the rule's window; the customer's own use of
 //! the key raising unexpected-principal once the customer lends a trail-reader role, and
-//! clearing when the rule allows that principal.
+//! clearing when the rule allows that principal. Each of those transitions also reaches a
+//! webhook destination made with the keyward CLI, signed (checked independently).
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::notifications::{check_signed, hook, wait, Hook};
 use crate::up::Up;
 
 struct Cluster<'a> {
@@ -55,6 +57,7 @@ fn rules_from_the_cli_drive_the_rotation_and_principal_alarms_from_real_events()
             "1s",
             "--disk-size",
             "4M",
+            "--allow-private-webhooks",
         ],
     );
     let org_id = up.info["organization"]["id"].as_str().unwrap().to_owned();
@@ -62,6 +65,16 @@ fn rules_from_the_cli_drive_the_rotation_and_principal_alarms_from_real_events()
     let cluster = Cluster {
         up: &up,
         id: id.clone(),
+    };
+    let Hook { got, secret, .. } = hook(&up, &id);
+    let notified = |kind: &str, to: &str| {
+        let (headers, body) = wait(
+            &got,
+            &format!("{kind} {to}"),
+            Duration::from_secs(10),
+            |b| b["alarm"] == kind && b["to"] == to,
+        );
+        check_signed(&secret, &headers, &body);
     };
 
     // A bad rule: refused by the API with the field named, the CLI exits non-zero, nothing stored.
@@ -110,7 +123,9 @@ fn rules_from_the_cli_drive_the_rotation_and_principal_alarms_from_real_events()
         "{raised:#}"
     );
     assert_eq!(cluster.alarm("cluster-key-inaccessible")["state"], "OK");
+    notified("key-rotated", "ALARM");
     cluster.wait_alarm("key-rotated", "OK", Duration::from_secs(10));
+    notified("key-rotated", "OK");
 
     // Another principal (the customer's admin) uses the key: seen once the customer lends the
     // platform a role that may read its account's trail.
@@ -179,6 +194,7 @@ fn rules_from_the_cli_drive_the_rotation_and_principal_alarms_from_real_events()
         raised["reason"].as_str().unwrap().contains(&admin),
         "{raised:#}"
     );
+    notified("unexpected-principal", "ALARM");
     up.keyward_json(&[
         "alarms",
         "rules",
@@ -189,6 +205,7 @@ fn rules_from_the_cli_drive_the_rotation_and_principal_alarms_from_real_events()
         &admin,
     ]);
     cluster.wait_alarm("unexpected-principal", "OK", Duration::from_secs(5));
+    notified("unexpected-principal", "OK");
     let (ok, history, err) = up.keyward(&["alarms", &id, "--history"]);
     assert!(
         ok && history.contains("unexpected-principal") && history.contains("OK -> ALARM"),

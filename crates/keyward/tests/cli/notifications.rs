@@ -1,7 +1,8 @@
 //! Alarm notifications through the real `keyward up`: the keyward CLI makes a webhook
 //! destination (the receiver is this test, on loopback, so `--allow-private-webhooks`), the aws
-//! CLI as the customer disables and re-enables the key, and the receiver gets each transition
-//! signed as the README documents it — checked here with an independent HMAC (python3's
+//! CLI as the customer disables and re-enables the key, schedules and cancels its deletion, and
+//! edits its policy to leave the cluster's role out and back, and the receiver gets each
+//! transition signed as the README documents it — checked here with an independent HMAC (python3's
 //! `hmac`), not keyward's own code. Then `keyward alarms test`, the delivery log, and deleting the
 //! destination.
 
@@ -17,13 +18,13 @@ use serde_json::Value;
 use crate::support::{require_tool, run_with_deadline};
 use crate::up::{Up, DEADLINE};
 
-struct Received {
+pub(crate) struct Received {
     headers: HashMap<String, String>,
     body: Vec<u8>,
 }
 
 /// A webhook receiver on loopback answering 200 to everything: the requests it got.
-fn receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
+pub(crate) fn receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let got: Arc<Mutex<Vec<Received>>> = Arc::default();
@@ -67,6 +68,33 @@ fn receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
     (url, got)
 }
 
+/// A webhook destination for `cluster`, made with the keyward CLI, whose receiver is this test.
+pub(crate) struct Hook {
+    pub(crate) got: Arc<Mutex<Vec<Received>>>,
+    pub(crate) secret: String,
+    pub(crate) id: String,
+}
+
+pub(crate) fn hook(up: &Up, cluster: &str) -> Hook {
+    let (url, got) = receiver();
+    let created = up.keyward_json(&[
+        "alarms",
+        "destinations",
+        "create",
+        "--url",
+        &url,
+        "--cluster",
+        cluster,
+        "--description",
+        "test receiver",
+    ]);
+    Hook {
+        got,
+        secret: created["secret"].as_str().unwrap().to_owned(),
+        id: created["destination"]["id"].as_str().unwrap().to_owned(),
+    }
+}
+
 /// The signature recomputed by python3's `hmac`, as the README's recipe does.
 fn python_signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
     let python = require_tool("python3");
@@ -86,7 +114,7 @@ fn python_signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
 }
 
 /// Waits for a request whose JSON body matches `pick`.
-fn wait(
+pub(crate) fn wait(
     got: &Arc<Mutex<Vec<Received>>>,
     what: &str,
     limit: Duration,
@@ -111,7 +139,7 @@ fn wait(
 }
 
 /// Checks a request's signature independently, and that it is fresh.
-fn check_signed(secret: &str, headers: &HashMap<String, String>, body: &[u8]) {
+pub(crate) fn check_signed(secret: &str, headers: &HashMap<String, String>, body: &[u8]) {
     let header = &headers["keyward-signature"];
     let (t, v1) = header
         .strip_prefix("t=")
@@ -163,25 +191,17 @@ fn the_customers_aws_cli_events_reach_a_webhook_made_with_the_keyward_cli_signed
         true
     );
 
-    let (url, got) = receiver();
-    let created = up.keyward_json(&[
-        "alarms",
-        "destinations",
-        "create",
-        "--url",
-        &url,
-        "--cluster",
-        &id,
-        "--description",
-        "test receiver",
-    ]);
-    let secret = created["secret"].as_str().unwrap().to_owned();
-    let destination = created["destination"]["id"].as_str().unwrap().to_owned();
+    let Hook {
+        got,
+        secret,
+        id: destination,
+    } = hook(&up, &id);
+    let first_got = got.clone();
     // A bad URL is refused with its rule.
     let (ok, _, err) = up.keyward(&["alarms", "destinations", "create", "--url", "ftp://x/"]);
     assert!(!ok);
     assert!(
-        err.contains("invalid_request (400): url has the scheme \"ftp\""),
+        err.contains("invalid_request (400): invalid request: url has the scheme \"ftp\""),
         "{err}"
     );
     let listed = up.keyward_json(&["alarms", "destinations", "list"]);
@@ -244,7 +264,81 @@ fn the_customers_aws_cli_events_reach_a_webhook_made_with_the_keyward_cli_signed
     let (ok, text, _) = up.keyward(&["alarms", "destinations", "deliveries", &destination]);
     assert!(ok && text.contains("delivered"), "{text}");
 
-    // Deleted: nothing more arrives.
+    // Each phase below gets a destination of its own, so that the rate limit of one (10 at once,
+    // then one every 6 s) cannot hold back what the phase waits for.
+    let fresh = || {
+        let hook = hook(&up, &id);
+        (hook.got, hook.secret)
+    };
+
+    // The customer schedules the key's deletion: the alarm carries the date to cancel by.
+    let (got, secret) = fresh();
+    up.aws(&[
+        "kms",
+        "schedule-key-deletion",
+        "--key-id",
+        &key,
+        "--pending-window-in-days",
+        "7",
+    ]);
+    let (headers, body) = wait(
+        &got,
+        "key-deletion-scheduled ALARM",
+        Duration::from_secs(10),
+        |b| b["alarm"] == "key-deletion-scheduled" && b["to"] == "ALARM",
+    );
+    check_signed(&secret, &headers, &body);
+    // Cancelled, the key is left disabled (as AWS leaves it); enabled, all is clear again.
+    up.aws(&["kms", "cancel-key-deletion", "--key-id", &key]);
+    up.aws(&["kms", "enable-key", "--key-id", &key]);
+    for kind in ["key-deletion-scheduled", "cluster-key-inaccessible"] {
+        let (headers, body) = wait(&got, &format!("{kind} OK"), Duration::from_secs(10), |b| {
+            b["alarm"] == kind && b["to"] == "OK"
+        });
+        check_signed(&secret, &headers, &body);
+    }
+
+    // A policy edit that leaves the cluster's role out: its calls are denied, and said so.
+    let (got, secret) = fresh();
+    let role = cluster["role_arn"].as_str().unwrap();
+    let full: Value = policy;
+    let mut without_role = full.clone();
+    without_role["Statement"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|s| !s.to_string().contains(role));
+    assert_ne!(without_role, full, "the policy names the role");
+    let put_policy = |policy: &Value| {
+        std::fs::write(&policy_path, policy.to_string()).unwrap();
+        up.aws(&[
+            "kms",
+            "put-key-policy",
+            "--key-id",
+            &key,
+            "--policy-name",
+            "default",
+            "--policy",
+            &format!("file://{}", policy_path.display()),
+        ]);
+    };
+    put_policy(&without_role);
+    let (headers, body) = wait(&got, "access-denied ALARM", Duration::from_secs(10), |b| {
+        b["alarm"] == "access-denied" && b["to"] == "ALARM"
+    });
+    check_signed(&secret, &headers, &body);
+    // Restored: the cluster reaches its data again (access-denied itself stays raised for its
+    // window, the refusals being recent).
+    put_policy(&full);
+    let (headers, body) = wait(
+        &got,
+        "cluster-key-inaccessible OK",
+        Duration::from_secs(10),
+        |b| b["alarm"] == "cluster-key-inaccessible" && b["to"] == "OK",
+    );
+    check_signed(&secret, &headers, &body);
+
+    // The first destination, deleted: nothing more arrives there.
+    let got = first_got;
     up.keyward_json(&["alarms", "destinations", "delete", &destination]);
     let before = got.lock().unwrap().len();
     up.aws(&["kms", "disable-key", "--key-id", &key]);
