@@ -42,60 +42,8 @@ pub const ACCESS_DENIED_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// Refused requests in the window that raise the access-denied alarm unless a rule says otherwise.
 pub const ACCESS_DENIED_THRESHOLD: usize = 1;
 
-/// The alarms every cluster with a key has (each can be switched off by a rule).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AlarmKind {
-    /// The key is disabled.
-    KeyDisabled,
-    /// The key is scheduled for deletion: the customer's window to cancel.
-    KeyDeletionScheduled,
-    /// The key is deleted: the cluster's data is gone for good.
-    KeyDeleted,
-    /// KMS refused requests of the cluster's role for want of permission (count over a window
-    /// above a threshold, optionally of some operations only).
-    AccessDenied,
-    /// The cluster cannot reach its data (any cause).
-    ClusterKeyInaccessible,
-    /// The key was used for data by a principal other than the cluster's role and the rule's
-    /// allowed ones, as the key account's trail shows.
-    UnexpectedPrincipal,
-    /// The key's material rotated (informational: data stays readable); ALARM for the rule's
-    /// window after the rotation was seen.
-    KeyRotated,
-    /// The key-health probe's projected cost per month is above the rule's budget.
-    ProbeCostBudget,
-}
-
-impl AlarmKind {
-    pub const ALL: [AlarmKind; 8] = [
-        AlarmKind::KeyDisabled,
-        AlarmKind::KeyDeletionScheduled,
-        AlarmKind::KeyDeleted,
-        AlarmKind::AccessDenied,
-        AlarmKind::ClusterKeyInaccessible,
-        AlarmKind::UnexpectedPrincipal,
-        AlarmKind::KeyRotated,
-        AlarmKind::ProbeCostBudget,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlarmKind::KeyDisabled => "key-disabled",
-            AlarmKind::KeyDeletionScheduled => "key-deletion-scheduled",
-            AlarmKind::KeyDeleted => "key-deleted",
-            AlarmKind::AccessDenied => "access-denied",
-            AlarmKind::ClusterKeyInaccessible => "cluster-key-inaccessible",
-            AlarmKind::UnexpectedPrincipal => "unexpected-principal",
-            AlarmKind::KeyRotated => "key-rotated",
-            AlarmKind::ProbeCostBudget => "probe-cost-budget",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<AlarmKind> {
-        AlarmKind::ALL.into_iter().find(|k| k.as_str() == value)
-    }
-}
+// The kinds are the rules' vocabulary, so they live with the rules (rules -> kinds, one way).
+pub use crate::alarm_rules::AlarmKind;
 
 /// CloudWatch's three alarm states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
