@@ -463,7 +463,7 @@ impl Alarms {
                          to_state, reason, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)"
                             .to_owned(),
                         vec![
-                            transition_id()?.into(),
+                            crate::org::random_id("at-")?.into(),
                             cluster.id.as_str().into(),
                             kind.as_str().into(),
                             from.as_str().into(),
@@ -571,13 +571,6 @@ fn kind_of(value: &str) -> Result<AlarmKind> {
 fn state_of(value: &str) -> Result<AlarmState> {
     AlarmState::parse(value)
         .ok_or_else(|| Error::Internal(format!("alarms holds an unknown state {value:?}")))
-}
-
-fn transition_id() -> Result<String> {
-    let mut bytes = [0u8; 12];
-    aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| Error::internal("the random generator failed"))?;
-    Ok(hex::encode(bytes))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 use aws_sdk_kms::primitives::Blob;
 use base64::Engine as _;
 use keyward_envelope::{KmsErrorCode, KmsFailure};
+use keyward_storage::vocab::PURPOSE_CONTEXT_KEY;
 use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
@@ -22,8 +23,7 @@ use crate::shared::Shared;
 /// The alias of the platform's notification key.
 pub const NOTIFICATION_KEY_ALIAS: &str = "alias/keyward/notification-secrets";
 
-/// The encryption context's keys.
-const PURPOSE_KEY: &str = "keyward:purpose";
+/// The encryption context's keys beside the shared [`PURPOSE_CONTEXT_KEY`].
 const PURPOSE: &str = "notification-secret";
 const ORG_KEY: &str = "keyward:org";
 const DESTINATION_KEY: &str = "keyward:destination";
@@ -191,7 +191,7 @@ async fn describe(kms: &aws_sdk_kms::Client) -> Result<Option<String>> {
 
 fn context(org_id: &str, destination_id: &str) -> std::collections::HashMap<String, String> {
     [
-        (PURPOSE_KEY, PURPOSE),
+        (PURPOSE_CONTEXT_KEY, PURPOSE),
         (ORG_KEY, org_id),
         (DESTINATION_KEY, destination_id),
     ]
