@@ -34,6 +34,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/metrics"),
+    ("GET", "/v1/replicas"),
     ("POST", "/v1/organizations"),
     ("GET", "/v1/organizations/{org}/tokens"),
     ("POST", "/v1/organizations/{org}/tokens"),
@@ -92,6 +93,7 @@ pub fn router(plane: ControlPlane, admin: AdminToken, limits: Limits) -> Router 
         .add(Method::GET, "/healthz", healthz)
         .add(Method::GET, "/v1/openapi.json", openapi)
         .add(Method::GET, "/metrics", metrics)
+        .add(Method::GET, "/v1/replicas", replicas)
         .add(Method::POST, "/v1/organizations", create_organization)
         .add(Method::GET, "/v1/organizations/{org}/tokens", list_tokens)
         .add(Method::POST, "/v1/organizations/{org}/tokens", create_token)
@@ -520,6 +522,20 @@ async fn metrics(_: Admin, State(state): State<AppState>) -> Response {
         out.into_text(),
     )
         .into_response()
+}
+
+/// The control-plane replicas sharing the database, and the cluster leases of the one that
+/// answers. The admin token only: it names every organization's clusters.
+async fn replicas(_: Admin, State(state): State<AppState>) -> ApiResult {
+    let plane = plane(&state);
+    Ok(json(
+        StatusCode::OK,
+        serde_json::json!({
+            "replica": plane.replica_id(),
+            "leases": plane.held_leases(),
+            "replicas": plane.replicas().await?,
+        }),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -82,6 +82,16 @@ pub struct ControlConfig {
     pub audit_enabled: bool,
     /// How alarm notifications are sent (webhooks, their bounds and the SSRF guard).
     pub notifications: crate::notify::NotifyConfig,
+    /// This replica's identity among the control-plane replicas sharing the database (stable
+    /// across its restarts: the leases and disks it held are found by it). `keyward up` is the
+    /// one replica `local`.
+    pub replica_id: String,
+    /// Where this replica's API can be reached, as the replica list shows it.
+    pub replica_api_url: String,
+    /// How long a cluster lease lasts without renewal (see `lease.rs`): a replica that dies is
+    /// replaced on its clusters within about this plus a quarter of it. `None`: the probe
+    /// interval, so a dead replica's clusters are probed again within two intervals.
+    pub lease_ttl: Option<Duration>,
 }
 
 impl std::fmt::Debug for ControlConfig {
@@ -110,6 +120,9 @@ impl std::fmt::Debug for ControlConfig {
             )
             .field("audit_enabled", &self.audit_enabled)
             .field("notifications", &self.notifications)
+            .field("replica_id", &self.replica_id)
+            .field("replica_api_url", &self.replica_api_url)
+            .field("lease_ttl", &self.lease_ttl)
             .finish_non_exhaustive()
     }
 }
@@ -148,7 +161,15 @@ impl ControlConfig {
             key_material_check_interval: Duration::from_secs(3600),
             audit_enabled: true,
             notifications: crate::notify::NotifyConfig::default(),
+            replica_id: "local".into(),
+            replica_api_url: String::new(),
+            lease_ttl: None,
         }
+    }
+
+    /// The cluster lease's length (see [`ControlConfig::lease_ttl`]).
+    pub fn lease_ttl(&self) -> Duration {
+        self.lease_ttl.unwrap_or(self.probe_interval)
     }
 
     pub(crate) fn check(&self) -> Result<()> {
@@ -170,6 +191,21 @@ impl ControlConfig {
         }
         if self.key_material_check_interval.is_zero() {
             return bad("key_material_check_interval must be positive".into());
+        }
+        if self.lease_ttl().as_millis() < 200 {
+            return bad("lease_ttl must be at least 200 ms".into());
+        }
+        if self.replica_id.is_empty()
+            || self.replica_id.len() > 64
+            || !self
+                .replica_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            return bad(format!(
+                "replica_id {:?} must be 1 to 64 letters, digits, '-', '_' or '.'",
+                self.replica_id
+            ));
         }
         if self.probe_concurrency == 0 {
             return bad("probe_concurrency must be positive".into());

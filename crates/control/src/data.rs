@@ -30,6 +30,19 @@ const VERIFY_SECTORS: usize = 4;
 const VERIFY_OBJECTS: usize = 2;
 
 impl ControlPlane {
+    /// Refuses what needs the cluster's disk files on a replica whose node does not hold them
+    /// (409, naming the replica that does).
+    fn disks_here(&self, cluster: &Cluster) -> Result<()> {
+        match &cluster.disk_node {
+            Some(node) if node != self.replica_id() => Err(Error::Conflict(format!(
+                "the disks of cluster {} are on the node of replica {node}: ask that replica \
+                 (GET /v1/replicas says where it serves)",
+                cluster.id
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// The cluster, if its data may be served now.
     pub(crate) async fn serving(
         &self,
@@ -65,6 +78,13 @@ impl ControlPlane {
                     cluster_id: cluster.id,
                     state: cluster.state.as_str().into(),
                 })
+            }
+            // Held by another replica: served from here too (documents and backups live in the
+            // shared object store), under the health its holder records.
+            None if ready && self.shared().leases.holds(&cluster.id).is_none() => {
+                let runtime = self.runtimes().follower(self.shared(), &cluster).await?;
+                runtime.gate()?;
+                Ok((cluster, runtime))
             }
             None => Err(Error::NotReady {
                 cluster_id: cluster.id,
@@ -266,14 +286,34 @@ impl ControlPlane {
         org: &OrgId,
         cluster_id: &str,
     ) -> Result<keyward_storage::ClientCredentials> {
-        let (_, runtime) = self.serving(org, cluster_id).await?;
+        let (cluster, runtime) = self.serving(org, cluster_id).await?;
+        self.disks_here(&cluster)?;
         runtime.nbd_credentials(self.shared()).await
     }
 
     /// The cluster's disks with their NBD addresses: only while attached and while the cluster's
     /// NBD server runs (a stopped one is never advertised; the operator restarts it).
     pub async fn list_disks(&self, org: &OrgId, cluster_id: &str) -> Result<Vec<DiskInfo>> {
-        let (_, runtime) = self.serving(org, cluster_id).await?;
+        let (cluster, runtime) = self.serving(org, cluster_id).await?;
+        let me = self.replica_id().to_owned();
+        if let Some(node) = cluster.disk_node.as_ref().filter(|n| **n != me) {
+            // Served by another node: what the database records, where it is served.
+            return Ok(self
+                .shared()
+                .repo
+                .disks_of(&cluster.id)
+                .await?
+                .into_iter()
+                .map(|(class, id, size_bytes)| DiskInfo {
+                    id,
+                    class,
+                    size_bytes,
+                    attached: false,
+                    nbd_uri: None,
+                    node: node.clone(),
+                })
+                .collect());
+        }
         let host = match self.config().nbd_host {
             std::net::IpAddr::V4(v4) => v4.to_string(),
             std::net::IpAddr::V6(v6) => format!("[{v6}]"),
@@ -294,6 +334,7 @@ impl ControlPlane {
                         (true, Some(port)) => Some(format!("nbds://{host}:{port}/{}", d.id)),
                         _ => None,
                     },
+                    node: me.clone(),
                 }
             })
             .collect())
@@ -304,6 +345,7 @@ impl ControlPlane {
     /// ESDK headers, with a few decrypted in full.
     pub async fn verify(&self, org: &OrgId, cluster_id: &str) -> Result<Verification> {
         let (cluster, runtime) = self.serving(org, cluster_id).await?;
+        self.disks_here(&cluster)?;
         let key_arn = runtime.key_arn();
         let volumes = runtime
             .disks()

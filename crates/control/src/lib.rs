@@ -68,6 +68,7 @@ pub mod db;
 mod document_stream;
 mod error;
 pub mod health;
+mod lease;
 mod metrics;
 mod migrations;
 mod nbd_ca;
@@ -111,6 +112,7 @@ pub use data::DocumentStream;
 pub use error::{Error, ErrorCode, Result};
 pub use health::{HealthStatus, InaccessibleReason, KeyHealth};
 pub use keyward_storage::vocab::PROBE_CONTEXT_KEY;
+pub use lease::{HeldLease, ReplicaInfo};
 pub use metrics::{Exposition, EXPOSITION_CONTENT_TYPE, KMS_LATENCY_BUCKETS};
 pub use migrations::MIGRATIONS;
 pub use notify::{

@@ -63,9 +63,16 @@ impl ControlPlane {
         let audit = AuditLog::start(db.clone());
         let alarms = Alarms::new(db.clone());
         let notifier = crate::notify::Notifier::new(db.clone(), config.notifications.clone())?;
+        let leases = Arc::new(crate::lease::Leases::new(
+            db.clone(),
+            config.replica_id.clone(),
+            config.replica_api_url.clone(),
+            config.nbd_host.to_string(),
+            config.lease_ttl(),
+        ));
         let (shared, kicks) = Shared::new(
             config,
-            Repo::new(db),
+            Repo::new(db, leases),
             monitor,
             audit,
             alarms,
@@ -110,6 +117,23 @@ impl ControlPlane {
 
     pub(crate) fn runtime(&self, cluster_id: &str) -> Option<Arc<ClusterRuntime>> {
         self.inner.runtimes.get(cluster_id)
+    }
+
+    // ---- replicas ----
+
+    /// This replica's identity.
+    pub fn replica_id(&self) -> &str {
+        self.shared().leases.replica_id()
+    }
+
+    /// The cluster leases this replica holds now (the clusters whose work it does).
+    pub fn held_leases(&self) -> Vec<crate::lease::HeldLease> {
+        self.shared().leases.held()
+    }
+
+    /// Every replica the shared database knows: live or not, and the leases each holds.
+    pub async fn replicas(&self) -> Result<Vec<crate::lease::ReplicaInfo>> {
+        self.shared().leases.replicas().await
     }
 
     // ---- organizations and tokens ----
@@ -351,7 +375,21 @@ impl ControlPlane {
                 "the control plane is shut down: the deletion resumes at the next start",
             ));
         }
-        match outcome.await {
+        // The replica holding the cluster's lease finishes the deletion: this one tells its
+        // own waiter, another one is seen by the row going.
+        let gone = async {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                if let Ok(None) = shared.repo.cluster(cluster_id).await {
+                    return;
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            told = outcome => told,
+            () = gone => Ok(Ok(())),
+        };
+        match outcome {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(Error::Internal(format!(
                 "deleting cluster {cluster_id}: {error}; the operator retries"

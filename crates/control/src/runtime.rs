@@ -246,6 +246,20 @@ impl ClusterRuntime {
         })
     }
 
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The last key health applied here.
+    pub(crate) fn health(&self) -> KeyHealth {
+        self.access.read().health.clone()
+    }
+
+    /// Whether it holds disks (the holder's runtime; a follower's never does).
+    pub(crate) async fn has_disks(&self) -> bool {
+        !self.disks.lock().await.list.is_empty()
+    }
+
     fn role(&self) -> RoleOf<'_> {
         RoleOf {
             cluster_id: &self.id,
@@ -778,13 +792,48 @@ impl Runtimes {
         self.map.lock().get(cluster_id).cloned()
     }
 
-    /// The cluster's runtime, made if missing (and its key then watched by the monitor).
+    /// Every live runtime.
+    pub(crate) fn all(&self) -> Vec<Arc<ClusterRuntime>> {
+        self.map.lock().values().cloned().collect()
+    }
+
+    /// The runtime of a cluster this replica serves without holding its lease (its documents,
+    /// for a request that reached this replica): made if missing, never watched by the monitor
+    /// (the holder probes; the lease loop brings its recorded health here), and without disks.
+    pub(crate) async fn follower(
+        &self,
+        shared: &Shared,
+        cluster: &Cluster,
+    ) -> Result<Arc<ClusterRuntime>> {
+        if let Some(runtime) = self.get(&cluster.id) {
+            return Ok(runtime);
+        }
+        let made = Arc::new(ClusterRuntime::new(shared, cluster).await?);
+        Ok(self
+            .map
+            .lock()
+            .entry(cluster.id.clone())
+            .or_insert(made)
+            .clone())
+    }
+
+    /// The cluster's runtime, made if missing, with its key watched by the monitor (the
+    /// operator's, on the replica that holds the cluster's lease).
     pub(crate) async fn get_or_create(
         &self,
         shared: &Shared,
         cluster: &Cluster,
     ) -> Result<Arc<ClusterRuntime>> {
         if let Some(runtime) = self.get(&cluster.id) {
+            // A follower's runtime becomes the holder's: its key is watched from now on.
+            if shared.monitor.health(&cluster.id).is_none() && !runtime.is_deleted() {
+                shared.monitor.watch(
+                    &cluster.id,
+                    &runtime.key_arn(),
+                    runtime.kms(shared).await,
+                    Some(runtime.health()),
+                );
+            }
             return Ok(runtime);
         }
         let made = Arc::new(ClusterRuntime::new(shared, cluster).await?);

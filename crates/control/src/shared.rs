@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     retention: Arc<tokio::sync::Notify>,
     /// Where the unexpected-principal alarm has read each key account's trail to.
     pub(crate) trail: crate::trail::TrailReader,
+    /// The cluster leases this replica holds: the work it does among the replicas.
+    pub(crate) leases: Arc<crate::lease::Leases>,
 }
 
 impl Shared {
@@ -73,6 +75,8 @@ impl Shared {
         notifier: crate::notify::Notifier,
         base: SdkConfig,
     ) -> (Shared, mpsc::UnboundedReceiver<String>) {
+        // One set of leases: the repository fences the operator's writes with it.
+        let leases = repo.leases().clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Shared {
             iam: aws_sdk_iam::Client::new(&base),
@@ -92,6 +96,7 @@ impl Shared {
             deletions: Mutex::new(HashMap::new()),
             retention: Arc::new(tokio::sync::Notify::new()),
             trail: Default::default(),
+            leases,
         };
         (shared, rx)
     }
@@ -226,6 +231,7 @@ impl Shared {
         self.sessions.lock().remove(cluster_id);
         self.locks.lock().remove(cluster_id);
         self.trail.forget(cluster_id);
+        self.leases.forget(cluster_id);
     }
 
     /// `<data_dir>/nbd-ca/<cluster>`: the cluster's NBD CA, its key wrapped.

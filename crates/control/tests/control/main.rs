@@ -23,6 +23,7 @@ mod key_change;
 mod notifications;
 mod policy;
 mod provision;
+mod replicas;
 mod retention;
 mod rewrap;
 mod usage;
