@@ -415,7 +415,15 @@ impl ClusterRuntime {
     pub(crate) async fn check_now(&self, shared: &Shared) -> KeyHealth {
         let _one_at_a_time = self.transition.lock().await;
         let Some(mut health) = shared.monitor.check_now(&self.id).await else {
-            return self.access.read().health.clone();
+            // Not watched here: a follower's runtime (another replica holds the cluster). Its
+            // data path saw a KMS error, so it probes itself rather than wait for the holder's
+            // record, and locks what it serves at once.
+            let previous = self.access.read().health.clone();
+            let kms = self.kms(shared).await;
+            let health =
+                crate::health::probe_key_since(&kms, &self.key_arn(), &self.id, &previous).await;
+            self.apply_locked(shared, health.clone()).await;
+            return health;
         };
         if health.reason == Some(InaccessibleReason::AccessDenied) {
             match self.renew_session(shared).await {

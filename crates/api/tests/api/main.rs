@@ -13,6 +13,7 @@ mod limits;
 mod metrics;
 mod notifications;
 mod openapi;
+mod replicas;
 mod tokens;
 mod usage;
 
@@ -313,4 +314,4 @@ pub fn method(name: &str) -> Method {
 pub const PUBLIC: &[(&str, &str)] = &[("GET", "/healthz"), ("GET", "/v1/openapi.json")];
 
 /// The starts of the paths that take the admin token only (an organization's token is refused).
-pub const ADMIN: &[&str] = &["/v1/organizations", "/metrics"];
+pub const ADMIN: &[&str] = &["/v1/organizations", "/metrics", "/v1/replicas"];
