@@ -43,6 +43,15 @@ impl ControlPlane {
         }
     }
 
+    /// Whether another live replica holds the cluster's lease (this one then only follows it).
+    async fn held_elsewhere(&self, cluster_id: &str) -> Result<bool> {
+        let leases = &self.shared().leases;
+        Ok(leases
+            .holder_of(cluster_id)
+            .await?
+            .is_some_and(|holder| holder != leases.replica_id()))
+    }
+
     /// The cluster, if its data may be served now.
     pub(crate) async fn serving(
         &self,
@@ -81,11 +90,12 @@ impl ControlPlane {
             }
             // Held by another replica: served from here too (documents and backups live in the
             // shared object store), under the health its holder records.
-            None if ready && self.shared().leases.holds(&cluster.id).is_none() => {
+            None if ready && self.held_elsewhere(&cluster.id).await? => {
                 let runtime = self.runtimes().follower(self.shared(), &cluster).await?;
                 runtime.gate()?;
                 Ok((cluster, runtime))
             }
+            // Not yet made by this replica's operator (it is starting, or taking the lease).
             None => Err(Error::NotReady {
                 cluster_id: cluster.id,
                 state: cluster.state.as_str().into(),

@@ -278,6 +278,21 @@ impl Leases {
         rows.iter().map(|r| Ok(r.text("id")?)).collect()
     }
 
+    /// The replica holding the cluster's lease now, if any.
+    pub(crate) async fn holder_of(&self, cluster_id: &str) -> Result<Option<String>> {
+        let row = self
+            .db
+            .query_opt(
+                &format!(
+                    "SELECT holder FROM cluster_leases WHERE cluster_id = $1 AND expires_ms > {}",
+                    self.db.now_ms_sql()
+                ),
+                &[cluster_id.into()],
+            )
+            .await?;
+        Ok(row.map(|r| r.opt_text("holder")).transpose()?.flatten())
+    }
+
     /// Every cluster that has work (a key, or a deletion to finish), with its disks' node and
     /// its live holder.
     pub(crate) async fn candidates(&self) -> Result<Vec<Candidate>> {

@@ -286,10 +286,7 @@ async fn a_replica_cut_off_from_the_database_stops_acting_before_its_leases_can_
         Duration::from_secs(10),
     )
     .await;
-    let disks_after = b.list_disks(&acme.id, &victim).await.unwrap();
-    let ids_of =
-        |d: &[keyward_control::DiskInfo]| d.iter().map(|d| d.id.clone()).collect::<BTreeSet<_>>();
-    assert_eq!(ids_of(&disks_before), ids_of(&disks_after));
+    // The gate opens once the disks are attached again, just after the health turns.
     wait_for(
         "b to serve its disks again",
         Duration::from_secs(10),
@@ -300,6 +297,14 @@ async fn a_replica_cut_off_from_the_database_stops_acting_before_its_leases_can_
         },
     )
     .await;
+    let disks_after = b.list_disks(&acme.id, &victim).await.unwrap();
+    let ids_of =
+        |d: &[keyward_control::DiskInfo]| d.iter().map(|d| d.id.clone()).collect::<BTreeSet<_>>();
+    assert_eq!(
+        ids_of(&disks_before),
+        ids_of(&disks_after),
+        "the same disks, not new ones"
+    );
     b.shutdown().await;
     a.shutdown().await;
 }
