@@ -34,7 +34,8 @@
 //!   (`alarm_rules.rs`; [`ControlPlane::set_cluster_alarm_rules`]), the key account's trail read
 //!   through a role the customer lends (`trail.rs`);
 //! - KMS usage per cluster, day and operation (probes apart) and what it costs at AWS's prices
-//!   ([`ControlPlane::usage`], `usage.rs`), from the audit;
+//!   ([`ControlPlane::usage`], `usage.rs`; the price arithmetic and the probe's cost in
+//!   `cost.rs`), from the audit;
 //! - verification per storage class, built on `keyward_storage::scan`;
 //! - operational metrics (`metrics.rs`): KMS requests as the clusters' roles by operation and
 //!   result with their latency, data-key cache hits and misses, plaintext bytes per class, key
@@ -63,6 +64,7 @@ mod audit;
 mod clock;
 mod cluster;
 mod config;
+mod cost;
 mod data;
 pub mod db;
 mod document_stream;
@@ -107,6 +109,7 @@ pub use cluster::{
     Encryption, NewCluster, RetainedBackup, RewrapProgress, Verification,
 };
 pub use config::{ControlConfig, KmsPrices, DEFAULT_BACKUP_RETENTION};
+pub use cost::{probe_projection, usd, ProbeProjection};
 pub use data::DocumentStream;
 pub use error::{Error, ErrorCode, Result};
 pub use health::{HealthStatus, InaccessibleReason, KeyHealth};
@@ -129,6 +132,6 @@ pub use roles::{
     SESSION_NAME,
 };
 pub use usage::{
-    probe_projection, usd, CacheSavings, ChargePeriod, Charges, DayUsage, KeyDays, OperationUsage,
-    ProbeProjection, RequestCounts, UsageReport, UsageWindow, MAX_USAGE_DAYS,
+    CacheSavings, ChargePeriod, Charges, DayUsage, KeyDays, OperationUsage, RequestCounts,
+    UsageReport, UsageWindow, MAX_USAGE_DAYS,
 };

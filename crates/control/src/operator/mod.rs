@@ -149,7 +149,7 @@ pub(crate) async fn evaluate_alarms_once(shared: &Shared) -> Result<()> {
     // Once for the round: each cluster's count then reads only the database.
     shared.audit.flush().await;
     let probe =
-        crate::usage::probe_projection(shared.config.probe_interval, &shared.config.kms_prices);
+        crate::cost::probe_projection(shared.config.probe_interval, &shared.config.kms_prices);
     for (org, cluster) in shared.repo.keyed_clusters().await? {
         let id = &cluster.id;
         match evaluate_cluster(shared, &org, &cluster, &probe, now).await {
@@ -193,7 +193,7 @@ async fn evaluate_cluster(
     shared: &Shared,
     org: &str,
     cluster: &crate::cluster::Cluster,
-    probe: &crate::usage::ProbeProjection,
+    probe: &crate::cost::ProbeProjection,
     now: i64,
 ) -> Result<Vec<crate::alarms::AlarmTransition>> {
     let rules = shared
