@@ -108,7 +108,7 @@ pub use cluster::{
     Association, BackupInfo, ClassVerification, Cluster, ClusterState, DiskInfo, DocumentInfo,
     Encryption, NewCluster, RetainedBackup, RewrapProgress, Verification,
 };
-pub use config::{ControlConfig, KmsPrices, DEFAULT_BACKUP_RETENTION};
+pub use config::{ControlConfig, KmsPrices, NotifyConfig, DEFAULT_BACKUP_RETENTION};
 pub use cost::{probe_projection, usd, ProbeProjection};
 pub use data::DocumentStream;
 pub use error::{Error, ErrorCode, Result};
@@ -118,7 +118,7 @@ pub use metrics::{Exposition, EXPOSITION_CONTENT_TYPE, KMS_LATENCY_BUCKETS};
 pub use migrations::MIGRATIONS;
 pub use notify::{
     CreatedDestination, Delivery, DeliveryAttempt, DeliveryQuery, Destination, DestinationFormat,
-    NewDestination, NotifyConfig,
+    NewDestination,
 };
 pub use operator::{RESERVED_PREFIX, STORE_MARKER};
 pub use org::{ApiToken, OrgId, Organization, TokenInfo, TOKEN_PREFIX};
