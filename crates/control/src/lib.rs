@@ -32,7 +32,7 @@
 //!   successful probes folded into hourly counts after a day) and the alarms evaluated from it
 //!   and from key health (`alarms.rs`), under rules per organization and cluster
 //!   (`alarm_rules.rs`; [`ControlPlane::set_cluster_alarm_rules`]), the key account's trail read
-//!   through a role the customer lends (`trail.rs`);
+//!   through a role the customer lends (`trail.rs`, read by the operator: `operator/trail.rs`);
 //! - KMS usage per cluster, day and operation (probes apart) and what it costs at AWS's prices
 //!   ([`ControlPlane::usage`], `usage.rs`; the price arithmetic and the probe's cost in
 //!   `cost.rs`), from the audit;

@@ -45,6 +45,7 @@ mod provision;
 mod rekey;
 mod restore;
 mod retention;
+mod trail;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Weak};
@@ -217,7 +218,7 @@ async fn evaluate_cluster(
         MaterialSeen::Unknown(String::new())
     };
     let principals = if rules.is_enabled(AlarmKind::UnexpectedPrincipal) {
-        crate::trail::principals_seen(shared, org, cluster, &rules, now).await
+        trail::principals_seen(shared, org, cluster, &rules, now).await
     } else {
         PrincipalsSeen::Unreadable(String::new())
     };
