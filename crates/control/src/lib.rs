@@ -42,7 +42,9 @@
 //!   health, audit drops, written in Prometheus's text format ([`ControlPlane::write_metrics`]);
 //! - notifications of alarm transitions (`notify/`): an organization's webhook destinations,
 //!   signed as Stripe's are ([`notify::verify`] is the receiver's side), queued durably,
-//!   retried with backoff and jitter, rate-limited per destination, each attempt logged;
+//!   retried with backoff and jitter, rate-limited per destination, each attempt logged (the
+//!   worker is the operator's, `operator/notify_worker.rs`; the secrets' KMS calls
+//!   `notify_secrets.rs`; destinations, tests and the log on the facade, `notifications.rs`);
 //! - state in SQLite or PostgreSQL ([`db`]), with the same migrations.
 //!
 //! How it is laid out (the full map and the one-way call graph are in the crate's README): the
@@ -73,7 +75,9 @@ pub mod health;
 mod metrics;
 mod migrations;
 mod nbd_ca;
+mod notifications;
 pub mod notify;
+mod notify_secrets;
 mod operator;
 mod org;
 mod plane;

@@ -41,6 +41,7 @@
 //! loses them at once. A crash during it resumes at the next start.
 
 mod delete;
+mod notify_worker;
 mod provision;
 mod rekey;
 mod restore;
@@ -103,7 +104,7 @@ impl Operator {
         let expiry = tokio::spawn(expire_audit(Arc::downgrade(shared)));
         let alarms = tokio::spawn(evaluate_alarms(Arc::downgrade(shared)));
         let sweeper = tokio::spawn(retention::run(Arc::downgrade(shared)));
-        let notifications = tokio::spawn(crate::notify::worker::run(Arc::downgrade(shared)));
+        let notifications = tokio::spawn(notify_worker::run(Arc::downgrade(shared)));
         self.tasks
             .lock()
             .extend([worker, consumer, expiry, sweeper, alarms, notifications]);
