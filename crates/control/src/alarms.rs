@@ -23,7 +23,7 @@
 //!   readable. A KMS that does not report the material leaves it INSUFFICIENT_DATA;
 //! - unexpected-principal: the key account's CloudTrail, read through a role the customer lends
 //!   (`trail.rs`); without one, INSUFFICIENT_DATA with the reason and what to do;
-//! - probe-cost-budget: [`crate::usage::probe_projection`] at the configured interval and prices
+//! - probe-cost-budget: [`crate::cost::probe_projection`] at the configured interval and prices
 //!   against the rule's budget (none by default: OK).
 //!
 //! Not here: notifications of the transitions.
@@ -32,10 +32,10 @@ use serde::Serialize;
 
 use crate::alarm_rules::{EffectiveRules, RuleStore};
 use crate::cluster::Cluster;
+use crate::cost::ProbeProjection;
 use crate::db::{Db, Value};
 use crate::error::{Error, Result};
 use crate::health::{HealthStatus, InaccessibleReason};
-use crate::usage::ProbeProjection;
 
 /// How far back the access-denied alarm counts refused requests unless a rule says otherwise.
 pub const ACCESS_DENIED_WINDOW_MS: i64 = 5 * 60 * 1000;
@@ -300,7 +300,7 @@ fn decide(cluster: &Cluster, seen: &Observed<'_>) -> Vec<(AlarmKind, AlarmState,
             format!(
                 "{cost}, above the budget of {} USD: lengthen the probe interval or raise the \
                  budget",
-                crate::usage::usd(budget)
+                crate::cost::usd(budget)
             ),
         ),
         Some(budget) => (
@@ -308,7 +308,7 @@ fn decide(cluster: &Cluster, seen: &Observed<'_>) -> Vec<(AlarmKind, AlarmState,
             AlarmState::Ok,
             format!(
                 "{cost}, within the budget of {} USD",
-                crate::usage::usd(budget)
+                crate::cost::usd(budget)
             ),
         ),
     });
@@ -600,7 +600,7 @@ mod tests {
     }
 
     fn probe() -> ProbeProjection {
-        crate::usage::probe_projection(
+        crate::cost::probe_projection(
             std::time::Duration::from_secs(10),
             &crate::KmsPrices::default(),
         )

@@ -34,6 +34,68 @@ impl Default for KmsPrices {
     }
 }
 
+/// How notifications are sent. Defaults in [`NotifyConfig::default`].
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// Let webhooks reach loopback, private and link-local addresses. Off by default: on a
+    /// shared host such a webhook is a door into the platform's network (SSRF).
+    pub allow_private_destinations: bool,
+    /// Destinations one organization may have (default 20).
+    pub max_destinations_per_org: usize,
+    /// Attempts of one delivery before it is given up (default 8).
+    pub max_attempts: u32,
+    /// The backoff's first ceiling (default 1 s); it doubles with each failed attempt.
+    pub first_retry: Duration,
+    /// The backoff's largest ceiling (default 10 min).
+    pub max_retry: Duration,
+    /// How long one attempt may take, connection included (default 10 s).
+    pub attempt_timeout: Duration,
+    /// Attempts in flight at once (default 16).
+    pub concurrency: usize,
+    /// Attempts in flight at once to one destination (default 2).
+    pub per_destination_concurrency: usize,
+    /// Notifications a destination may get at once (default 10).
+    pub rate_burst: u32,
+    /// One more every this long (default 6 s: 10 a minute).
+    pub rate_refill: Duration,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> NotifyConfig {
+        NotifyConfig {
+            allow_private_destinations: false,
+            max_destinations_per_org: 20,
+            max_attempts: 8,
+            first_retry: Duration::from_secs(1),
+            max_retry: Duration::from_secs(600),
+            attempt_timeout: Duration::from_secs(10),
+            concurrency: 16,
+            per_destination_concurrency: 2,
+            rate_burst: 10,
+            rate_refill: Duration::from_secs(6),
+        }
+    }
+}
+
+impl NotifyConfig {
+    pub(crate) fn check(&self) -> Result<()> {
+        let bad = |what: &str| Err(Error::InvalidRequest(format!("notifications: {what}")));
+        if self.max_attempts == 0 || self.max_attempts > 50 {
+            return bad("max_attempts must be from 1 to 50");
+        }
+        if self.concurrency == 0 || self.per_destination_concurrency == 0 {
+            return bad("concurrency and per_destination_concurrency must be positive");
+        }
+        if self.rate_burst == 0 || self.rate_refill.is_zero() {
+            return bad("rate_burst and rate_refill must be positive");
+        }
+        if self.attempt_timeout.is_zero() || self.first_retry.is_zero() {
+            return bad("attempt_timeout and first_retry must be positive");
+        }
+        Ok(())
+    }
+}
+
 /// How the control plane is set up. Build it with [`ControlConfig::embedded`] and change fields.
 pub struct ControlConfig {
     /// `volumes/<cluster>/...`, `objects/<cluster>/{documents,backups}/...`, and by default the
@@ -81,7 +143,7 @@ pub struct ControlConfig {
     /// off only to measure what the audit costs a data path).
     pub audit_enabled: bool,
     /// How alarm notifications are sent (webhooks, their bounds and the SSRF guard).
-    pub notifications: crate::notify::NotifyConfig,
+    pub notifications: NotifyConfig,
     /// This replica's identity among the control-plane replicas sharing the database (stable
     /// across its restarts: the leases and disks it held are found by it). `keyward up` is the
     /// one replica `local`.
@@ -160,7 +222,7 @@ impl ControlConfig {
             kms_prices: KmsPrices::default(),
             key_material_check_interval: Duration::from_secs(3600),
             audit_enabled: true,
-            notifications: crate::notify::NotifyConfig::default(),
+            notifications: NotifyConfig::default(),
             replica_id: "local".into(),
             replica_api_url: String::new(),
             lease_ttl: None,

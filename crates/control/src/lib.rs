@@ -32,16 +32,19 @@
 //!   successful probes folded into hourly counts after a day) and the alarms evaluated from it
 //!   and from key health (`alarms.rs`), under rules per organization and cluster
 //!   (`alarm_rules.rs`; [`ControlPlane::set_cluster_alarm_rules`]), the key account's trail read
-//!   through a role the customer lends (`trail.rs`);
+//!   through a role the customer lends (`trail.rs`, read by the operator: `operator/trail.rs`);
 //! - KMS usage per cluster, day and operation (probes apart) and what it costs at AWS's prices
-//!   ([`ControlPlane::usage`], `usage.rs`), from the audit;
+//!   ([`ControlPlane::usage`], `usage.rs`; the price arithmetic and the probe's cost in
+//!   `cost.rs`), from the audit;
 //! - verification per storage class, built on `keyward_storage::scan`;
 //! - operational metrics (`metrics.rs`): KMS requests as the clusters' roles by operation and
 //!   result with their latency, data-key cache hits and misses, plaintext bytes per class, key
 //!   health, audit drops, written in Prometheus's text format ([`ControlPlane::write_metrics`]);
 //! - notifications of alarm transitions (`notify/`): an organization's webhook destinations,
 //!   signed as Stripe's are ([`notify::verify`] is the receiver's side), queued durably,
-//!   retried with backoff and jitter, rate-limited per destination, each attempt logged;
+//!   retried with backoff and jitter, rate-limited per destination, each attempt logged (the
+//!   worker is the operator's, `operator/notify_worker.rs`; the secrets' KMS calls
+//!   `notify_secrets.rs`; destinations, tests and the log on the facade, `notifications.rs`);
 //! - state in SQLite or PostgreSQL ([`db`]), with the same migrations.
 //!
 //! How it is laid out (the full map and the one-way call graph are in the crate's README): the
@@ -63,6 +66,7 @@ mod audit;
 mod clock;
 mod cluster;
 mod config;
+mod cost;
 mod data;
 pub mod db;
 mod document_stream;
@@ -72,7 +76,9 @@ mod lease;
 mod metrics;
 mod migrations;
 mod nbd_ca;
+mod notifications;
 pub mod notify;
+mod notify_secrets;
 mod operator;
 mod org;
 mod plane;
@@ -107,7 +113,8 @@ pub use cluster::{
     Association, BackupInfo, ClassVerification, Cluster, ClusterState, DiskInfo, DocumentInfo,
     Encryption, NewCluster, RetainedBackup, RewrapProgress, Verification,
 };
-pub use config::{ControlConfig, KmsPrices, DEFAULT_BACKUP_RETENTION};
+pub use config::{ControlConfig, KmsPrices, NotifyConfig, DEFAULT_BACKUP_RETENTION};
+pub use cost::{probe_projection, usd, ProbeProjection};
 pub use data::DocumentStream;
 pub use error::{Error, ErrorCode, Result};
 pub use health::{HealthStatus, InaccessibleReason, KeyHealth};
@@ -117,7 +124,7 @@ pub use metrics::{Exposition, EXPOSITION_CONTENT_TYPE, KMS_LATENCY_BUCKETS};
 pub use migrations::MIGRATIONS;
 pub use notify::{
     CreatedDestination, Delivery, DeliveryAttempt, DeliveryQuery, Destination, DestinationFormat,
-    NewDestination, NotifyConfig,
+    NewDestination,
 };
 pub use operator::{RESERVED_PREFIX, STORE_MARKER};
 pub use org::{ApiToken, OrgId, Organization, TokenInfo, TOKEN_PREFIX};
@@ -131,6 +138,6 @@ pub use roles::{
     SESSION_NAME,
 };
 pub use usage::{
-    probe_projection, usd, CacheSavings, ChargePeriod, Charges, DayUsage, KeyDays, OperationUsage,
-    ProbeProjection, RequestCounts, UsageReport, UsageWindow, MAX_USAGE_DAYS,
+    CacheSavings, ChargePeriod, Charges, DayUsage, KeyDays, OperationUsage, RequestCounts,
+    UsageReport, UsageWindow, MAX_USAGE_DAYS,
 };

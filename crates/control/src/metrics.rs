@@ -6,7 +6,7 @@
 //! the plaintext bytes the document paths encrypt and decrypt. What is read when asked: the
 //! data-key caches' hits and misses (each cluster's cache counts its own), the clusters' key
 //! states (the health monitor), the audit records dropped. [`ControlPlane::write_metrics`]
-//! writes them all.
+//! (the facade's, in `plane.rs`, since it reads the runtimes too) writes them all.
 //!
 //! Counting never blocks a KMS call: atomics, and one short lock of a small map whose keys are
 //! the KMS operations keyward calls (a bounded set).
@@ -231,61 +231,6 @@ impl Metrics {
                 self.notifications[outcome as usize].load(Ordering::Relaxed) as f64,
             );
         }
-    }
-}
-
-impl crate::ControlPlane {
-    /// Writes every metric the control plane keeps (see the module's doc) to `out`.
-    pub fn write_metrics(&self, out: &mut Exposition) {
-        let shared = self.shared();
-        shared.metrics.write(out);
-        out.family(
-            "keyward_data_key_cache_hits_total",
-            "counter",
-            "Data-key cache lookups served without a KMS call, by cluster (since its runtime started).",
-        );
-        let caches = self.runtimes().cache_counts();
-        for (cluster, hits, _) in &caches {
-            out.sample(
-                "keyward_data_key_cache_hits_total",
-                &[("cluster", cluster)],
-                *hits as f64,
-            );
-        }
-        out.family(
-            "keyward_data_key_cache_misses_total",
-            "counter",
-            "Data-key cache lookups that needed a KMS call, by cluster (since its runtime started).",
-        );
-        for (cluster, _, misses) in &caches {
-            out.sample(
-                "keyward_data_key_cache_misses_total",
-                &[("cluster", cluster)],
-                *misses as f64,
-            );
-        }
-        out.family(
-            "keyward_cluster_key_health",
-            "gauge",
-            "Clusters with a key, by the key's last known health.",
-        );
-        for (status, count) in shared.monitor.status_counts() {
-            out.sample(
-                "keyward_cluster_key_health",
-                &[("status", status.as_str())],
-                count as f64,
-            );
-        }
-        out.family(
-            "keyward_audit_records_dropped_total",
-            "counter",
-            "KMS audit records dropped because the audit's queue was full.",
-        );
-        out.sample(
-            "keyward_audit_records_dropped_total",
-            &[],
-            shared.audit.dropped() as f64,
-        );
     }
 }
 

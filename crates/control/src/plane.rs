@@ -23,6 +23,7 @@ use crate::config::{check_region, sdk_config, ControlConfig};
 use crate::db::{Db, DbError};
 use crate::error::{Error, Result};
 use crate::health::{HealthMonitor, HealthStatus, KeyHealth, MonitorConfig};
+use crate::metrics::Exposition;
 use crate::operator::Operator;
 use crate::org::{
     check_name, digests_match, id_shape_ok, random_id, token_digest, token_shape_ok, ApiToken,
@@ -658,6 +659,61 @@ pub(crate) fn failed(cluster: &Cluster) -> Error {
             .as_deref()
             .unwrap_or("no reason was recorded")
     ))
+}
+
+impl ControlPlane {
+    /// Writes every metric the control plane keeps (see the module's doc) to `out`.
+    pub fn write_metrics(&self, out: &mut Exposition) {
+        let shared = self.shared();
+        shared.metrics.write(out);
+        out.family(
+            "keyward_data_key_cache_hits_total",
+            "counter",
+            "Data-key cache lookups served without a KMS call, by cluster (since its runtime started).",
+        );
+        let caches = self.runtimes().cache_counts();
+        for (cluster, hits, _) in &caches {
+            out.sample(
+                "keyward_data_key_cache_hits_total",
+                &[("cluster", cluster)],
+                *hits as f64,
+            );
+        }
+        out.family(
+            "keyward_data_key_cache_misses_total",
+            "counter",
+            "Data-key cache lookups that needed a KMS call, by cluster (since its runtime started).",
+        );
+        for (cluster, _, misses) in &caches {
+            out.sample(
+                "keyward_data_key_cache_misses_total",
+                &[("cluster", cluster)],
+                *misses as f64,
+            );
+        }
+        out.family(
+            "keyward_cluster_key_health",
+            "gauge",
+            "Clusters with a key, by the key's last known health.",
+        );
+        for (status, count) in shared.monitor.status_counts() {
+            out.sample(
+                "keyward_cluster_key_health",
+                &[("status", status.as_str())],
+                count as f64,
+            );
+        }
+        out.family(
+            "keyward_audit_records_dropped_total",
+            "counter",
+            "KMS audit records dropped because the audit's queue was full.",
+        );
+        out.sample(
+            "keyward_audit_records_dropped_total",
+            &[],
+            shared.audit.dropped() as f64,
+        );
+    }
 }
 
 #[cfg(feature = "test-support")]

@@ -12,6 +12,10 @@
 //! calls against AWS and the embedded KMS. Without a reader the alarm is INSUFFICIENT_DATA and
 //! says why and what to do.
 //!
+//! Here: the reader's state (a cursor per cluster), reading a page of events, and which
+//! principals are expected. The operator's side, which assumes the reader role with the
+//! operator's credentials and turns the uses into the alarm's input, is `operator/trail.rs`.
+//!
 //! Reading is incremental: each evaluation asks for the key's events since the last one read
 //! (one page of 50 usually; at most [`MAX_PAGES`] pages a round) and keeps the data uses of the
 //! window in memory, so a busy key is not read again and again. Not handled: events that
@@ -20,16 +24,10 @@
 //! of 2 requests per second per account, which a customer with many clusters shares.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
 use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
 use aws_smithy_types::DateTime;
 use parking_lot::Mutex;
-
-use crate::alarm_rules::EffectiveRules;
-use crate::alarms::PrincipalsSeen;
-use crate::cluster::Cluster;
-use crate::shared::Shared;
 
 /// Pages of 50 events one evaluation reads at most; the rest waits for the next round.
 pub const MAX_PAGES: usize = 20;
@@ -50,27 +48,27 @@ const DATA_OPERATIONS: [&str; 8] = [
 
 /// One data use of the key.
 #[derive(Debug, Clone)]
-struct Use {
+pub(crate) struct Use {
     event_id: String,
-    time_ms: i64,
-    principal: String,
-    operation: String,
+    pub(crate) time_ms: i64,
+    pub(crate) principal: String,
+    pub(crate) operation: String,
 }
 
 /// One cluster's reading position.
-struct Cursor {
-    reader_role: String,
-    key_arn: String,
-    client: aws_sdk_cloudtrail::Client,
+pub(crate) struct Cursor {
+    pub(crate) reader_role: String,
+    pub(crate) key_arn: String,
+    pub(crate) client: aws_sdk_cloudtrail::Client,
     /// Events up to this time were read.
-    read_to_ms: i64,
-    uses: Vec<Use>,
+    pub(crate) read_to_ms: i64,
+    pub(crate) uses: Vec<Use>,
 }
 
 /// The trail reader's state, one cursor per cluster.
 #[derive(Default)]
 pub(crate) struct TrailReader {
-    cursors: Mutex<HashMap<String, Cursor>>,
+    pub(crate) cursors: Mutex<HashMap<String, Cursor>>,
 }
 
 impl TrailReader {
@@ -81,7 +79,7 @@ impl TrailReader {
 
 /// Whether `principal` (an event's `userIdentity.arn`) is the cluster's role or one the rule
 /// allows: an allowed role covers its sessions, as the key policy's role principal does.
-fn expected(principal: &str, role_arn: &str, allowed: &[String]) -> bool {
+pub(crate) fn expected(principal: &str, role_arn: &str, allowed: &[String]) -> bool {
     std::iter::once(role_arn)
         .chain(allowed.iter().map(String::as_str))
         .any(|arn| arn == principal || session_of(arn).is_some_and(|p| principal.starts_with(&p)))
@@ -101,110 +99,8 @@ fn session_of(role_arn: &str) -> Option<String> {
     }
 }
 
-/// The unexpected data uses of the cluster's key in the rule's window, read from the key
-/// account's trail through the rule's reader role.
-pub(crate) async fn principals_seen(
-    shared: &Shared,
-    org_id: &str,
-    cluster: &Cluster,
-    rules: &EffectiveRules,
-    now_ms: i64,
-) -> PrincipalsSeen {
-    let Some(key_arn) = cluster.key_arn.as_deref() else {
-        return PrincipalsSeen::Unreadable("the cluster has no key".into());
-    };
-    let key_account = key_arn.split(':').nth(4).unwrap_or_default();
-    let Some(reader) = rules.trail_reader_role_arn.as_deref() else {
-        shared.trail.forget(&cluster.id);
-        let operator = shared
-            .operator_arn()
-            .await
-            .unwrap_or_else(|_| "the platform's operator".into());
-        return PrincipalsSeen::Unreadable(format!(
-            "the platform cannot read the CloudTrail of account {key_account}, where KMS logs \
-             other principals' use of key {key_arn}; to watch for them, create a role in that \
-             account that {operator} may assume with ExternalId {org_id} and that allows \
-             cloudtrail:LookupEvents, and set it as the alarm rule's trail_reader_role_arn"
-        ));
-    };
-    if reader.split(':').nth(4) != Some(key_account) {
-        return PrincipalsSeen::Unreadable(format!(
-            "the trail reader role {reader} is not in the key's account {key_account}, whose \
-             trail logs the key's use"
-        ));
-    }
-    let window_ms = i64::try_from(rules.principal_window_seconds * 1000).unwrap_or(i64::MAX);
-    let since = now_ms - window_ms;
-    let mut cursor = {
-        let taken = shared.trail.cursors.lock().remove(&cluster.id);
-        match taken {
-            Some(c) if c.reader_role == reader && c.key_arn == key_arn => c,
-            _ => Cursor {
-                reader_role: reader.to_owned(),
-                key_arn: key_arn.to_owned(),
-                client: reader_client(shared, reader, org_id, &cluster.region).await,
-                read_to_ms: since,
-                uses: Vec::new(),
-            },
-        }
-    };
-    let read = read_new(&mut cursor, since, now_ms).await;
-    cursor.uses.retain(|u| u.time_ms >= since);
-    let mut unexpected: Vec<(String, String, u64)> = Vec::new();
-    for u in &cursor.uses {
-        if expected(&u.principal, &cluster.role_arn, &rules.allowed_principals) {
-            continue;
-        }
-        match unexpected
-            .iter_mut()
-            .find(|(p, o, _)| *p == u.principal && *o == u.operation)
-        {
-            Some(entry) => entry.2 += 1,
-            None => unexpected.push((u.principal.clone(), u.operation.clone(), 1)),
-        }
-    }
-    shared
-        .trail
-        .cursors
-        .lock()
-        .insert(cluster.id.clone(), cursor);
-    match read {
-        Ok(()) => PrincipalsSeen::Read {
-            unexpected,
-            window_seconds: rules.principal_window_seconds,
-        },
-        Err(why) => PrincipalsSeen::Unreadable(format!(
-            "the trail of account {key_account} could not be read as {reader}: {why}"
-        )),
-    }
-}
-
-/// A CloudTrail client as the reader role, in the cluster's region.
-async fn reader_client(
-    shared: &Shared,
-    reader: &str,
-    org_id: &str,
-    region: &str,
-) -> aws_sdk_cloudtrail::Client {
-    let region = aws_config::Region::new(region.to_owned());
-    let provider = aws_config::sts::AssumeRoleProvider::builder(reader)
-        .external_id(org_id)
-        .session_name("keyward-trail-reader")
-        .session_length(Duration::from_secs(3600))
-        .region(region.clone())
-        .configure(&shared.base)
-        .build()
-        .await;
-    aws_sdk_cloudtrail::Client::from_conf(
-        aws_sdk_cloudtrail::config::Builder::from(&shared.base)
-            .region(region)
-            .credentials_provider(provider)
-            .build(),
-    )
-}
-
 /// Reads the key's events from the cursor's position to `now_ms` into its uses.
-async fn read_new(cursor: &mut Cursor, since: i64, now_ms: i64) -> Result<(), String> {
+pub(crate) async fn read_new(cursor: &mut Cursor, since: i64, now_ms: i64) -> Result<(), String> {
     // One second back: events of the second the last read ended in may have come after it.
     let start = cursor.read_to_ms.max(since) - 1000;
     let known: HashSet<String> = cursor.uses.iter().map(|u| u.event_id.clone()).collect();

@@ -30,6 +30,7 @@ use serde::Serialize;
 
 use crate::audit::{AuditResult, UsageCount};
 use crate::config::KmsPrices;
+use crate::cost::{mul_div, probe_projection, usd, ProbeProjection};
 use crate::error::{Error, Result};
 use crate::org::OrgId;
 use crate::plane::ControlPlane;
@@ -38,8 +39,6 @@ use crate::plane::ControlPlane;
 pub const MAX_USAGE_DAYS: i64 = 92;
 /// Milliseconds in a UTC day (no leap seconds in unix time).
 pub(crate) const DAY_MS: i64 = 86_400_000;
-/// The month a projection assumes: 30 days.
-const PROJECTION_MONTH_MS: u128 = 30 * 86_400_000;
 
 /// The days a usage query covers: UTC days since 1970-01-01, both ends included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,19 +243,6 @@ pub struct Charges {
     pub total_usd: String,
 }
 
-/// What the key-health probe costs a cluster per month at the configured interval: one request
-/// (a `Decrypt`) per probe of a healthy key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ProbeProjection {
-    pub interval_ms: u64,
-    /// Over 30 days.
-    pub requests_per_month: u64,
-    pub micro_usd_per_month: u64,
-    pub usd_per_month: String,
-    /// The same if the probe were the account's only KMS use (the free requests taken first).
-    pub micro_usd_per_month_after_free_requests: u64,
-}
-
 /// The KMS requests the cluster's data-key cache answered instead of KMS.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CacheSavings {
@@ -284,36 +270,6 @@ pub struct UsageReport {
     pub data_key_cache: CacheSavings,
     /// How far back the audit (and so this report) reaches.
     pub audit_retention_days: u64,
-}
-
-/// `a * b / c` rounded half up (`c` > 0).
-fn mul_div(a: u128, b: u128, c: u128) -> u64 {
-    u64::try_from((a * b + c / 2) / c).unwrap_or(u64::MAX)
-}
-
-/// Micro-dollars as dollars with six decimals.
-pub fn usd(micro: u64) -> String {
-    format!("{}.{:06}", micro / 1_000_000, micro % 1_000_000)
-}
-
-/// The probe's monthly requests and cost at `interval`.
-pub fn probe_projection(interval: Duration, prices: &KmsPrices) -> ProbeProjection {
-    let interval_ms = interval.as_millis().max(1);
-    let requests = u64::try_from(PROJECTION_MONTH_MS / interval_ms).unwrap_or(u64::MAX);
-    let price = u128::from(prices.per_10k_requests_micro_usd);
-    let cost = mul_div(u128::from(requests), price, 10_000);
-    let after_free = mul_div(
-        u128::from(requests.saturating_sub(prices.free_requests_per_month)),
-        price,
-        10_000,
-    );
-    ProbeProjection {
-        interval_ms: u64::try_from(interval_ms).unwrap_or(u64::MAX),
-        requests_per_month: requests,
-        micro_usd_per_month: cost,
-        usd_per_month: usd(cost),
-        micro_usd_per_month_after_free_requests: after_free,
-    }
 }
 
 /// Everything a report is made of.
@@ -715,16 +671,5 @@ mod tests {
         assert_eq!(report.total.probe, 5);
         assert!(report.charges.periods.is_empty());
         assert_eq!(report.charges.total_micro_usd, 0);
-    }
-
-    /// One Decrypt every 10 s for 30 days: 259,200 requests, $0.7776 ($0.7176 after the free
-    /// requests).
-    #[test]
-    fn the_probe_costs_at_the_default_interval() {
-        let p = probe_projection(Duration::from_secs(10), &KmsPrices::default());
-        assert_eq!(p.requests_per_month, 259_200);
-        assert_eq!(p.micro_usd_per_month, 777_600);
-        assert_eq!(p.usd_per_month, "0.777600");
-        assert_eq!(p.micro_usd_per_month_after_free_requests, 717_600);
     }
 }

@@ -11,7 +11,7 @@
 //! - **Signing** ([`signature`]): `Keyward-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>` over
 //!   `"<t>.<body>"`, a `Keyward-Delivery-Id` the same on every retry; [`verify`] is the
 //!   receiver's side (constant-time, 5-minute tolerance, replayed ids refused).
-//! - **Delivery** (`worker.rs`): every notification is first a row of the durable queue
+//! - **Delivery** (`operator/notify_worker.rs`): every notification is first a row of the durable queue
 //!   (`notification_deliveries`, SQLite or PostgreSQL), so a restart loses none. A worker claims
 //!   due rows with a lease (several replicas share the queue), posts at most
 //!   [`NotifyConfig::concurrency`] at once and at most
@@ -29,14 +29,18 @@
 //! Nothing here runs on the evaluation's path but the queue's inserts: alarms and probes never
 //! wait for a webhook.
 //!
+//! Here: the types, signing, payloads, URL checks and the [`Notifier`]'s state (the queue's
+//! inserts, rate limits, cached secrets). What needs the shared state lives above it: the
+//! delivery worker (`operator/notify_worker.rs`), the secret store's KMS calls
+//! (`notify_secrets.rs`) and the API's side (`notifications.rs`: destinations, tests, the log).
+//!
 //! Not here: email or other channels; per-rule routing (every destination of a cluster gets all
 //! its alarms).
 
-mod payload;
+pub(crate) mod payload;
 pub mod secrets;
 pub mod signature;
 pub mod target;
-pub(crate) mod worker;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,9 +53,9 @@ use crate::alarms::{AlarmState, AlarmTransition};
 use crate::cluster::Cluster;
 use crate::db::{Db, Row, Value};
 use crate::error::{Error, Result};
-use crate::org::{id_shape_ok, random_id, OrgId};
-use crate::shared::Shared;
-use crate::ControlPlane;
+use crate::org::random_id;
+
+pub use crate::config::NotifyConfig;
 
 pub use signature::{
     sign, verify, VerifyError, WebhookSecret, DELIVERY_ID_HEADER, SECRET_PREFIX, SIGNATURE_HEADER,
@@ -64,68 +68,6 @@ pub const MAX_DESCRIPTION_LEN: usize = 256;
 pub const MAX_DELIVERY_PAGE: usize = 500;
 /// How long finished deliveries stay in the log.
 pub const DELIVERY_RETENTION: Duration = Duration::from_secs(30 * 86_400);
-
-/// How notifications are sent. Defaults in [`NotifyConfig::default`].
-#[derive(Debug, Clone)]
-pub struct NotifyConfig {
-    /// Let webhooks reach loopback, private and link-local addresses. Off by default: on a
-    /// shared host such a webhook is a door into the platform's network (SSRF).
-    pub allow_private_destinations: bool,
-    /// Destinations one organization may have (default 20).
-    pub max_destinations_per_org: usize,
-    /// Attempts of one delivery before it is given up (default 8).
-    pub max_attempts: u32,
-    /// The backoff's first ceiling (default 1 s); it doubles with each failed attempt.
-    pub first_retry: Duration,
-    /// The backoff's largest ceiling (default 10 min).
-    pub max_retry: Duration,
-    /// How long one attempt may take, connection included (default 10 s).
-    pub attempt_timeout: Duration,
-    /// Attempts in flight at once (default 16).
-    pub concurrency: usize,
-    /// Attempts in flight at once to one destination (default 2).
-    pub per_destination_concurrency: usize,
-    /// Notifications a destination may get at once (default 10).
-    pub rate_burst: u32,
-    /// One more every this long (default 6 s: 10 a minute).
-    pub rate_refill: Duration,
-}
-
-impl Default for NotifyConfig {
-    fn default() -> NotifyConfig {
-        NotifyConfig {
-            allow_private_destinations: false,
-            max_destinations_per_org: 20,
-            max_attempts: 8,
-            first_retry: Duration::from_secs(1),
-            max_retry: Duration::from_secs(600),
-            attempt_timeout: Duration::from_secs(10),
-            concurrency: 16,
-            per_destination_concurrency: 2,
-            rate_burst: 10,
-            rate_refill: Duration::from_secs(6),
-        }
-    }
-}
-
-impl NotifyConfig {
-    pub(crate) fn check(&self) -> Result<()> {
-        let bad = |what: &str| Err(Error::InvalidRequest(format!("notifications: {what}")));
-        if self.max_attempts == 0 || self.max_attempts > 50 {
-            return bad("max_attempts must be from 1 to 50");
-        }
-        if self.concurrency == 0 || self.per_destination_concurrency == 0 {
-            return bad("concurrency and per_destination_concurrency must be positive");
-        }
-        if self.rate_burst == 0 || self.rate_refill.is_zero() {
-            return bad("rate_burst and rate_refill must be positive");
-        }
-        if self.attempt_timeout.is_zero() || self.first_retry.is_zero() {
-            return bad("attempt_timeout and first_retry must be positive");
-        }
-        Ok(())
-    }
-}
 
 /// What a destination's body looks like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -146,7 +88,7 @@ impl DestinationFormat {
         }
     }
 
-    fn parse(value: &str) -> Result<DestinationFormat> {
+    pub(crate) fn parse(value: &str) -> Result<DestinationFormat> {
         match value {
             "keyward" => Ok(DestinationFormat::Keyward),
             "slack" => Ok(DestinationFormat::Slack),
@@ -244,27 +186,28 @@ struct Bucket {
 /// The notifications' state: the queue in the database, the rate limits and unwrapped secrets in
 /// memory.
 pub(crate) struct Notifier {
-    db: Db,
+    pub(crate) db: Db,
     pub(crate) config: NotifyConfig,
-    key: secrets::NotificationKey,
+    pub(crate) key: secrets::NotificationKey,
     buckets: Mutex<HashMap<String, Bucket>>,
     /// Unwrapped secrets, so an attempt costs no KMS call; bounded, dropped with their
     /// destination.
-    secrets: Mutex<HashMap<String, Arc<WebhookSecret>>>,
+    pub(crate) secrets: Mutex<HashMap<String, Arc<WebhookSecret>>>,
     /// Wakes the worker (something was queued).
-    wake: Arc<tokio::sync::Notify>,
-    client: reqwest::Client,
+    pub(crate) wake: Arc<tokio::sync::Notify>,
+    pub(crate) client: reqwest::Client,
 }
 
 /// Secrets kept unwrapped at most.
-const MAX_CACHED_SECRETS: usize = 1024;
+pub(crate) const MAX_CACHED_SECRETS: usize = 1024;
 
-const DESTINATION_COLUMNS: &str = "id, org_id, cluster_id, url, format, description, \
+pub(crate) const DESTINATION_COLUMNS: &str = "id, org_id, cluster_id, url, format, description, \
                                    wrapped_secret, created_at_ms";
-const DELIVERY_COLUMNS: &str = "id, destination_id, cluster_id, kind, alarm, state, event, \
+pub(crate) const DELIVERY_COLUMNS: &str =
+    "id, destination_id, cluster_id, kind, alarm, state, event, \
                                 next_attempt_ms, last_error, created_at_ms, finished_at_ms";
 
-fn destination_of(row: &Row) -> Result<Destination> {
+pub(crate) fn destination_of(row: &Row) -> Result<Destination> {
     Ok(Destination {
         id: row.text("id")?,
         cluster_id: row.opt_text("cluster_id")?,
@@ -275,7 +218,7 @@ fn destination_of(row: &Row) -> Result<Destination> {
     })
 }
 
-fn delivery_of(row: &Row) -> Result<Delivery> {
+pub(crate) fn delivery_of(row: &Row) -> Result<Delivery> {
     let state = row.text("state")?;
     Ok(Delivery {
         id: row.text("id")?,
@@ -315,7 +258,7 @@ impl Notifier {
     }
 
     /// Takes one token of the destination's bucket, if it has one.
-    fn take_token(&self, destination_id: &str) -> bool {
+    pub(crate) fn take_token(&self, destination_id: &str) -> bool {
         let burst = f64::from(self.config.rate_burst);
         let per_second = 1.0 / self.config.rate_refill.as_secs_f64();
         let now = Instant::now();
@@ -336,7 +279,11 @@ impl Notifier {
     }
 
     /// The destinations that get `cluster_id`'s notifications.
-    async fn destinations_of_cluster(&self, org: &str, cluster_id: &str) -> Result<Vec<Row>> {
+    pub(crate) async fn destinations_of_cluster(
+        &self,
+        org: &str,
+        cluster_id: &str,
+    ) -> Result<Vec<Row>> {
         Ok(self
             .db
             .query(
@@ -468,31 +415,7 @@ impl Notifier {
         Ok(())
     }
 
-    /// The destination's secret, unwrapped once and kept.
-    async fn secret(
-        &self,
-        shared: &Shared,
-        org_id: &str,
-        destination_id: &str,
-        wrapped: &str,
-    ) -> Result<Arc<WebhookSecret>> {
-        if let Some(secret) = self.secrets.lock().get(destination_id) {
-            return Ok(secret.clone());
-        }
-        let secret = Arc::new(
-            self.key
-                .unwrap(shared, org_id, destination_id, wrapped)
-                .await?,
-        );
-        let mut cache = self.secrets.lock();
-        if cache.len() >= MAX_CACHED_SECRETS {
-            cache.clear();
-        }
-        cache.insert(destination_id.to_owned(), secret.clone());
-        Ok(secret)
-    }
-
-    fn forget(&self, destination_id: &str) {
+    pub(crate) fn forget(&self, destination_id: &str) {
         self.buckets.lock().remove(destination_id);
         self.secrets.lock().remove(destination_id);
     }
@@ -500,7 +423,7 @@ impl Notifier {
 
 /// The insert of one delivery.
 #[allow(clippy::too_many_arguments)] // one row's columns, each named at the call
-fn insert_delivery(
+pub(crate) fn insert_delivery(
     id: &str,
     destination_id: &str,
     org: &str,
@@ -529,305 +452,6 @@ fn insert_delivery(
             (state == "suppressed").then_some(now).into(),
         ],
     )
-}
-
-fn check_description(description: &str) -> Result<()> {
-    if description.chars().count() > MAX_DESCRIPTION_LEN
-        || description.chars().any(char::is_control)
-    {
-        return Err(Error::InvalidRequest(format!(
-            "description must be at most {MAX_DESCRIPTION_LEN} characters, without control \
-             characters"
-        )));
-    }
-    Ok(())
-}
-
-impl ControlPlane {
-    fn notifier(&self) -> &Notifier {
-        &self.shared().notifier
-    }
-
-    /// Creates a webhook destination of the organization (optionally only for one of its
-    /// clusters). The answer holds its signing secret: shown only here. Bad input is
-    /// `invalid_request` and stores nothing.
-    pub async fn create_notification_destination(
-        &self,
-        org: &OrgId,
-        new: NewDestination,
-    ) -> Result<CreatedDestination> {
-        let config = &self.notifier().config;
-        let url = target::check_url(new.url.trim(), config.allow_private_destinations)?;
-        check_description(&new.description)?;
-        if let Some(cluster_id) = &new.cluster_id {
-            self.cluster(org, cluster_id).await?;
-        }
-        let id = random_id("nd-")?;
-        let secret = WebhookSecret::generate()?;
-        let wrapped = self
-            .notifier()
-            .key
-            .wrap(self.shared(), org, &id, &secret)
-            .await?;
-        let now = keyward_storage::vocab::now_ms();
-        let max = i64::try_from(config.max_destinations_per_org).unwrap_or(i64::MAX);
-        // One statement: the count and the insert cannot be split by another creation.
-        let inserted = self
-            .notifier()
-            .db
-            .execute(
-                "INSERT INTO notification_destinations (id, org_id, cluster_id, url, format, \
-                 description, wrapped_secret, created_at_ms) SELECT CAST($1 AS TEXT), \
-                 CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS TEXT), \
-                 CAST($6 AS TEXT), CAST($7 AS TEXT), CAST($8 AS BIGINT) WHERE (SELECT COUNT(*) \
-                 FROM notification_destinations WHERE org_id = $2) < CAST($9 AS BIGINT)",
-                &[
-                    id.as_str().into(),
-                    org.as_str().into(),
-                    new.cluster_id.clone().into(),
-                    url.as_str().into(),
-                    new.format.as_str().into(),
-                    new.description.as_str().into(),
-                    wrapped.into(),
-                    now.into(),
-                    max.into(),
-                ],
-            )
-            .await?;
-        if inserted == 0 {
-            return Err(Error::InvalidRequest(format!(
-                "organization {org} has {max} notification destinations, the limit \
-                 (max_destinations_per_org): delete one first"
-            )));
-        }
-        Ok(CreatedDestination {
-            destination: Destination {
-                id,
-                cluster_id: new.cluster_id,
-                url: url.to_string(),
-                format: new.format,
-                description: new.description,
-                created_at_ms: now,
-            },
-            secret,
-        })
-    }
-
-    /// The organization's destinations, oldest first (never their secrets).
-    pub async fn list_notification_destinations(&self, org: &OrgId) -> Result<Vec<Destination>> {
-        let rows = self
-            .notifier()
-            .db
-            .query(
-                &format!(
-                    "SELECT {DESTINATION_COLUMNS} FROM notification_destinations \
-                     WHERE org_id = $1 ORDER BY created_at_ms, id"
-                ),
-                &[org.as_str().into()],
-            )
-            .await?;
-        rows.iter().map(destination_of).collect()
-    }
-
-    /// Deletes a destination: nothing more is sent to it; its pending deliveries end `failed`.
-    pub async fn delete_notification_destination(
-        &self,
-        org: &OrgId,
-        destination_id: &str,
-    ) -> Result<()> {
-        self.destination(org, destination_id).await?;
-        let now = keyward_storage::vocab::now_ms();
-        self.notifier()
-            .db
-            .transaction(vec![
-                (
-                    "DELETE FROM notification_destinations WHERE id = $1 AND org_id = $2"
-                        .to_owned(),
-                    vec![destination_id.into(), org.as_str().into()],
-                ),
-                (
-                    "UPDATE notification_deliveries SET state = 'failed', finished_at_ms = $2, \
-                     last_error = 'the destination was deleted' \
-                     WHERE destination_id = $1 AND state = 'pending'"
-                        .to_owned(),
-                    vec![destination_id.into(), now.into()],
-                ),
-            ])
-            .await?;
-        self.notifier().forget(destination_id);
-        Ok(())
-    }
-
-    async fn destination(&self, org: &OrgId, destination_id: &str) -> Result<Destination> {
-        let missing = || Error::not_found(format!("notification destination {destination_id}"));
-        if !id_shape_ok("nd-", destination_id) {
-            return Err(missing());
-        }
-        let row = self
-            .notifier()
-            .db
-            .query_opt(
-                &format!(
-                    "SELECT {DESTINATION_COLUMNS} FROM notification_destinations \
-                     WHERE id = $1 AND org_id = $2"
-                ),
-                &[destination_id.into(), org.as_str().into()],
-            )
-            .await?
-            .ok_or_else(missing)?;
-        destination_of(&row)
-    }
-
-    /// Queues a test notification of the cluster to each of its destinations; answers the
-    /// deliveries queued. A destination whose rate limit is spent refuses it (`conflict`).
-    pub async fn send_test_notification(
-        &self,
-        org: &OrgId,
-        cluster_id: &str,
-    ) -> Result<Vec<Delivery>> {
-        let cluster = self.cluster(org, cluster_id).await?;
-        let notifier = self.notifier();
-        let destinations = notifier.destinations_of_cluster(org, cluster_id).await?;
-        if destinations.is_empty() {
-            return Err(Error::InvalidRequest(format!(
-                "cluster {cluster_id} has no notification destination: create one \
-                 (POST /v1/notification-destinations, or `keyward alarms destinations create`)"
-            )));
-        }
-        let now = keyward_storage::vocab::now_ms();
-        let mut statements = Vec::new();
-        let mut ids = Vec::new();
-        for destination in &destinations {
-            let destination_id = destination.text("id")?;
-            if !notifier.take_token(&destination_id) {
-                return Err(Error::Conflict(format!(
-                    "destination {destination_id} is rate-limited ({} notifications, then one \
-                     every {:?}); retry in a few seconds",
-                    notifier.config.rate_burst, notifier.config.rate_refill
-                )));
-            }
-            let id = random_id("d-")?;
-            let event = serde_json::json!({
-                "type": "test",
-                "cluster": { "id": cluster.id, "name": cluster.name },
-                "key_arn": cluster.key_arn,
-                "at_ms": now,
-            });
-            statements.push(insert_delivery(
-                &id,
-                &destination_id,
-                org,
-                cluster_id,
-                "test",
-                None,
-                &event,
-                "pending",
-                now,
-            ));
-            ids.push(id);
-        }
-        notifier.db.transaction(statements).await?;
-        notifier.wake.notify_one();
-        let mut deliveries = Vec::new();
-        for id in ids {
-            deliveries.extend(self.deliveries_where("id = $1", vec![id.into()], 1).await?);
-        }
-        Ok(deliveries)
-    }
-
-    /// The cluster's delivery log, newest first, each delivery with its attempts.
-    pub async fn cluster_deliveries(
-        &self,
-        org: &OrgId,
-        cluster_id: &str,
-        query: &DeliveryQuery,
-    ) -> Result<Vec<Delivery>> {
-        self.cluster(org, cluster_id).await?;
-        self.logged(("cluster_id", cluster_id), org, query).await
-    }
-
-    /// A destination's delivery log (summaries included), newest first.
-    pub async fn destination_deliveries(
-        &self,
-        org: &OrgId,
-        destination_id: &str,
-        query: &DeliveryQuery,
-    ) -> Result<Vec<Delivery>> {
-        self.destination(org, destination_id).await?;
-        let query = DeliveryQuery {
-            destination_id: None,
-            ..query.clone()
-        };
-        self.logged(("destination_id", destination_id), org, &query)
-            .await
-    }
-
-    /// The organization's deliveries whose `column` is the value given, filtered by `query`.
-    async fn logged(
-        &self,
-        (column, value): (&str, &str),
-        org: &OrgId,
-        query: &DeliveryQuery,
-    ) -> Result<Vec<Delivery>> {
-        let mut filter = format!("org_id = $1 AND {column} = $2");
-        let mut params: Vec<Value> = vec![org.as_str().into(), value.into()];
-        for (column, wanted) in [
-            ("alarm", &query.alarm),
-            ("destination_id", &query.destination_id),
-        ] {
-            if let Some(wanted) = wanted {
-                params.push(wanted.as_str().into());
-                filter.push_str(&format!(" AND {column} = ${}", params.len()));
-            }
-        }
-        self.deliveries_where(&filter, params, query.limit.unwrap_or(100))
-            .await
-    }
-
-    async fn deliveries_where(
-        &self,
-        filter: &str,
-        params: Vec<Value>,
-        limit: usize,
-    ) -> Result<Vec<Delivery>> {
-        let db = &self.notifier().db;
-        let rows = db
-            .query(
-                &format!(
-                    "SELECT {DELIVERY_COLUMNS} FROM notification_deliveries WHERE {filter} \
-                     ORDER BY created_at_ms DESC, id DESC LIMIT {}",
-                    limit.clamp(1, MAX_DELIVERY_PAGE)
-                ),
-                &params,
-            )
-            .await?;
-        let mut deliveries: Vec<Delivery> = rows.iter().map(delivery_of).collect::<Result<_>>()?;
-        for delivery in &mut deliveries {
-            let rows = db
-                .query(
-                    "SELECT attempt, at_ms, duration_ms, status, error, backoff_ceiling_ms, \
-                     retry_in_ms FROM notification_attempts WHERE delivery_id = $1 \
-                     ORDER BY attempt",
-                    &[delivery.id.as_str().into()],
-                )
-                .await?;
-            delivery.attempts = rows
-                .iter()
-                .map(|r| {
-                    Ok(DeliveryAttempt {
-                        attempt: r.int("attempt")?,
-                        at_ms: r.int("at_ms")?,
-                        duration_ms: r.int("duration_ms")?,
-                        status: r.opt_int("status")?,
-                        error: r.opt_text("error")?,
-                        backoff_ceiling_ms: r.opt_int("backoff_ceiling_ms")?,
-                        retry_in_ms: r.opt_int("retry_in_ms")?,
-                    })
-                })
-                .collect::<Result<_>>()?;
-        }
-        Ok(deliveries)
-    }
 }
 
 #[cfg(test)]

@@ -41,11 +41,13 @@
 //! loses them at once. A crash during it resumes at the next start.
 
 mod delete;
+mod notify_worker;
 mod provision;
 mod rekey;
 mod replica;
 mod restore;
 mod retention;
+mod trail;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Weak};
@@ -103,7 +105,7 @@ impl Operator {
         let expiry = tokio::spawn(expire_audit(Arc::downgrade(shared)));
         let alarms = tokio::spawn(evaluate_alarms(Arc::downgrade(shared)));
         let sweeper = tokio::spawn(retention::run(Arc::downgrade(shared)));
-        let notifications = tokio::spawn(crate::notify::worker::run(Arc::downgrade(shared)));
+        let notifications = tokio::spawn(notify_worker::run(Arc::downgrade(shared)));
         // The first pass registers this replica and takes its clusters' leases; each acquired
         // cluster is then kicked, so a restart resumes where the last run stopped.
         let leases = tokio::spawn(replica::run(
@@ -169,7 +171,7 @@ pub(crate) async fn evaluate_alarms_once(shared: &Shared) -> Result<()> {
     // Once for the round: each cluster's count then reads only the database.
     shared.audit.flush().await;
     let probe =
-        crate::usage::probe_projection(shared.config.probe_interval, &shared.config.kms_prices);
+        crate::cost::probe_projection(shared.config.probe_interval, &shared.config.kms_prices);
     for (org, cluster) in shared.repo.keyed_clusters().await? {
         let id = &cluster.id;
         // Another replica holds it: that one evaluates its alarms.
@@ -217,7 +219,7 @@ async fn evaluate_cluster(
     shared: &Shared,
     org: &str,
     cluster: &crate::cluster::Cluster,
-    probe: &crate::usage::ProbeProjection,
+    probe: &crate::cost::ProbeProjection,
     now: i64,
 ) -> Result<Vec<crate::alarms::AlarmTransition>> {
     let rules = shared
@@ -241,7 +243,7 @@ async fn evaluate_cluster(
         MaterialSeen::Unknown(String::new())
     };
     let principals = if rules.is_enabled(AlarmKind::UnexpectedPrincipal) {
-        crate::trail::principals_seen(shared, org, cluster, &rules, now).await
+        trail::principals_seen(shared, org, cluster, &rules, now).await
     } else {
         PrincipalsSeen::Unreadable(String::new())
     };

@@ -1,5 +1,5 @@
 //! The delivery worker: claims due deliveries from the queue, posts them signed, records each
-//! attempt and schedules the retry. See the module above for the bounds.
+//! attempt and schedules the retry. The bounds are described in `notify/`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::{payload, signature, DestinationFormat, DELIVERY_RETENTION};
 use crate::db::Value;
 use crate::error::{Error, Result};
 use crate::metrics::DeliveryOutcome;
+use crate::notify::{
+    payload, signature, DestinationFormat, DELIVERY_RETENTION, MAX_CACHED_SECRETS,
+};
 use crate::shared::Shared;
 
 /// How often the worker looks at the queue when nothing wakes it.
@@ -194,14 +196,13 @@ async fn attempt(shared: &Shared, id: &str) -> Result<()> {
     let number = row.int("attempts")? + 1;
     let started = Instant::now();
     let at_ms = keyward_storage::vocab::now_ms();
-    let (status, error) = match notifier
-        .secret(
-            shared,
-            &row.text("org_id")?,
-            &row.text("destination_id")?,
-            &row.text("wrapped_secret")?,
-        )
-        .await
+    let (status, error) = match secret(
+        shared,
+        &row.text("org_id")?,
+        &row.text("destination_id")?,
+        &row.text("wrapped_secret")?,
+    )
+    .await
     {
         Err(error) => (
             None,
@@ -289,7 +290,7 @@ async fn post(
 ) -> (Option<i64>, Option<String>) {
     let config = &shared.notifier.config;
     // An IP literal never meets the resolver: checked here, at every attempt.
-    if let Err(error) = super::target::check_url(url, config.allow_private_destinations) {
+    if let Err(error) = crate::notify::target::check_url(url, config.allow_private_destinations) {
         return (None, Some(error.to_string()));
     }
     let body = payload::render(format, event, delivery_id);
@@ -367,6 +368,31 @@ async fn sweep(shared: &Shared) -> Result<()> {
         ])
         .await?;
     Ok(())
+}
+
+/// The destination's secret, unwrapped once and kept.
+async fn secret(
+    shared: &Shared,
+    org_id: &str,
+    destination_id: &str,
+    wrapped: &str,
+) -> Result<Arc<signature::WebhookSecret>> {
+    if let Some(secret) = shared.notifier.secrets.lock().get(destination_id) {
+        return Ok(secret.clone());
+    }
+    let secret = Arc::new(
+        shared
+            .notifier
+            .key
+            .unwrap(shared, org_id, destination_id, wrapped)
+            .await?,
+    );
+    let mut cache = shared.notifier.secrets.lock();
+    if cache.len() >= MAX_CACHED_SECRETS {
+        cache.clear();
+    }
+    cache.insert(destination_id.to_owned(), secret.clone());
+    Ok(secret)
 }
 
 #[cfg(test)]
