@@ -45,7 +45,14 @@
 //!   retried with backoff and jitter, rate-limited per destination, each attempt logged (the
 //!   worker is the operator's, `operator/notify_worker.rs`; the secrets' KMS calls
 //!   `notify_secrets.rs`; destinations, tests and the log on the facade, `notifications.rs`);
-//! - state in SQLite or PostgreSQL ([`db`]), with the same migrations.
+//! - state in SQLite or PostgreSQL ([`db`]), with the same migrations;
+//! - several replicas on one database (`lease.rs`, `operator/replica.rs`): every replica serves
+//!   the API, and each cluster's work — reconciling, probing, alarms, its disks — is done by the
+//!   replica holding the cluster's lease, fenced by the lease's token; a replica that dies or is
+//!   cut off from the database is replaced on its clusters within a lease and a quarter, having
+//!   stopped acting first; a graceful shutdown hands its leases over at once. Disks stay on the
+//!   node that holds their files ([`Cluster::disk_node`]); while that node is away another
+//!   replica watches the cluster's key and serves its documents, and the disks wait for it.
 //!
 //! How it is laid out (the full map and the one-way call graph are in the crate's README): the
 //! facade (`plane.rs`, `data.rs`) records what is wanted and kicks the operator; the operator
