@@ -26,9 +26,15 @@ pub(super) async fn run(
     runtimes: &Runtimes,
     cluster: &Cluster,
 ) -> Result<Option<Arc<ClusterRuntime>>> {
+    // Newly watched here (a start, or a lease just taken from a replica that died): the key is
+    // probed at once rather than at its slot of the next round.
+    let newly_watched = shared.monitor.health(&cluster.id).is_none();
     let runtime = runtimes.get_or_create(shared, cluster).await?;
     if runtime.is_deleted() {
         return Ok(Some(runtime));
+    }
+    if newly_watched && cluster.state == ClusterState::Ready {
+        runtime.check_now(shared).await;
     }
     let key_arn = runtime.key_arn();
     let repo = &shared.repo;
