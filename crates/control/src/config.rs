@@ -14,6 +14,9 @@ use crate::error::{Error, Result};
 /// How long the backups of a deleted cluster are kept by default: 30 days.
 pub const DEFAULT_BACKUP_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 
+/// The replica id of a control plane that runs alone (`keyward up`).
+pub const DEFAULT_REPLICA_ID: &str = "local";
+
 /// KMS prices, in micro-dollars (1 USD = 1,000,000). The default is AWS's public price for
 /// symmetric keys: $1 per key-month, $0.03 per 10,000 requests, 20,000 free requests a month.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -82,6 +85,39 @@ pub struct ControlConfig {
     pub audit_enabled: bool,
     /// How alarm notifications are sent (webhooks, their bounds and the SSRF guard).
     pub notifications: crate::notify::NotifyConfig,
+    /// Where documents and backups live: under `data_dir` (the default) or in an S3 bucket that
+    /// several replicas share.
+    pub objects: ObjectsConfig,
+    /// This process's name among the replicas that share the database (`"local"` for one
+    /// process alone); the leases that divide the work are held in its name.
+    pub replica_id: String,
+}
+
+/// Where the control plane keeps documents and backups. The same code runs on both: only the
+/// `object_store` backend differs (see [`keyward_storage::objects`]).
+#[derive(Default)]
+pub enum ObjectsConfig {
+    /// `<data_dir>/objects/<cluster>/{documents,backups}/...`: one process alone.
+    #[default]
+    Local,
+    /// `<cluster>/{documents,backups}/...` in a bucket: what several replicas share.
+    S3(keyward_storage::objects::S3Config),
+}
+
+impl std::fmt::Debug for ObjectsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ObjectsConfig::Local => f.write_str("Local"),
+            // The credentials (if given) stay out: only where the bucket is.
+            ObjectsConfig::S3(s3) => f
+                .debug_struct("S3")
+                .field("endpoint", &s3.endpoint)
+                .field("region", &s3.region)
+                .field("bucket", &s3.bucket)
+                .field("credentials", &s3.credentials.as_ref().map(|_| "<given>"))
+                .finish(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ControlConfig {
@@ -110,6 +146,8 @@ impl std::fmt::Debug for ControlConfig {
             )
             .field("audit_enabled", &self.audit_enabled)
             .field("notifications", &self.notifications)
+            .field("objects", &self.objects)
+            .field("replica_id", &self.replica_id)
             .finish_non_exhaustive()
     }
 }
@@ -148,6 +186,8 @@ impl ControlConfig {
             key_material_check_interval: Duration::from_secs(3600),
             audit_enabled: true,
             notifications: crate::notify::NotifyConfig::default(),
+            objects: ObjectsConfig::Local,
+            replica_id: DEFAULT_REPLICA_ID.into(),
         }
     }
 
@@ -186,6 +226,11 @@ impl ControlConfig {
             ));
         }
         self.notifications.check()?;
+        check_replica_id(&self.replica_id)?;
+        if let ObjectsConfig::S3(s3) = &self.objects {
+            check_bucket(&s3.bucket)?;
+            check_region(&s3.region)?;
+        }
         check_region(&self.default_region)
     }
 }
@@ -212,6 +257,40 @@ pub(crate) async fn sdk_config(config: &ControlConfig) -> SdkConfig {
         loader = loader.endpoint_url(endpoint);
     }
     loader.load().await
+}
+
+/// A replica id: 1 to 64 ASCII letters, digits, `-`, `_` or `.` (it is written into leases and
+/// logs, so nothing that needs quoting).
+pub fn check_replica_id(id: &str) -> Result<()> {
+    let ok = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidRequest(format!(
+            "replica id {id:?} must be 1 to 64 ASCII letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+/// An S3 bucket name as S3 accepts them: 3 to 63 lowercase letters, digits, `-` and `.`,
+/// starting and ending with a letter or digit.
+fn check_bucket(bucket: &str) -> Result<()> {
+    let ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidRequest(format!(
+            "{bucket:?} is not an S3 bucket name (3 to 63 lowercase letters, digits, '-' and '.')"
+        )))
+    }
 }
 
 /// A region name as AWS spells them: `us-east-1`, `eu-central-2`, `us-gov-west-1`.

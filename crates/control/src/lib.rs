@@ -42,7 +42,9 @@
 //! - notifications of alarm transitions (`notify/`): an organization's webhook destinations,
 //!   signed as Stripe's are ([`notify::verify`] is the receiver's side), queued durably,
 //!   retried with backoff and jitter, rate-limited per destination, each attempt logged;
-//! - state in SQLite or PostgreSQL ([`db`]), with the same migrations.
+//! - state in SQLite or PostgreSQL ([`db`]), with the same migrations; documents and backups
+//!   under the data directory or in an S3 bucket ([`ObjectsConfig`], `objects.rs`), so several
+//!   replicas can share both; readiness ([`ControlPlane::ready`]) for load balancers.
 //!
 //! How it is laid out (the full map and the one-way call graph are in the crate's README): the
 //! facade (`plane.rs`, `data.rs`) records what is wanted and kicks the operator; the operator
@@ -72,6 +74,7 @@ mod metrics;
 mod migrations;
 mod nbd_ca;
 pub mod notify;
+mod objects;
 mod operator;
 mod org;
 mod plane;
@@ -106,7 +109,10 @@ pub use cluster::{
     Association, BackupInfo, ClassVerification, Cluster, ClusterState, DiskInfo, DocumentInfo,
     Encryption, NewCluster, RetainedBackup, RewrapProgress, Verification,
 };
-pub use config::{ControlConfig, KmsPrices, DEFAULT_BACKUP_RETENTION};
+pub use config::{
+    check_replica_id, ControlConfig, KmsPrices, ObjectsConfig, DEFAULT_BACKUP_RETENTION,
+    DEFAULT_REPLICA_ID,
+};
 pub use data::DocumentStream;
 pub use error::{Error, ErrorCode, Result};
 pub use health::{HealthStatus, InaccessibleReason, KeyHealth};
@@ -119,7 +125,7 @@ pub use notify::{
 };
 pub use operator::{RESERVED_PREFIX, STORE_MARKER};
 pub use org::{ApiToken, OrgId, Organization, TokenInfo, TOKEN_PREFIX};
-pub use plane::ControlPlane;
+pub use plane::{ControlPlane, NotReady, READY_DB_TIMEOUT};
 pub use policy::{
     create_grant_condition, key_policy_statements, merge_key_policy, BASIC_ACCESS_SID,
     CREATE_GRANT_SID, GRANT_OPERATIONS,

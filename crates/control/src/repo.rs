@@ -116,6 +116,12 @@ impl Repo {
         Repo { db }
     }
 
+    /// A trivial query: whether the database answers at all (readiness).
+    pub(crate) async fn ping(&self) -> Result<()> {
+        self.db.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
     // ---- organizations and tokens ----
 
     /// An organization and its first token (by digest), together or not at all.
