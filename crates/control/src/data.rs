@@ -112,8 +112,18 @@ impl ControlPlane {
             ClusterState::Failed => return Err(crate::plane::failed(&cluster)),
             ClusterState::Provisioning | ClusterState::Ready | ClusterState::Rewrapping => {}
         }
-        let runtime = self.runtime(&cluster.id);
         let ready = cluster.state != ClusterState::Provisioning;
+        let runtime = match self.runtime(&cluster.id) {
+            // Provisioned by another replica (objects in the shared bucket): this replica serves
+            // its documents with a runtime of its own, its key watched here too (fail closed on
+            // every replica). Its disks stay with the node that holds their files.
+            None if ready && self.shared().objects.is_shared() => Some(
+                self.runtimes()
+                    .get_or_create(self.shared(), &cluster)
+                    .await?,
+            ),
+            runtime => runtime,
+        };
         match runtime {
             Some(runtime) if ready => {
                 runtime.gate()?;
@@ -420,12 +430,7 @@ impl ControlPlane {
             })
             .collect();
         // Objects in a bucket are not files to walk: each is read through its store instead.
-        if self
-            .shared()
-            .objects
-            .local_dir(&cluster.id, ObjectClass::Documents)
-            .is_none()
-        {
+        if self.shared().objects.is_shared() {
             for store in [runtime.documents(), runtime.backups()] {
                 classes.push(verify_bucket_class(&store, &key_arn, verified_at_ms).await?);
             }
@@ -453,9 +458,17 @@ impl ControlPlane {
     /// documents into its backups store: complete when this returns, invisible if it fails.
     pub async fn create_backup(&self, org: &OrgId, cluster_id: &str) -> Result<BackupInfo> {
         let (_, runtime) = self.serving(org, cluster_id).await?;
-        let volumes = runtime
-            .disks()
-            .await
+        let disks = runtime.disks().await;
+        let wanted = self.config().engine_disks + self.config().search_disks;
+        if disks.list.is_empty() && wanted > 0 {
+            // A replica that only serves the cluster's documents: a backup here would miss the
+            // disks, which another node holds.
+            return Err(Error::Conflict(format!(
+                "the disks of cluster {cluster_id} are served by another replica; back it up \
+                 through that one"
+            )));
+        }
+        let volumes = disks
             .list
             .iter()
             .filter_map(|d| {
@@ -466,6 +479,7 @@ impl ControlPlane {
                 })
             })
             .collect();
+        drop(disks);
         let documents = runtime.documents();
         let request = backup::BackupRequest {
             volumes,

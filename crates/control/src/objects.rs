@@ -120,6 +120,11 @@ impl Objects {
         }
     }
 
+    /// Whether the objects are in a bucket other replicas share.
+    pub(crate) fn is_shared(&self) -> bool {
+        matches!(self, Objects::S3 { .. })
+    }
+
     /// The directory of the cluster's `class` when objects are local files (what verification
     /// walks); `None` on S3.
     pub(crate) fn local_dir(&self, cluster_id: &str, class: ObjectClass) -> Option<PathBuf> {
