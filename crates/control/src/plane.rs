@@ -77,8 +77,8 @@ impl ControlPlane {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             Error::Internal(format!("cannot create {}: {e}", config.data_dir.display()))
         })?;
-        let objects = crate::objects::Objects::new(&config)?;
-        objects.check().await?;
+        // The bucket first: a replica pointed at a wrong one makes nothing, not even its database.
+        crate::objects::Objects::new(&config)?.check().await?;
         let db = Db::open(&config.database_url, crate::migrations::MIGRATIONS).await?;
         let base = sdk_config(&config).await;
         let (monitor, changes) = HealthMonitor::start(MonitorConfig {
@@ -96,9 +96,8 @@ impl ControlPlane {
             audit,
             alarms,
             notifier,
-            objects,
             base,
-        );
+        )?;
         let inner = Arc::new(Inner {
             shared: Arc::new(shared),
             runtimes: Arc::new(Runtimes::default()),

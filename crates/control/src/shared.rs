@@ -75,10 +75,10 @@ impl Shared {
         audit: AuditLog,
         alarms: Alarms,
         notifier: crate::notify::Notifier,
-        objects: crate::objects::Objects,
         base: SdkConfig,
-    ) -> (Shared, mpsc::UnboundedReceiver<String>) {
+    ) -> Result<(Shared, mpsc::UnboundedReceiver<String>)> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let objects = crate::objects::Objects::new(&config)?;
         let shared = Shared {
             iam: aws_sdk_iam::Client::new(&base),
             sts: aws_sdk_sts::Client::new(&base),
@@ -99,7 +99,7 @@ impl Shared {
             retention: Arc::new(tokio::sync::Notify::new()),
             trail: Default::default(),
         };
-        (shared, rx)
+        Ok((shared, rx))
     }
 
     // ---- the operator's queue ----

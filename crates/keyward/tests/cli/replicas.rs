@@ -320,13 +320,14 @@ fn aws_command(endpoint: &str, (id, secret): (&str, &str)) -> Command {
 
 /// What every replica of a set shares: the KMS, the bucket, the database, the admin token.
 pub struct ReplicaSet {
-    pub dir: tempfile::TempDir,
     kms: Kms,
     s3: S3,
     pub database_url: url::Url,
     postgres: SocketAddr,
     identities: Identities,
     admin_token: String,
+    /// Last: removed once the children are gone.
+    pub dir: tempfile::TempDir,
 }
 
 impl ReplicaSet {
@@ -407,41 +408,22 @@ impl ReplicaSet {
         serde_json::from_str(&out).unwrap_or(Value::Null)
     }
 
-    /// Steps 1 to 3 of the guide through `replica`: an external cluster, the customer's key made
-    /// with the aws CLI under the full policy `keyward` prints, associated. (cluster id, key ARN)
+    /// Steps 1 to 3 of the guide through `replica` (as [`crate::up::associate_with_clis`]): an
+    /// external cluster, the customer's key made with the aws CLI under the full policy `keyward`
+    /// prints, associated. (cluster id, key ARN)
     pub fn associated_cluster(
         &self,
         replica: &Replica,
         token: &str,
         name: &str,
     ) -> (String, String) {
-        let cluster = replica.keyward_json(
-            token,
-            &["cluster", "create", name, "--encryption", "external"],
-        );
-        let id = cluster["id"].as_str().unwrap().to_owned();
-        let policy = replica.keyward_json(
-            token,
-            &[
-                "cluster",
-                "key-policy",
-                &id,
-                "--full-policy-for",
-                CUSTOMER_ACCOUNT,
-            ],
-        );
-        let policy_file = self.dir.path().join(format!("{name}-policy.json"));
-        std::fs::write(&policy_file, policy.to_string()).unwrap();
-        let key = self.customer_aws(&[
-            "kms",
-            "create-key",
-            "--policy",
-            &format!("file://{}", policy_file.display()),
-        ]);
-        let key_arn = key["KeyMetadata"]["Arn"].as_str().unwrap().to_owned();
-        let association = replica.keyward_json(token, &["cluster", "associate", &id, &key_arn]);
-        assert_eq!(association["applied"], true, "{association:#}");
-        (id, key_arn)
+        crate::up::associate_with_clis(
+            self.dir.path(),
+            name,
+            CUSTOMER_ACCOUNT,
+            &|args| replica.keyward_json(token, args),
+            &|args| self.customer_aws(args),
+        )
     }
 
     /// `aws s3api <args>` against the bucket's server.
@@ -450,8 +432,9 @@ impl ReplicaSet {
     }
 }
 
-/// One `keyward serve` child. Killed (SIGKILL) on drop.
+/// One `keyward serve` child. Killed (SIGKILL) on drop, before its link to PostgreSQL is cut.
 pub struct Replica {
+    child: Option<ChildGuard>,
     pub data_dir: PathBuf,
     /// Its path to PostgreSQL: cut it to partition the replica.
     pub link: PgLink,
@@ -460,7 +443,6 @@ pub struct Replica {
     s3_endpoint: String,
     operator: (String, String),
     admin_token: String,
-    child: Option<ChildGuard>,
     /// `http://127.0.0.1:<port>`: a new port after each (re)start.
     pub api_url: String,
     pub replica_id: String,
@@ -828,4 +810,42 @@ async fn serve_refuses_bad_setups_at_start_with_what_to_do() {
     assert_eq!(replica.get("/livez", None).0, 200);
     let status = replica.terminate();
     assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_from_postgresql_is_not_ready_and_one_killed_restarts_as_itself() {
+    let set = ReplicaSet::start().await;
+    let mut replica = set.replica(1);
+    assert_eq!(replica.get("/readyz", None).0, 200);
+
+    // Partitioned from PostgreSQL: alive, not ready, naming the database.
+    replica.link.cut();
+    assert_eq!(
+        replica.get("/readyz", None),
+        (
+            503,
+            serde_json::json!({"status": "not_ready", "failed": "database"})
+        )
+    );
+    assert_eq!(replica.get("/livez", None).0, 200);
+    // Back: ready again once it reconnects.
+    replica.link.restore();
+    let started = Instant::now();
+    while replica.get("/readyz", None).0 != 200 {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "not ready again after the link came back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // kill -9, then a restart: the same replica id, its organization still there.
+    let token = set.organization(&replica, "acme");
+    let id = replica.replica_id.clone();
+    replica.kill9();
+    assert!(TcpStream::connect(replica.api_url.trim_start_matches("http://")).is_err());
+    replica.start();
+    assert_eq!(replica.replica_id, id);
+    let (status, clusters) = replica.get("/v1/clusters", Some(&token));
+    assert_eq!(status, 200, "{clusters}");
 }

@@ -55,26 +55,14 @@ impl Up {
     /// full policy `keyward` prints (written under `dir`), associated. Answers (cluster id, key
     /// ARN); the cluster may still be provisioning.
     pub fn associated_cluster(&self, dir: &Path, name: &str) -> (String, String) {
-        let customer = self.info["customer"]["account_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let cluster = self.keyward_json(&["cluster", "create", name, "--encryption", "external"]);
-        let id = cluster["id"].as_str().unwrap().to_owned();
-        let policy =
-            self.keyward_json(&["cluster", "key-policy", &id, "--full-policy-for", &customer]);
-        let policy_file = dir.join(format!("{name}-policy.json"));
-        std::fs::write(&policy_file, policy.to_string()).unwrap();
-        let key = self.aws(&[
-            "kms",
-            "create-key",
-            "--policy",
-            &format!("file://{}", policy_file.display()),
-        ]);
-        let key_arn = key["KeyMetadata"]["Arn"].as_str().unwrap().to_owned();
-        let association = self.keyward_json(&["cluster", "associate", &id, &key_arn]);
-        assert_eq!(association["applied"], true, "{association:#}");
-        (id, key_arn)
+        let customer = self.info["customer"]["account_id"].as_str().unwrap();
+        associate_with_clis(
+            dir,
+            name,
+            customer,
+            &|args| self.keyward_json(args),
+            &|args| self.aws(args),
+        )
     }
 
     pub fn start(data_dir: &Path, extra: &[&str]) -> Up {
@@ -201,6 +189,33 @@ impl Drop for Up {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Step 1 to 3 of the guide with `keyward` (through `keyward_json`) and the aws CLI as the
+/// customer of account `customer` (through `aws`): an external cluster, a key under the full policy
+/// `keyward` prints (written under `dir`), associated. (cluster id, key ARN)
+pub fn associate_with_clis(
+    dir: &Path,
+    name: &str,
+    customer: &str,
+    keyward_json: &dyn Fn(&[&str]) -> Value,
+    aws: &dyn Fn(&[&str]) -> Value,
+) -> (String, String) {
+    let cluster = keyward_json(&["cluster", "create", name, "--encryption", "external"]);
+    let id = cluster["id"].as_str().unwrap().to_owned();
+    let policy = keyward_json(&["cluster", "key-policy", &id, "--full-policy-for", customer]);
+    let policy_file = dir.join(format!("{name}-policy.json"));
+    std::fs::write(&policy_file, policy.to_string()).unwrap();
+    let key = aws(&[
+        "kms",
+        "create-key",
+        "--policy",
+        &format!("file://{}", policy_file.display()),
+    ]);
+    let key_arn = key["KeyMetadata"]["Arn"].as_str().unwrap().to_owned();
+    let association = keyward_json(&["cluster", "associate", &id, &key_arn]);
+    assert_eq!(association["applied"], true, "{association:#}");
+    (id, key_arn)
 }
 
 #[test]
