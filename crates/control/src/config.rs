@@ -350,6 +350,29 @@ mod tests {
     }
 
     #[test]
+    fn replica_ids_and_bucket_names_are_checked() {
+        for good in ["local", "r-0123abcd", "node_1.eu"] {
+            check_replica_id(good).unwrap();
+        }
+        for bad in ["", "no spaces", "a/b", &"r".repeat(65)] {
+            assert!(check_replica_id(bad).is_err(), "{bad:?}");
+        }
+        for good in ["keyward-objects", "abc", "a.b-c1"] {
+            check_bucket(good).unwrap();
+        }
+        for bad in [
+            "ab",
+            "Upper",
+            "-lead",
+            "trail-",
+            "under_score",
+            &"b".repeat(64),
+        ] {
+            assert!(check_bucket(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn config_debug_hides_the_secret() {
         let c = ControlConfig::embedded(
             "/tmp/x",
@@ -360,5 +383,18 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("s3cr3t-value"));
         assert!(shown.contains("AKIAOPERATOR"));
+        let mut c = c;
+        c.objects = ObjectsConfig::S3(keyward_storage::objects::S3Config {
+            endpoint: None,
+            region: "us-east-1".into(),
+            bucket: "keyward-objects".into(),
+            credentials: Some(keyward_storage::objects::S3Credentials {
+                access_key_id: "AKIAS3".into(),
+                secret_access_key: zeroize::Zeroizing::new("s3-secret-value".into()),
+                session_token: None,
+            }),
+        });
+        let shown = format!("{c:?}");
+        assert!(shown.contains("keyward-objects") && !shown.contains("s3-secret-value"));
     }
 }
