@@ -23,6 +23,7 @@ use keyward_api::AdminToken;
 use serde_json::Value;
 
 use crate::support::{keyward, require_tool, run_with_deadline};
+use crate::up::aws_command;
 
 /// How long a child may take to start, a cluster to become ready, a command to finish.
 pub const DEADLINE: Duration = Duration::from_secs(120);
@@ -286,7 +287,7 @@ impl S3 {
 
     /// `aws s3api <args>` against this server (moto takes any credentials), parsed.
     fn s3api(&self, args: &[&str]) -> Value {
-        let mut command = aws_command(&self.endpoint, ("AKIAS3ANY", "any-secret"));
+        let mut command = aws_command(&self.endpoint, "AKIAS3ANY", "any-secret");
         command.arg("s3api").args(args);
         let (status, out, err) = run_with_deadline(&mut command, DEADLINE);
         assert!(status.success(), "aws s3api {args:?}: {err}");
@@ -296,24 +297,6 @@ impl S3 {
             serde_json::from_str(&out).unwrap()
         }
     }
-}
-
-/// The aws CLI with these credentials against `endpoint`, isolated from the user's own setup.
-fn aws_command(endpoint: &str, (id, secret): (&str, &str)) -> Command {
-    let mut command = Command::new(require_tool("aws"));
-    command
-        .env("AWS_ACCESS_KEY_ID", id)
-        .env("AWS_SECRET_ACCESS_KEY", secret)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .args(["--output", "json"]);
-    command
 }
 
 // ---- the replicas ----
@@ -397,10 +380,8 @@ impl ReplicaSet {
     pub fn customer_aws(&self, args: &[&str]) -> Value {
         let mut command = aws_command(
             &self.kms.endpoint,
-            (
-                &self.identities.customer.access_key_id,
-                self.identities.customer.secret_access_key.as_str(),
-            ),
+            &self.identities.customer.access_key_id,
+            self.identities.customer.secret_access_key.as_str(),
         );
         command.args(args);
         let (status, out, err) = run_with_deadline(&mut command, DEADLINE);

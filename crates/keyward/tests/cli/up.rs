@@ -147,23 +147,11 @@ impl Up {
     /// The aws CLI as the customer (the admin user of the customer's account).
     pub fn aws_command(&self) -> Command {
         let c = &self.info["customer"];
-        let mut command = Command::new(require_tool("aws"));
-        command
-            .env("AWS_ACCESS_KEY_ID", c["access_key_id"].as_str().unwrap())
-            .env(
-                "AWS_SECRET_ACCESS_KEY",
-                c["secret_access_key"].as_str().unwrap(),
-            )
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ENDPOINT_URL", self.kms_endpoint())
-            .env_remove("AWS_SESSION_TOKEN")
-            .env_remove("AWS_PROFILE")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .args(["--output", "json"]);
-        command
+        aws_command(
+            self.kms_endpoint(),
+            c["access_key_id"].as_str().unwrap(),
+            c["secret_access_key"].as_str().unwrap(),
+        )
     }
 
     /// `aws <args>` as the customer that must succeed, parsed (`null` when it prints nothing).
@@ -189,6 +177,25 @@ impl Drop for Up {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The aws CLI with these credentials against `endpoint`, isolated from the user's own setup
+/// (no profile, config or credentials file, no instance metadata), answering JSON.
+pub fn aws_command(endpoint: &str, access_key_id: &str, secret_access_key: &str) -> Command {
+    let mut command = Command::new(require_tool("aws"));
+    command
+        .env("AWS_ACCESS_KEY_ID", access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", secret_access_key)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(["--output", "json"]);
+    command
 }
 
 /// Step 1 to 3 of the guide with `keyward` (through `keyward_json`) and the aws CLI as the
