@@ -32,6 +32,8 @@ type ApiResult<T = Response> = std::result::Result<T, ApiError>;
 /// exactly these (tested).
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
+    ("GET", "/livez"),
+    ("GET", "/readyz"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/metrics"),
     ("GET", "/v1/replicas"),
@@ -91,6 +93,8 @@ pub fn router(plane: ControlPlane, admin: AdminToken, limits: Limits) -> Router 
     }));
     let routes = Routes::default()
         .add(Method::GET, "/healthz", healthz)
+        .add(Method::GET, "/livez", livez)
+        .add(Method::GET, "/readyz", readyz)
         .add(Method::GET, "/v1/openapi.json", openapi)
         .add(Method::GET, "/metrics", metrics)
         .add(Method::GET, "/v1/replicas", replicas)
@@ -495,6 +499,27 @@ fn plane(state: &AppState) -> &ControlPlane {
 
 async fn healthz() -> Response {
     json(StatusCode::OK, serde_json::json!({"status": "ok"}))
+}
+
+// `/livez` and `/readyz` take no token, as `/healthz` does: a load balancer or an orchestrator
+// probes them without credentials, and their answers carry no tenant data (a status and the name
+// of the check that failed, never an error's text).
+
+/// Liveness: answered while the process runs its event loop.
+async fn livez() -> Response {
+    json(StatusCode::OK, serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: 200 while this replica can serve (its database answers, it is not shutting down);
+/// 503 naming the check that failed otherwise, so a load balancer sends its requests elsewhere.
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.0.plane.ready().await {
+        Ok(()) => json(StatusCode::OK, serde_json::json!({"status": "ready"})),
+        Err(not_ready) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "not_ready", "failed": not_ready.check()}),
+        ),
+    }
 }
 
 async fn openapi() -> Response {

@@ -44,7 +44,31 @@ struct Inner {
     shared: Arc<Shared>,
     runtimes: Arc<Runtimes>,
     operator: Operator,
+    /// Set when [`ControlPlane::shutdown`] begins: the replica is no longer ready.
+    stopping: std::sync::atomic::AtomicBool,
 }
+
+/// Why a replica is not ready to serve ([`ControlPlane::ready`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReady {
+    /// [`ControlPlane::shutdown`] has begun.
+    ShuttingDown,
+    /// The database did not answer a trivial query within [`READY_DB_TIMEOUT`].
+    DatabaseUnavailable,
+}
+
+impl NotReady {
+    /// The check that failed, as the readiness probe names it.
+    pub fn check(self) -> &'static str {
+        match self {
+            NotReady::ShuttingDown => "shutdown",
+            NotReady::DatabaseUnavailable => "database",
+        }
+    }
+}
+
+/// How long the readiness check waits for the database's answer.
+pub const READY_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl ControlPlane {
     /// Opens the database (applying migrations), then starts the operator, which resumes every
@@ -54,6 +78,8 @@ impl ControlPlane {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             Error::Internal(format!("cannot create {}: {e}", config.data_dir.display()))
         })?;
+        // The bucket first: a replica pointed at a wrong one makes nothing, not even its database.
+        crate::objects::Objects::new(&config)?.check().await?;
         let db = Db::open(&config.database_url, crate::migrations::MIGRATIONS).await?;
         let base = sdk_config(&config).await;
         let (monitor, changes) = HealthMonitor::start(MonitorConfig {
@@ -79,11 +105,12 @@ impl ControlPlane {
             alarms,
             notifier,
             base,
-        );
+        )?;
         let inner = Arc::new(Inner {
             shared: Arc::new(shared),
             runtimes: Arc::new(Runtimes::default()),
             operator: Operator::default(),
+            stopping: Default::default(),
         });
         inner
             .operator
@@ -97,11 +124,34 @@ impl ControlPlane {
     /// resumes.
     pub async fn shutdown(&self) {
         self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.inner
             .operator
             .stop(&self.inner.shared, &self.inner.runtimes)
             .await;
         // The releases above made KMS requests too: their records are written before this ends.
         self.inner.shared.audit.flush().await;
+    }
+
+    /// Whether this replica can serve now: not shutting down, and its database answers a trivial
+    /// query within [`READY_DB_TIMEOUT`]. What a load balancer's readiness probe asks.
+    pub async fn ready(&self) -> std::result::Result<(), NotReady> {
+        if self
+            .inner
+            .stopping
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Err(NotReady::ShuttingDown);
+        }
+        match tokio::time::timeout(READY_DB_TIMEOUT, self.shared().repo.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "not ready: the database did not answer");
+                Err(NotReady::DatabaseUnavailable)
+            }
+            Err(_) => Err(NotReady::DatabaseUnavailable),
+        }
     }
 
     pub fn config(&self) -> &ControlConfig {

@@ -167,6 +167,12 @@ impl Repo {
             .unwrap_or_else(|| node.to_owned()))
     }
 
+    /// A trivial query: whether the database answers at all (readiness).
+    pub(crate) async fn ping(&self) -> Result<()> {
+        self.db.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
     // ---- organizations and tokens ----
 
     /// An organization and its first token (by digest), together or not at all.

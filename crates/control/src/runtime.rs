@@ -723,7 +723,7 @@ impl Keys {
         old: Option<String>,
     ) -> Result<Keys> {
         let esdk = Arc::new(esdk_client(kms, &write, old.as_deref())?.with_cache(cache.clone()));
-        let store = |class| local_store(shared, cluster_id, class, &esdk);
+        let store = |class| shared.objects.store(cluster_id, class, &esdk);
         Ok(Keys {
             documents: store(ObjectClass::Documents)?,
             backups: store(ObjectClass::Backups)?,
@@ -748,18 +748,6 @@ fn esdk_client(
     Esdk::new(keyring, keyward_envelope::Config::default()).map_err(Error::internal)
 }
 
-/// The cluster's object store of `class` under `<data_dir>/objects`.
-fn local_store(
-    shared: &Shared,
-    cluster_id: &str,
-    class: ObjectClass,
-    esdk: &Arc<Esdk<KmsKeyring>>,
-) -> Result<Arc<EncryptedStore>> {
-    EncryptedStore::local(&shared.objects_dir(), cluster_id, class, esdk.clone())
-        .map(Arc::new)
-        .map_err(Error::internal)
-}
-
 /// The backups store of a deleted cluster whose backups are kept: read as its role (kept as
 /// long as its backups are) under its key. Listing and deleting make no KMS call.
 pub(crate) async fn retained_backups(
@@ -774,7 +762,9 @@ pub(crate) async fn retained_backups(
         })
         .await;
     let esdk = Arc::new(esdk_client(&kms, &retained.key_arn, None)?);
-    local_store(shared, &retained.cluster_id, ObjectClass::Backups, &esdk)
+    shared
+        .objects
+        .store(&retained.cluster_id, ObjectClass::Backups, &esdk)
 }
 
 /// The runtimes of one control plane, by cluster id.

@@ -21,6 +21,7 @@ pub mod harness;
 pub mod health;
 mod key_change;
 mod notifications;
+mod objects_s3;
 mod policy;
 mod provision;
 mod replicas;
