@@ -365,8 +365,12 @@ impl ControlPlane {
     pub async fn list_disks(&self, org: &OrgId, cluster_id: &str) -> Result<Vec<DiskInfo>> {
         let (cluster, runtime) = self.serving(org, cluster_id).await?;
         let me = self.replica_id().to_owned();
-        if let Some(node) = cluster.disk_node.as_ref().filter(|n| **n != me) {
-            // Served by another node: what the database records, where it is served.
+        let node = cluster.disk_node.clone().unwrap_or_else(|| me.clone());
+        let disks = runtime.disks().await;
+        if node != me || disks.list.is_empty() {
+            // Served by another node, or not attached here yet (this replica is taking the
+            // cluster over): what the database records, and where the disks belong.
+            drop(disks);
             return Ok(self
                 .shared()
                 .repo
@@ -387,7 +391,6 @@ impl ControlPlane {
             std::net::IpAddr::V4(v4) => v4.to_string(),
             std::net::IpAddr::V6(v6) => format!("[{v6}]"),
         };
-        let disks = runtime.disks().await;
         let port = disks.nbd_port();
         Ok(disks
             .list

@@ -29,8 +29,10 @@ use crate::lease::desired_holder;
 use crate::runtime::Runtimes;
 use crate::shared::Shared;
 
-/// The lease loop: one pass every `ttl / 4`, each bounded by that too, so a database that hangs
-/// never holds the loop past a deadline check.
+/// The lease loop: one pass every `ttl / 4`. A pass may take longer (handing a cluster over
+/// waits for its disks to detach); safety never waits on it — the deadline watcher stops the
+/// work of every lease that runs out unrenewed. A pass stuck on a database that does not answer
+/// is given up after a few leases.
 pub(super) async fn run(shared: Weak<Shared>, runtimes: Weak<Runtimes>) {
     let mut seen: HashMap<String, String> = HashMap::new();
     loop {
@@ -38,13 +40,14 @@ pub(super) async fn run(shared: Weak<Shared>, runtimes: Weak<Runtimes>) {
             return;
         };
         let every = strong.leases.renew_every();
+        let limit = (strong.leases.ttl() * 4).max(Duration::from_secs(5));
         let started = Instant::now();
-        match tokio::time::timeout(every, pass(&strong, &rts, &mut seen)).await {
+        match tokio::time::timeout(limit, pass(&strong, &rts, &mut seen)).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
                 tracing::warn!(%error, "lease pass failed; leases run out unless renewed")
             }
-            Err(_) => tracing::warn!("lease pass timed out; leases run out unless renewed"),
+            Err(_) => tracing::warn!("lease pass gave up; leases run out unless renewed"),
         }
         drop((strong, rts));
         tokio::time::sleep(every.saturating_sub(started.elapsed())).await;

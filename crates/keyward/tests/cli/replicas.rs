@@ -934,15 +934,21 @@ async fn a_killed_replicas_clusters_are_watched_again_and_it_rejoins_without_con
         seen <= probe_interval() * 2,
         "seen {seen:?} after disable-key; the bound is two probe intervals"
     );
+    set.customer_aws(&["kms", "enable-key", "--key-id", &key]);
     // Every one of its clusters is watched again, by one survivor each.
     wait_until("the survivors to hold every cluster", DEADLINE, || {
         settled(&set, &survivors, &all)
     });
     // Nothing was made twice: the same disks on the same (killed) node.
     for id in &all {
+        wait_until("the cluster to serve again", DEADLINE, || {
+            survivors[1]
+                .get(&format!("/v1/clusters/{id}/disks"), Some(&token))
+                .0
+                == 200
+        });
         assert_eq!(disks_of(survivors[1], &token, id), disks_before[id], "{id}");
     }
-    set.customer_aws(&["kms", "enable-key", "--key-id", &key]);
 
     // Restarted with its id, it rejoins: it takes back the clusters whose disks it holds, and
     // serves them again.
@@ -962,7 +968,7 @@ async fn a_killed_replicas_clusters_are_watched_again_and_it_rejoins_without_con
             status == 200
                 && answer["disks"]
                     .as_array()
-                    .is_some_and(|d| d.iter().all(|d| d["attached"] == true))
+                    .is_some_and(|d| !d.is_empty() && d.iter().all(|d| d["attached"] == true))
         });
         assert_eq!(disks_of(&replicas[victim], &token, id), disks_before[id]);
     }
