@@ -54,7 +54,8 @@ impl ControlPlane {
             Error::Internal(format!("cannot create {}: {e}", config.data_dir.display()))
         })?;
         let db = Db::open(&config.database_url, crate::migrations::MIGRATIONS).await?;
-        let base = sdk_config(&config).await;
+        // One connection pool for every AWS client, the clusters' role sessions included.
+        let base = crate::roles::share_one_http_client(sdk_config(&config).await);
         let (monitor, changes) = HealthMonitor::start(MonitorConfig {
             interval: config.probe_interval,
             concurrency: config.probe_concurrency,
