@@ -81,7 +81,8 @@ impl ControlPlane {
         // The bucket first: a replica pointed at a wrong one makes nothing, not even its database.
         crate::objects::Objects::new(&config)?.check().await?;
         let db = Db::open(&config.database_url, crate::migrations::MIGRATIONS).await?;
-        let base = sdk_config(&config).await;
+        // One connection pool for every AWS client, the clusters' role sessions included.
+        let base = crate::roles::share_one_http_client(sdk_config(&config).await);
         let (monitor, changes) = HealthMonitor::start(MonitorConfig {
             interval: config.probe_interval,
             concurrency: config.probe_concurrency,

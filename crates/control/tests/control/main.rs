@@ -16,6 +16,7 @@ mod audit_load;
 mod backups;
 mod clusters;
 pub mod db;
+pub mod descriptors;
 mod disk_tls;
 pub mod harness;
 pub mod health;
@@ -27,6 +28,7 @@ mod provision;
 mod replicas;
 mod retention;
 mod rewrap;
+mod scale;
 mod usage;
 
 pub const CUSTOMER: &str = "111122223333";
