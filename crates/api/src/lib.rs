@@ -4,7 +4,9 @@
 //! - [`router`]: every route of the API (see [`ROUTES`] and the OpenAPI 3.1 document served at
 //!   `GET /v1/openapi.json`, [`OPENAPI_JSON`]), each a thin translation of one facade call.
 //! - Authentication: `Authorization: Bearer <token>` (or the console's session cookie) on every
-//!   route but `GET /healthz`, `GET /v1/openapi.json` and the console's pages. Organization tokens are checked by the control plane (which scopes
+//!   route but `GET /healthz`, `GET /livez`, `GET /readyz` (probes of load balancers, which
+//!   carry no credentials; their answers hold no tenant data), `GET /v1/openapi.json` and the
+//!   console's pages. Organization tokens are checked by the control plane (which scopes
 //!   every cluster by organization, so another organization's cluster is `not_found`); the one
 //!   admin routes (`/v1/organizations...`, `GET /metrics`) take the bootstrap [`AdminToken`], compared in
 //!   constant time.

@@ -32,8 +32,11 @@ type ApiResult<T = Response> = std::result::Result<T, ApiError>;
 /// exactly these (tested).
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
+    ("GET", "/livez"),
+    ("GET", "/readyz"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/metrics"),
+    ("GET", "/v1/replicas"),
     ("POST", "/v1/organizations"),
     ("GET", "/v1/organizations/{org}/tokens"),
     ("POST", "/v1/organizations/{org}/tokens"),
@@ -90,8 +93,11 @@ pub fn router(plane: ControlPlane, admin: AdminToken, limits: Limits) -> Router 
     }));
     let routes = Routes::default()
         .add(Method::GET, "/healthz", healthz)
+        .add(Method::GET, "/livez", livez)
+        .add(Method::GET, "/readyz", readyz)
         .add(Method::GET, "/v1/openapi.json", openapi)
         .add(Method::GET, "/metrics", metrics)
+        .add(Method::GET, "/v1/replicas", replicas)
         .add(Method::POST, "/v1/organizations", create_organization)
         .add(Method::GET, "/v1/organizations/{org}/tokens", list_tokens)
         .add(Method::POST, "/v1/organizations/{org}/tokens", create_token)
@@ -495,6 +501,27 @@ async fn healthz() -> Response {
     json(StatusCode::OK, serde_json::json!({"status": "ok"}))
 }
 
+// `/livez` and `/readyz` take no token, as `/healthz` does: a load balancer or an orchestrator
+// probes them without credentials, and their answers carry no tenant data (a status and the name
+// of the check that failed, never an error's text).
+
+/// Liveness: answered while the process runs its event loop.
+async fn livez() -> Response {
+    json(StatusCode::OK, serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: 200 while this replica can serve (its database answers, it is not shutting down);
+/// 503 naming the check that failed otherwise, so a load balancer sends its requests elsewhere.
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.0.plane.ready().await {
+        Ok(()) => json(StatusCode::OK, serde_json::json!({"status": "ready"})),
+        Err(not_ready) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "not_ready", "failed": not_ready.check()}),
+        ),
+    }
+}
+
 async fn openapi() -> Response {
     (
         [(
@@ -520,6 +547,25 @@ async fn metrics(_: Admin, State(state): State<AppState>) -> Response {
         out.into_text(),
     )
         .into_response()
+}
+
+/// The control-plane replicas sharing the database, and the cluster leases of the one that
+/// answers. The admin token only: it names every organization's clusters.
+async fn replicas(_: Admin, State(state): State<AppState>) -> Response {
+    let plane = plane(&state);
+    json(
+        StatusCode::OK,
+        serde_json::json!({
+            "replica": plane.replica_id(),
+            "leases": plane.held_leases(),
+            // Cut off from the database, a replica still shows its own leases (none, once they
+            // ran out): the list of the others needs the database.
+            "replicas": tokio::time::timeout(std::time::Duration::from_secs(2), plane.replicas())
+                .await
+                .ok()
+                .and_then(Result::ok),
+        }),
+    )
 }
 
 #[derive(Deserialize)]

@@ -8,14 +8,17 @@
 //! of probing: the monitor's own paced round (its duration, lateness, probes in flight and KMS
 //! requests per second) and, as a capacity figure, every cluster's key fully probed on demand.
 //!
-//! Each attached disk holds its volume file open: at 10,000 clusters the 60,000 files of 6
-//! disks each pass a 20,000-descriptor limit, so `KEYWARD_BENCH_DISKS=0` measures the rest.
+//! The descriptors are counted by kind: an attached disk with no NBD client holds no file open
+//! and the clusters' KMS clients share one connection pool, so what grows with the clusters is one
+//! NBD listener each. The soft limit on open files is raised to the hard limit at the start.
 //!
 //! Baseline in the same run: one cluster brought to `ready` alone, before the others.
 //!
 //! `cargo bench -p keyward-control --bench clusters`
 
 mod common;
+#[path = "../tests/control/descriptors.rs"]
+mod descriptors;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -38,6 +41,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
+    let nofile = raise_open_files_limit();
     let env = common::start().await;
     let interval = Duration::from_secs(10);
     let mut config = env.config(&env.dir.path().join("scale"), interval);
@@ -73,7 +77,7 @@ async fn main() {
     }
     let ready = t0.elapsed();
     let (peak, rss) = common::memory_mib();
-    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    let fds = descriptors::Descriptors::now(&env.dir.path().join("scale"));
     let disk_mib = allocated(env.dir.path()) as f64 / (1024.0 * 1024.0);
 
     // The monitor's own rounds: the second one to finish after every cluster was ready is the
@@ -127,7 +131,13 @@ async fn main() {
         (rss - rss_start) * 1024.0 / (n + 1) as f64
     );
     println!(
-        "  {fds} open file descriptors; {disk_mib:.0} MiB of disk blocks in use (KMS, database, volumes, objects)"
+        "  {} open file descriptors ({:.2} per cluster; limit {nofile}): {} volume files, {} TCP connection ends (both ends of those to the in-process KMS), {} TCP listeners (an NBD server per cluster), {} other; {disk_mib:.0} MiB of disk blocks in use (KMS, database, volumes, objects)",
+        fds.total,
+        fds.total as f64 / (n + 1) as f64,
+        fds.volume_files,
+        fds.tcp_established,
+        fds.tcp_listening,
+        fds.other,
     );
     let config = plane.config();
     println!(
@@ -156,6 +166,29 @@ async fn main() {
         round.as_secs_f64() / interval.as_secs_f64()
     );
     plane.shutdown().await;
+}
+
+/// Raises the soft limit on open files to the hard limit (each cluster's NBD listener is one);
+/// returns the limit in force.
+fn raise_open_files_limit() -> String {
+    // `prlimit` from util-linux, on this process: no unsafe code, no libc binding in the bench.
+    let pid = std::process::id().to_string();
+    let hard = std::process::Command::new("prlimit")
+        .args(["--pid", &pid, "--nofile", "--output=HARD", "--noheadings"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|h| !h.is_empty());
+    if let Some(hard) = &hard {
+        let _ = std::process::Command::new("prlimit")
+            .args(["--pid", &pid, &format!("--nofile={hard}:{hard}")])
+            .status();
+    }
+    std::process::Command::new("prlimit")
+        .args(["--pid", &pid, "--nofile", "--output=SOFT", "--noheadings"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// Bytes of disk blocks allocated under `dir` (sparse volumes count what is written).

@@ -14,6 +14,10 @@
 //! DescribeKey, GenerateDataKey and Decrypt round trip as the cluster's role), the least work
 //! any detection needs.
 //!
+//! Then the same by probe with **three replicas** on one PostgreSQL (`KEYWARD_BENCH_POSTGRES_URL`,
+//! else `KEYWARD_TEST_POSTGRES_URL`; skipped without one): the time until every replica's data
+//! paths refuse — the holder's by its probe, the others' by the health the holder records.
+//!
 //! `cargo bench -p keyward-control --bench fail_closed` (`KEYWARD_BENCH_TRIALS`, default 5).
 
 mod common;
@@ -162,6 +166,99 @@ async fn main() {
         med.as_secs_f64() / baseline.as_secs_f64()
     );
     plane.shutdown().await;
+
+    // Three replicas on one PostgreSQL: every replica's data paths must refuse, the holder's by
+    // its probe, the others' by the health it records (read at each lease pass).
+    let Some(url) = std::env::var("KEYWARD_BENCH_POSTGRES_URL")
+        .or_else(|_| std::env::var("KEYWARD_TEST_POSTGRES_URL"))
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        println!(
+            "  three replicas: skipped (set KEYWARD_BENCH_POSTGRES_URL to a PostgreSQL database)"
+        );
+        return;
+    };
+    three_replicas(&env, &url, trials).await;
+}
+
+/// DisableKey -> every data path refusing through each of three replicas sharing `url`.
+async fn three_replicas(env: &common::Env, url: &str, trials: usize) {
+    let interval = Duration::from_secs(1);
+    let shared_dir = env.dir.path().join("replicas");
+    let mut replicas = Vec::new();
+    for i in 0..3 {
+        let mut config = env.config(&shared_dir, interval);
+        config.database_url = url.to_owned();
+        config.replica_id = format!("bench-{i}");
+        replicas.push(ControlPlane::open(config).await.unwrap());
+    }
+    let org = common::org(&replicas[0], "bench-replicas").await;
+    let (cluster, key) = common::associated_cluster(env, &replicas[0], &org, "replicated").await;
+    common::wait_ready(&replicas[0], &org, &cluster.id).await;
+    replicas[0]
+        .put_document(&org.id, &cluster.id, "d0", &b"hello"[..])
+        .await
+        .unwrap();
+    let node = replicas[0]
+        .cluster(&org.id, &cluster.id)
+        .await
+        .unwrap()
+        .disk_node
+        .expect("the disks have a node");
+    let holder = replicas
+        .iter()
+        .position(|r| r.replica_id() == node)
+        .unwrap();
+    let nbd = nbd_addresses(&replicas[holder], &org, &cluster.id).await;
+    // Every replica has read the document once (its followers' data keys cached).
+    for replica in &replicas {
+        replica
+            .get_document(&org.id, &cluster.id, "d0")
+            .await
+            .unwrap();
+    }
+    let mut holder_times = Vec::new();
+    let mut all_times = Vec::new();
+    for trial in 0..trials {
+        tokio::time::sleep(interval.mul_f64(trial as f64 / trials as f64)).await;
+        let t0 = Instant::now();
+        set_enabled(env, &key, false).await;
+        wait_refused(
+            &replicas[holder],
+            &org,
+            &cluster.id,
+            &nbd,
+            interval * 3,
+            false,
+        )
+        .await;
+        holder_times.push(t0.elapsed());
+        for (i, replica) in replicas.iter().enumerate() {
+            if i != holder {
+                wait_refused(replica, &org, &cluster.id, &[], interval * 3, false).await;
+            }
+        }
+        all_times.push(t0.elapsed());
+        set_enabled(env, &key, true).await;
+        for replica in &replicas {
+            wait_serving(replica, &org, &cluster.id, &[], interval * 5).await;
+        }
+        wait_serving(&replicas[holder], &org, &cluster.id, &nbd, interval * 5).await;
+    }
+    let max = *all_times.iter().max().unwrap();
+    println!(
+        "  three replicas on PostgreSQL, probe every 1 s: holder (probe) median {}, every \
+         replica refusing median {}, max {} (goal <= {}; max / interval = {:.2})",
+        common::ms(common::median(&mut holder_times)),
+        common::ms(common::median(&mut all_times)),
+        common::ms(max),
+        common::ms(interval + Duration::from_secs(1)),
+        max.as_secs_f64() / interval.as_secs_f64(),
+    );
+    for replica in &replicas {
+        replica.shutdown().await;
+    }
 }
 
 async fn set_enabled(env: &common::Env, key: &str, enabled: bool) {

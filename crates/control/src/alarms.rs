@@ -591,6 +591,7 @@ mod tests {
             rewrap: None,
             failure: None,
             created_at_ms: 0,
+            disk_node: None,
         }
     }
 

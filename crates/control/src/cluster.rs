@@ -118,6 +118,9 @@ pub struct Cluster {
     /// Why the cluster is `failed`; `None` otherwise.
     pub failure: Option<String>,
     pub created_at_ms: i64,
+    /// The control-plane replica whose node holds the cluster's disk files and serves them
+    /// (disks stay where their files are); `None` until its disks are made.
+    pub disk_node: Option<String>,
 }
 
 /// The answer to a key association: the report of every check, and whether the key was applied
@@ -151,6 +154,10 @@ pub struct DiskInfo {
     pub attached: bool,
     /// `nbd://<host>:<port>/<disk id>` while attached.
     pub nbd_uri: Option<String>,
+    /// The control-plane replica whose node holds the disk's file and serves it. Disks stay on
+    /// their node; asked of another replica, a disk shows here unattached, and its address and
+    /// credentials come from that replica.
+    pub node: String,
 }
 
 #[derive(Debug, Serialize, Clone, PartialEq, Eq)]

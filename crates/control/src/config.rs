@@ -14,6 +14,9 @@ use crate::error::{Error, Result};
 /// How long the backups of a deleted cluster are kept by default: 30 days.
 pub const DEFAULT_BACKUP_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 
+/// The replica id of a control plane that runs alone (`keyward up`).
+pub const DEFAULT_REPLICA_ID: &str = "local";
+
 /// KMS prices, in micro-dollars (1 USD = 1,000,000). The default is AWS's public price for
 /// symmetric keys: $1 per key-month, $0.03 per 10,000 requests, 20,000 free requests a month.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -144,6 +147,46 @@ pub struct ControlConfig {
     pub audit_enabled: bool,
     /// How alarm notifications are sent (webhooks, their bounds and the SSRF guard).
     pub notifications: NotifyConfig,
+    /// Where documents and backups live: under `data_dir` (the default) or in an S3 bucket that
+    /// several replicas share.
+    pub objects: ObjectsConfig,
+    /// This replica's identity among the control-plane replicas sharing the database (stable
+    /// across its restarts: the leases and disks it held are found by it). `keyward up` is the
+    /// one replica `local`.
+    pub replica_id: String,
+    /// Where this replica's API can be reached, as the replica list shows it.
+    pub replica_api_url: String,
+    /// How long a cluster lease lasts without renewal (see `lease.rs`): a replica that dies is
+    /// replaced on its clusters within about this plus a quarter of it. `None`: the probe
+    /// interval, so a dead replica's clusters are probed again within two intervals.
+    pub lease_ttl: Option<Duration>,
+}
+
+/// Where the control plane keeps documents and backups. The same code runs on both: only the
+/// `object_store` backend differs (see [`keyward_storage::objects`]).
+#[derive(Default)]
+pub enum ObjectsConfig {
+    /// `<data_dir>/objects/<cluster>/{documents,backups}/...`: one process alone.
+    #[default]
+    Local,
+    /// `<cluster>/{documents,backups}/...` in a bucket: what several replicas share.
+    S3(keyward_storage::objects::S3Config),
+}
+
+impl std::fmt::Debug for ObjectsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ObjectsConfig::Local => f.write_str("Local"),
+            // The credentials (if given) stay out: only where the bucket is.
+            ObjectsConfig::S3(s3) => f
+                .debug_struct("S3")
+                .field("endpoint", &s3.endpoint)
+                .field("region", &s3.region)
+                .field("bucket", &s3.bucket)
+                .field("credentials", &s3.credentials.as_ref().map(|_| "<given>"))
+                .finish(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ControlConfig {
@@ -172,6 +215,10 @@ impl std::fmt::Debug for ControlConfig {
             )
             .field("audit_enabled", &self.audit_enabled)
             .field("notifications", &self.notifications)
+            .field("objects", &self.objects)
+            .field("replica_id", &self.replica_id)
+            .field("replica_api_url", &self.replica_api_url)
+            .field("lease_ttl", &self.lease_ttl)
             .finish_non_exhaustive()
     }
 }
@@ -210,7 +257,16 @@ impl ControlConfig {
             key_material_check_interval: Duration::from_secs(3600),
             audit_enabled: true,
             notifications: NotifyConfig::default(),
+            objects: ObjectsConfig::Local,
+            replica_id: DEFAULT_REPLICA_ID.into(),
+            replica_api_url: String::new(),
+            lease_ttl: None,
         }
+    }
+
+    /// The cluster lease's length (see [`ControlConfig::lease_ttl`]).
+    pub fn lease_ttl(&self) -> Duration {
+        self.lease_ttl.unwrap_or(self.probe_interval)
     }
 
     pub(crate) fn check(&self) -> Result<()> {
@@ -233,6 +289,9 @@ impl ControlConfig {
         if self.key_material_check_interval.is_zero() {
             return bad("key_material_check_interval must be positive".into());
         }
+        if self.lease_ttl().as_millis() < 200 {
+            return bad("lease_ttl must be at least 200 ms".into());
+        }
         if self.probe_concurrency == 0 {
             return bad("probe_concurrency must be positive".into());
         }
@@ -248,6 +307,11 @@ impl ControlConfig {
             ));
         }
         self.notifications.check()?;
+        check_replica_id(&self.replica_id)?;
+        if let ObjectsConfig::S3(s3) = &self.objects {
+            check_bucket(&s3.bucket)?;
+            check_region(&s3.region)?;
+        }
         check_region(&self.default_region)
     }
 }
@@ -274,6 +338,40 @@ pub(crate) async fn sdk_config(config: &ControlConfig) -> SdkConfig {
         loader = loader.endpoint_url(endpoint);
     }
     loader.load().await
+}
+
+/// A replica id: 1 to 64 ASCII letters, digits, `-`, `_` or `.` (it is written into leases and
+/// logs, so nothing that needs quoting).
+pub fn check_replica_id(id: &str) -> Result<()> {
+    let ok = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidRequest(format!(
+            "replica id {id:?} must be 1 to 64 ASCII letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+/// An S3 bucket name as S3 accepts them: 3 to 63 lowercase letters, digits, `-` and `.`,
+/// starting and ending with a letter or digit.
+fn check_bucket(bucket: &str) -> Result<()> {
+    let ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidRequest(format!(
+            "{bucket:?} is not an S3 bucket name (3 to 63 lowercase letters, digits, '-' and '.')"
+        )))
+    }
 }
 
 /// A region name as AWS spells them: `us-east-1`, `eu-central-2`, `us-gov-west-1`.
@@ -333,6 +431,29 @@ mod tests {
     }
 
     #[test]
+    fn replica_ids_and_bucket_names_are_checked() {
+        for good in ["local", "r-0123abcd", "node_1.eu"] {
+            check_replica_id(good).unwrap();
+        }
+        for bad in ["", "no spaces", "a/b", &"r".repeat(65)] {
+            assert!(check_replica_id(bad).is_err(), "{bad:?}");
+        }
+        for good in ["keyward-objects", "abc", "a.b-c1"] {
+            check_bucket(good).unwrap();
+        }
+        for bad in [
+            "ab",
+            "Upper",
+            "-lead",
+            "trail-",
+            "under_score",
+            &"b".repeat(64),
+        ] {
+            assert!(check_bucket(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn config_debug_hides_the_secret() {
         let c = ControlConfig::embedded(
             "/tmp/x",
@@ -343,5 +464,18 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("s3cr3t-value"));
         assert!(shown.contains("AKIAOPERATOR"));
+        let mut c = c;
+        c.objects = ObjectsConfig::S3(keyward_storage::objects::S3Config {
+            endpoint: None,
+            region: "us-east-1".into(),
+            bucket: "keyward-objects".into(),
+            credentials: Some(keyward_storage::objects::S3Credentials {
+                access_key_id: "AKIAS3".into(),
+                secret_access_key: zeroize::Zeroizing::new("s3-secret-value".into()),
+                session_token: None,
+            }),
+        });
+        let shown = format!("{c:?}");
+        assert!(shown.contains("keyward-objects") && !shown.contains("s3-secret-value"));
     }
 }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use keyward_storage::backup::{self, BackupError};
-use keyward_storage::vocab::{now_ms, StorageClass};
+use keyward_storage::vocab::{now_ms, ObjectClass, StorageClass};
 use keyward_storage::{AwsKms, ObjectError, ScanRequest};
 
 use crate::cluster::{
@@ -29,7 +29,89 @@ const VERIFY_SECTORS: usize = 4;
 /// Objects decrypted in full per object class by verification.
 const VERIFY_OBJECTS: usize = 2;
 
+/// One object class kept in a bucket, verified as the file walk verifies a local one: every
+/// object's ESDK header (its KMS key ARNs, its context naming this cluster, class and key), and
+/// [`VERIFY_OBJECTS`] of them, spread over the listing, decrypted in full (plaintext discarded).
+async fn verify_bucket_class(
+    store: &keyward_storage::EncryptedStore,
+    key_arn: &str,
+    verified_at_ms: i64,
+) -> Result<ClassVerification> {
+    let listed = store
+        .list("")
+        .await
+        .map_err(|e| Error::Internal(format!("listing {}: {e}", store.class().as_str())))?;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut offenders = Vec::new();
+    let mut passed = Vec::new();
+    for entry in &listed {
+        match store.head(&entry.key).await {
+            Ok(info) => {
+                seen.extend(info.kms_key_arns.iter().cloned());
+                if info.kms_key_arns.iter().any(|arn| arn != key_arn)
+                    || info.kms_key_arns.is_empty()
+                {
+                    offenders.push(format!(
+                        "{}: encrypted under a foreign key: {}",
+                        entry.key,
+                        info.kms_key_arns.join(", ")
+                    ));
+                } else if !info.context_matches {
+                    offenders.push(format!(
+                        "{}: foreign encryption context: {:?}",
+                        entry.key, info.context
+                    ));
+                } else {
+                    passed.push(&entry.key);
+                }
+            }
+            Err(e) => offenders.push(format!("{}: not encrypted: {e}", entry.key)),
+        }
+    }
+    let step = passed.len().div_ceil(VERIFY_OBJECTS).max(1);
+    for key in passed.iter().step_by(step) {
+        if let Err(e) = store.get_to(key, &mut tokio::io::sink()).await {
+            offenders.push(format!("{key}: sampled decrypt failed: {e}"));
+        }
+    }
+    let key_arns: Vec<String> = seen.into_iter().collect();
+    Ok(ClassVerification {
+        class: store.class().as_str().to_owned(),
+        encrypted: offenders.is_empty(),
+        key_arn: match key_arns.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        },
+        key_arns,
+        count: listed.len() as u64,
+        verified_at_ms,
+        offenders,
+    })
+}
+
 impl ControlPlane {
+    /// Refuses what needs the cluster's disk files on a replica whose node does not hold them
+    /// (409, naming the replica that does).
+    fn disks_here(&self, cluster: &Cluster) -> Result<()> {
+        match &cluster.disk_node {
+            Some(node) if node != self.replica_id() => Err(Error::Conflict(format!(
+                "the disks of cluster {} are on the node of replica {node}: ask that replica \
+                 (GET /v1/replicas says where it serves)",
+                cluster.id
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether another live replica holds the cluster's lease (this one then only follows it).
+    async fn held_elsewhere(&self, cluster_id: &str) -> Result<bool> {
+        let leases = &self.shared().leases;
+        Ok(leases
+            .holder_of(cluster_id)
+            .await?
+            .is_some_and(|holder| holder != leases.replica_id()))
+    }
+
     /// The cluster, if its data may be served now.
     pub(crate) async fn serving(
         &self,
@@ -52,9 +134,8 @@ impl ControlPlane {
             ClusterState::Failed => return Err(crate::plane::failed(&cluster)),
             ClusterState::Provisioning | ClusterState::Ready | ClusterState::Rewrapping => {}
         }
-        let runtime = self.runtime(&cluster.id);
         let ready = cluster.state != ClusterState::Provisioning;
-        match runtime {
+        match self.runtime(&cluster.id) {
             Some(runtime) if ready => {
                 runtime.gate()?;
                 Ok((cluster, runtime))
@@ -66,6 +147,14 @@ impl ControlPlane {
                     state: cluster.state.as_str().into(),
                 })
             }
+            // Held by another replica: served from here too (documents and backups live in the
+            // shared object store), under the health its holder records.
+            None if ready && self.held_elsewhere(&cluster.id).await? => {
+                let runtime = self.runtimes().follower(self.shared(), &cluster).await?;
+                runtime.gate()?;
+                Ok((cluster, runtime))
+            }
+            // Not yet made by this replica's operator (it is starting, or taking the lease).
             None => Err(Error::NotReady {
                 cluster_id: cluster.id,
                 state: cluster.state.as_str().into(),
@@ -266,19 +355,42 @@ impl ControlPlane {
         org: &OrgId,
         cluster_id: &str,
     ) -> Result<keyward_storage::ClientCredentials> {
-        let (_, runtime) = self.serving(org, cluster_id).await?;
+        let (cluster, runtime) = self.serving(org, cluster_id).await?;
+        self.disks_here(&cluster)?;
         runtime.nbd_credentials(self.shared()).await
     }
 
     /// The cluster's disks with their NBD addresses: only while attached and while the cluster's
     /// NBD server runs (a stopped one is never advertised; the operator restarts it).
     pub async fn list_disks(&self, org: &OrgId, cluster_id: &str) -> Result<Vec<DiskInfo>> {
-        let (_, runtime) = self.serving(org, cluster_id).await?;
+        let (cluster, runtime) = self.serving(org, cluster_id).await?;
+        let me = self.replica_id().to_owned();
+        let node = cluster.disk_node.clone().unwrap_or_else(|| me.clone());
+        let disks = runtime.disks().await;
+        if node != me || disks.list.is_empty() {
+            // Served by another node, or not attached here yet (this replica is taking the
+            // cluster over): what the database records, and where the disks belong.
+            drop(disks);
+            return Ok(self
+                .shared()
+                .repo
+                .disks_of(&cluster.id)
+                .await?
+                .into_iter()
+                .map(|(class, id, size_bytes)| DiskInfo {
+                    id,
+                    class,
+                    size_bytes,
+                    attached: false,
+                    nbd_uri: None,
+                    node: node.clone(),
+                })
+                .collect());
+        }
         let host = match self.config().nbd_host {
             std::net::IpAddr::V4(v4) => v4.to_string(),
             std::net::IpAddr::V6(v6) => format!("[{v6}]"),
         };
-        let disks = runtime.disks().await;
         let port = disks.nbd_port();
         Ok(disks
             .list
@@ -294,6 +406,7 @@ impl ControlPlane {
                         (true, Some(port)) => Some(format!("nbds://{host}:{port}/{}", d.id)),
                         _ => None,
                     },
+                    node: me.clone(),
                 }
             })
             .collect())
@@ -304,6 +417,7 @@ impl ControlPlane {
     /// ESDK headers, with a few decrypted in full.
     pub async fn verify(&self, org: &OrgId, cluster_id: &str) -> Result<Verification> {
         let (cluster, runtime) = self.serving(org, cluster_id).await?;
+        self.disks_here(&cluster)?;
         let key_arn = runtime.key_arn();
         let volumes = runtime
             .disks()
@@ -312,14 +426,16 @@ impl ControlPlane {
             .iter()
             .map(|d| (d.class, d.path.clone()))
             .collect();
-        let objects = self.shared().objects_dir().join(&cluster.id);
         let request = ScanRequest {
             key_arn: key_arn.clone(),
             cluster_id: cluster.id.clone(),
             volumes,
-            object_dirs: [StorageClass::Documents, StorageClass::Backups]
+            object_dirs: [ObjectClass::Documents, ObjectClass::Backups]
                 .into_iter()
-                .map(|class| (class, objects.join(class.as_str())))
+                .filter_map(|class| {
+                    let dir = self.shared().objects.local_dir(&cluster.id, class)?;
+                    Some((class.storage_class(), dir))
+                })
                 .collect(),
             sampled_sectors: VERIFY_SECTORS,
             sampled_objects: VERIFY_OBJECTS,
@@ -357,6 +473,12 @@ impl ControlPlane {
                 }
             })
             .collect();
+        // Objects in a bucket are not files to walk: each is read through its store instead.
+        if self.shared().objects.is_shared() {
+            for store in [runtime.documents(), runtime.backups()] {
+                classes.push(verify_bucket_class(&store, &key_arn, verified_at_ms).await?);
+            }
+        }
         classes.sort_by_key(|c| StorageClass::parse(&c.class));
         // A KMS refusal seen by the scan is a reason to look at the key now.
         if report
@@ -366,10 +488,11 @@ impl ControlPlane {
             self.recheck(&runtime).await;
             runtime.gate()?;
         }
+        let all_encrypted = classes.iter().all(|c| c.encrypted);
         Ok(Verification {
             cluster_id: cluster.id,
             key_arn,
-            all_encrypted: report.all_encrypted(),
+            all_encrypted,
             verified_at_ms,
             classes,
         })
@@ -378,10 +501,11 @@ impl ControlPlane {
     /// Takes a backup of the cluster's disks (each frozen for writes while it is copied) and
     /// documents into its backups store: complete when this returns, invisible if it fails.
     pub async fn create_backup(&self, org: &OrgId, cluster_id: &str) -> Result<BackupInfo> {
-        let (_, runtime) = self.serving(org, cluster_id).await?;
-        let volumes = runtime
-            .disks()
-            .await
+        let (cluster, runtime) = self.serving(org, cluster_id).await?;
+        // A backup here would miss the disks another node holds.
+        self.disks_here(&cluster)?;
+        let disks = runtime.disks().await;
+        let volumes = disks
             .list
             .iter()
             .filter_map(|d| {
@@ -392,6 +516,7 @@ impl ControlPlane {
                 })
             })
             .collect();
+        drop(disks);
         let documents = runtime.documents();
         let request = backup::BackupRequest {
             volumes,

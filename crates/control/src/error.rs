@@ -171,6 +171,10 @@ impl From<DbError> for Error {
         match error {
             DbError::Conflict(what) => Error::Conflict(what),
             DbError::NotFound => Error::not_found("row"),
+            DbError::GuardFailed => Error::internal(
+                "this replica no longer holds the cluster's lease: nothing was written, and the \
+                 replica that holds it now does the work",
+            ),
             DbError::Backend(what) => Error::Internal(format!("database: {what}")),
         }
     }

@@ -45,7 +45,16 @@
 //!   retried with backoff and jitter, rate-limited per destination, each attempt logged (the
 //!   worker is the operator's, `operator/notify_worker.rs`; the secrets' KMS calls
 //!   `notify_secrets.rs`; destinations, tests and the log on the facade, `notifications.rs`);
-//! - state in SQLite or PostgreSQL ([`db`]), with the same migrations.
+//! - state in SQLite or PostgreSQL ([`db`]), with the same migrations; documents and backups
+//!   under the data directory or in an S3 bucket ([`ObjectsConfig`], `objects.rs`), so several
+//!   replicas can share both; readiness ([`ControlPlane::ready`]) for load balancers;
+//! - several replicas on one database (`lease.rs`, `operator/replica.rs`): every replica serves
+//!   the API, and each cluster's work — reconciling, probing, alarms, its disks — is done by the
+//!   replica holding the cluster's lease, fenced by the lease's token; a replica that dies or is
+//!   cut off from the database is replaced on its clusters within a lease and a quarter, having
+//!   stopped acting first; a graceful shutdown hands its leases over at once. Disks stay on the
+//!   node that holds their files ([`Cluster::disk_node`]); while that node is away another
+//!   replica watches the cluster's key and serves its documents, and the disks wait for it.
 //!
 //! How it is laid out (the full map and the one-way call graph are in the crate's README): the
 //! facade (`plane.rs`, `data.rs`) records what is wanted and kicks the operator; the operator
@@ -72,12 +81,14 @@ pub mod db;
 mod document_stream;
 mod error;
 pub mod health;
+mod lease;
 mod metrics;
 mod migrations;
 mod nbd_ca;
 mod notifications;
 pub mod notify;
 mod notify_secrets;
+mod objects;
 mod operator;
 mod org;
 mod plane;
@@ -112,12 +123,16 @@ pub use cluster::{
     Association, BackupInfo, ClassVerification, Cluster, ClusterState, DiskInfo, DocumentInfo,
     Encryption, NewCluster, RetainedBackup, RewrapProgress, Verification,
 };
-pub use config::{ControlConfig, KmsPrices, NotifyConfig, DEFAULT_BACKUP_RETENTION};
+pub use config::{
+    check_replica_id, ControlConfig, KmsPrices, NotifyConfig, ObjectsConfig,
+    DEFAULT_BACKUP_RETENTION, DEFAULT_REPLICA_ID,
+};
 pub use cost::{probe_projection, usd, ProbeProjection};
 pub use data::DocumentStream;
 pub use error::{Error, ErrorCode, Result};
 pub use health::{HealthStatus, InaccessibleReason, KeyHealth};
 pub use keyward_storage::vocab::PROBE_CONTEXT_KEY;
+pub use lease::{HeldLease, ReplicaInfo};
 pub use metrics::{Exposition, EXPOSITION_CONTENT_TYPE, KMS_LATENCY_BUCKETS};
 pub use migrations::MIGRATIONS;
 pub use notify::{
@@ -126,7 +141,7 @@ pub use notify::{
 };
 pub use operator::{RESERVED_PREFIX, STORE_MARKER};
 pub use org::{ApiToken, OrgId, Organization, TokenInfo, TOKEN_PREFIX};
-pub use plane::ControlPlane;
+pub use plane::{ControlPlane, NotReady, READY_DB_TIMEOUT};
 pub use policy::{
     create_grant_condition, key_policy_statements, merge_key_policy, BASIC_ACCESS_SID,
     CREATE_GRANT_SID, GRANT_OPERATIONS,

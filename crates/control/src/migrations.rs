@@ -39,4 +39,9 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "alarm_rules",
         sql: include_str!("../migrations/0007_alarm_rules.sql"),
     },
+    Migration {
+        version: 8,
+        name: "replicas",
+        sql: include_str!("../migrations/0008_replicas.sql"),
+    },
 ];

@@ -44,7 +44,31 @@ struct Inner {
     shared: Arc<Shared>,
     runtimes: Arc<Runtimes>,
     operator: Operator,
+    /// Set when [`ControlPlane::shutdown`] begins: the replica is no longer ready.
+    stopping: std::sync::atomic::AtomicBool,
 }
+
+/// Why a replica is not ready to serve ([`ControlPlane::ready`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReady {
+    /// [`ControlPlane::shutdown`] has begun.
+    ShuttingDown,
+    /// The database did not answer a trivial query within [`READY_DB_TIMEOUT`].
+    DatabaseUnavailable,
+}
+
+impl NotReady {
+    /// The check that failed, as the readiness probe names it.
+    pub fn check(self) -> &'static str {
+        match self {
+            NotReady::ShuttingDown => "shutdown",
+            NotReady::DatabaseUnavailable => "database",
+        }
+    }
+}
+
+/// How long the readiness check waits for the database's answer.
+pub const READY_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl ControlPlane {
     /// Opens the database (applying migrations), then starts the operator, which resumes every
@@ -54,8 +78,11 @@ impl ControlPlane {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             Error::Internal(format!("cannot create {}: {e}", config.data_dir.display()))
         })?;
+        // The bucket first: a replica pointed at a wrong one makes nothing, not even its database.
+        crate::objects::Objects::new(&config)?.check().await?;
         let db = Db::open(&config.database_url, crate::migrations::MIGRATIONS).await?;
-        let base = sdk_config(&config).await;
+        // One connection pool for every AWS client, the clusters' role sessions included.
+        let base = crate::roles::share_one_http_client(sdk_config(&config).await);
         let (monitor, changes) = HealthMonitor::start(MonitorConfig {
             interval: config.probe_interval,
             concurrency: config.probe_concurrency,
@@ -64,19 +91,27 @@ impl ControlPlane {
         let audit = AuditLog::start(db.clone());
         let alarms = Alarms::new(db.clone());
         let notifier = crate::notify::Notifier::new(db.clone(), config.notifications.clone())?;
+        let leases = Arc::new(crate::lease::Leases::new(
+            db.clone(),
+            config.replica_id.clone(),
+            config.replica_api_url.clone(),
+            config.nbd_host.to_string(),
+            config.lease_ttl(),
+        ));
         let (shared, kicks) = Shared::new(
             config,
-            Repo::new(db),
+            Repo::new(db, leases),
             monitor,
             audit,
             alarms,
             notifier,
             base,
-        );
+        )?;
         let inner = Arc::new(Inner {
             shared: Arc::new(shared),
             runtimes: Arc::new(Runtimes::default()),
             operator: Operator::default(),
+            stopping: Default::default(),
         });
         inner
             .operator
@@ -90,11 +125,34 @@ impl ControlPlane {
     /// resumes.
     pub async fn shutdown(&self) {
         self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.inner
             .operator
             .stop(&self.inner.shared, &self.inner.runtimes)
             .await;
         // The releases above made KMS requests too: their records are written before this ends.
         self.inner.shared.audit.flush().await;
+    }
+
+    /// Whether this replica can serve now: not shutting down, and its database answers a trivial
+    /// query within [`READY_DB_TIMEOUT`]. What a load balancer's readiness probe asks.
+    pub async fn ready(&self) -> std::result::Result<(), NotReady> {
+        if self
+            .inner
+            .stopping
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Err(NotReady::ShuttingDown);
+        }
+        match tokio::time::timeout(READY_DB_TIMEOUT, self.shared().repo.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "not ready: the database did not answer");
+                Err(NotReady::DatabaseUnavailable)
+            }
+            Err(_) => Err(NotReady::DatabaseUnavailable),
+        }
     }
 
     pub fn config(&self) -> &ControlConfig {
@@ -111,6 +169,23 @@ impl ControlPlane {
 
     pub(crate) fn runtime(&self, cluster_id: &str) -> Option<Arc<ClusterRuntime>> {
         self.inner.runtimes.get(cluster_id)
+    }
+
+    // ---- replicas ----
+
+    /// This replica's identity.
+    pub fn replica_id(&self) -> &str {
+        self.shared().leases.replica_id()
+    }
+
+    /// The cluster leases this replica holds now (the clusters whose work it does).
+    pub fn held_leases(&self) -> Vec<crate::lease::HeldLease> {
+        self.shared().leases.held()
+    }
+
+    /// Every replica the shared database knows: live or not, and the leases each holds.
+    pub async fn replicas(&self) -> Result<Vec<crate::lease::ReplicaInfo>> {
+        self.shared().leases.replicas().await
     }
 
     // ---- organizations and tokens ----
@@ -352,7 +427,21 @@ impl ControlPlane {
                 "the control plane is shut down: the deletion resumes at the next start",
             ));
         }
-        match outcome.await {
+        // The replica holding the cluster's lease finishes the deletion: this one tells its
+        // own waiter, another one is seen by the row going.
+        let gone = async {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                if let Ok(None) = shared.repo.cluster(cluster_id).await {
+                    return;
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            told = outcome => told,
+            () = gone => Ok(Ok(())),
+        };
+        match outcome {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(Error::Internal(format!(
                 "deleting cluster {cluster_id}: {error}; the operator retries"

@@ -16,7 +16,7 @@ use crate::org::{NewTokenRow, OrgId, Organization, TokenInfo};
 /// The columns of `clusters` a [`Cluster`] is read from.
 const CLUSTER_COLUMNS: &str = "id, org_id, name, region, encryption, role_arn, key_arn, state, \
      health_status, health_reason, health_message, health_checked_at_ms, rewrap_to, rewrap_done, \
-     rewrap_total, failure, created_at_ms";
+     rewrap_total, failure, created_at_ms, disk_node";
 
 /// The columns of `retained_clusters` a [`RetainedCluster`] is read from.
 const RETAINED_COLUMNS: &str = "cluster_id, org_id, name, region, encryption, role_arn, key_arn, \
@@ -105,6 +105,9 @@ pub(crate) struct RetainedBackupRow {
 #[derive(Clone)]
 pub(crate) struct Repo {
     db: Db,
+    /// The fence of the operator's writes: they land only while this replica holds the
+    /// cluster's lease ([`Repo::fenced`]).
+    leases: std::sync::Arc<crate::lease::Leases>,
 }
 
 const INSERT_TOKEN: &str =
@@ -112,8 +115,62 @@ const INSERT_TOKEN: &str =
      VALUES ($1, $2, $3, $4, $5)";
 
 impl Repo {
-    pub(crate) fn new(db: Db) -> Repo {
-        Repo { db }
+    pub(crate) fn new(db: Db, leases: std::sync::Arc<crate::lease::Leases>) -> Repo {
+        Repo { db, leases }
+    }
+
+    pub(crate) fn leases(&self) -> &std::sync::Arc<crate::lease::Leases> {
+        &self.leases
+    }
+
+    /// Runs the operator's writes for a cluster only while this replica holds its lease, with
+    /// the fencing token it acquired, checked in the same transaction; a replica that lost the
+    /// lease writes nothing (an error). Returns the rows each statement changed.
+    async fn fenced(
+        &self,
+        cluster_id: &str,
+        statements: Vec<(String, Vec<Value>)>,
+    ) -> Result<Vec<u64>> {
+        let guard = self
+            .leases
+            .guard(cluster_id)
+            .ok_or(crate::db::DbError::GuardFailed)?;
+        Ok(self.db.guarded_transaction(guard, statements).await?)
+    }
+
+    /// [`Repo::fenced`] for one statement.
+    async fn fenced_one(&self, cluster_id: &str, sql: &str, params: Vec<Value>) -> Result<u64> {
+        let counts = self
+            .fenced(cluster_id, vec![(sql.to_owned(), params)])
+            .await?;
+        Ok(counts.first().copied().unwrap_or(0))
+    }
+
+    /// Records this replica's node as the one holding the cluster's disks, unless another node
+    /// already does; returns the node that holds them.
+    pub(crate) async fn claim_disk_node(&self, cluster_id: &str, node: &str) -> Result<String> {
+        self.fenced_one(
+            cluster_id,
+            "UPDATE clusters SET disk_node = $1 WHERE id = $2 AND disk_node IS NULL",
+            vec![node.into(), cluster_id.into()],
+        )
+        .await?;
+        let row = self
+            .db
+            .query_one(
+                "SELECT disk_node FROM clusters WHERE id = $1",
+                &[cluster_id.into()],
+            )
+            .await?;
+        Ok(row
+            .opt_text("disk_node")?
+            .unwrap_or_else(|| node.to_owned()))
+    }
+
+    /// A trivial query: whether the database answers at all (readiness).
+    pub(crate) async fn ping(&self) -> Result<()> {
+        self.db.query_one("SELECT 1", &[]).await?;
+        Ok(())
     }
 
     // ---- organizations and tokens ----
@@ -332,19 +389,6 @@ impl Repo {
             .transpose()
     }
 
-    /// The clusters the operator has work for after a start: every one with a key, or being
-    /// deleted, oldest first.
-    pub(crate) async fn clusters_to_resume(&self) -> Result<Vec<String>> {
-        let rows = self
-            .db
-            .query(
-                "SELECT id FROM clusters WHERE key_arn IS NOT NULL OR state = $1 ORDER BY created_at_ms",
-                &[ClusterState::Deleting.as_str().into()],
-            )
-            .await?;
-        rows.iter().map(|r| Ok(r.text("id")?)).collect()
-    }
-
     pub(crate) async fn mark_deleting(&self, id: &str) -> Result<()> {
         self.db
             .execute(
@@ -433,16 +477,16 @@ impl Repo {
 
     /// Provisioning is done.
     pub(crate) async fn mark_ready(&self, id: &str) -> Result<()> {
-        self.db
-            .execute(
-                "UPDATE clusters SET state = $1 WHERE id = $2 AND state = $3",
-                &[
-                    ClusterState::Ready.as_str().into(),
-                    id.into(),
-                    ClusterState::Provisioning.as_str().into(),
-                ],
-            )
-            .await?;
+        self.fenced_one(
+            id,
+            "UPDATE clusters SET state = $1 WHERE id = $2 AND state = $3",
+            vec![
+                ClusterState::Ready.as_str().into(),
+                id.into(),
+                ClusterState::Provisioning.as_str().into(),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -493,25 +537,25 @@ impl Repo {
             "UPDATE clusters SET restore_from = NULL WHERE id = $1".to_owned(),
             vec![cluster_id.into()],
         ));
-        self.db.transaction(statements).await?;
+        self.fenced(cluster_id, statements).await?;
         Ok(())
     }
 
     /// Stores a cluster's key health.
     pub(crate) async fn record_health(&self, id: &str, health: &KeyHealth) -> Result<()> {
-        self.db
-            .execute(
-                "UPDATE clusters SET health_status = $1, health_reason = $2, health_message = $3, \
-                 health_checked_at_ms = $4 WHERE id = $5",
-                &[
-                    health.status.as_str().into(),
-                    Value::from(health.reason.map(|r| r.as_str())),
-                    health.message.clone().into(),
-                    health.checked_at_ms.into(),
-                    id.into(),
-                ],
-            )
-            .await?;
+        self.fenced_one(
+            id,
+            "UPDATE clusters SET health_status = $1, health_reason = $2, health_message = $3, \
+             health_checked_at_ms = $4 WHERE id = $5",
+            vec![
+                health.status.as_str().into(),
+                Value::from(health.reason.map(|r| r.as_str())),
+                health.message.clone().into(),
+                health.checked_at_ms.into(),
+                id.into(),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -749,20 +793,20 @@ impl Repo {
         class: StorageClass,
         key_arn: &str,
     ) -> Result<()> {
-        self.db
-            .execute(
-                "INSERT INTO cluster_resources (cluster_id, class, name, disk_id, state, key_arn, size_bytes, grant_id, created_at_ms) \
-                 VALUES ($1, $2, $3, NULL, $4, $5, 0, NULL, $6) ON CONFLICT (cluster_id, class, name) DO NOTHING",
-                &[
-                    cluster_id.into(),
-                    class.as_str().into(),
-                    STORE_RESOURCE.into(),
-                    ResourceState::Creating.as_str().into(),
-                    key_arn.into(),
-                    now_ms().into(),
-                ],
-            )
-            .await?;
+        self.fenced_one(
+            cluster_id,
+            "INSERT INTO cluster_resources (cluster_id, class, name, disk_id, state, key_arn, size_bytes, grant_id, created_at_ms) \
+             VALUES ($1, $2, $3, NULL, $4, $5, 0, NULL, $6) ON CONFLICT (cluster_id, class, name) DO NOTHING",
+            vec![
+                cluster_id.into(),
+                class.as_str().into(),
+                STORE_RESOURCE.into(),
+                ResourceState::Creating.as_str().into(),
+                key_arn.into(),
+                now_ms().into(),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -784,6 +828,27 @@ impl Repo {
         row.map(|row| disk_of_row(&row)).transpose()
     }
 
+    /// The cluster's disks as recorded: (class, disk id, size), by class and name.
+    pub(crate) async fn disks_of(&self, cluster_id: &str) -> Result<Vec<(String, String, u64)>> {
+        let rows = self
+            .db
+            .query(
+                "SELECT class, disk_id, size_bytes FROM cluster_resources \
+                 WHERE cluster_id = $1 AND disk_id IS NOT NULL ORDER BY class, name",
+                &[cluster_id.into()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.text("class")?,
+                    r.text("disk_id")?,
+                    r.int("size_bytes")?.max(0) as u64,
+                ))
+            })
+            .collect()
+    }
+
     /// A disk about to be made.
     pub(crate) async fn disk_creating(
         &self,
@@ -794,22 +859,22 @@ impl Repo {
         key_arn: &str,
         size: u64,
     ) -> Result<()> {
-        self.db
-            .execute(
-                "INSERT INTO cluster_resources (cluster_id, class, name, disk_id, state, key_arn, size_bytes, grant_id, created_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8)",
-                &[
-                    cluster_id.into(),
-                    class.as_str().into(),
-                    name.into(),
-                    disk_id.into(),
-                    ResourceState::Creating.as_str().into(),
-                    key_arn.into(),
-                    (size as i64).into(),
-                    now_ms().into(),
-                ],
-            )
-            .await?;
+        self.fenced_one(
+            cluster_id,
+            "INSERT INTO cluster_resources (cluster_id, class, name, disk_id, state, key_arn, size_bytes, grant_id, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8)",
+            vec![
+                cluster_id.into(),
+                class.as_str().into(),
+                name.into(),
+                disk_id.into(),
+                ResourceState::Creating.as_str().into(),
+                key_arn.into(),
+                (size as i64).into(),
+                now_ms().into(),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -821,19 +886,19 @@ impl Repo {
         name: &str,
         key_arn: &str,
     ) -> Result<()> {
-        self.db
-            .execute(
-                "UPDATE cluster_resources SET state = $1, key_arn = $2 \
-                 WHERE cluster_id = $3 AND class = $4 AND name = $5",
-                &[
-                    ResourceState::Ready.as_str().into(),
-                    key_arn.into(),
-                    cluster_id.into(),
-                    class.as_str().into(),
-                    name.into(),
-                ],
-            )
-            .await?;
+        self.fenced_one(
+            cluster_id,
+            "UPDATE cluster_resources SET state = $1, key_arn = $2 \
+             WHERE cluster_id = $3 AND class = $4 AND name = $5",
+            vec![
+                ResourceState::Ready.as_str().into(),
+                key_arn.into(),
+                cluster_id.into(),
+                class.as_str().into(),
+                name.into(),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -844,12 +909,12 @@ impl Repo {
         disk_id: &str,
         grant_id: Option<&str>,
     ) -> Result<()> {
-        self.db
-            .execute(
-                "UPDATE cluster_resources SET grant_id = $1 WHERE cluster_id = $2 AND disk_id = $3",
-                &[grant_id.into(), cluster_id.into(), disk_id.into()],
-            )
-            .await?;
+        self.fenced_one(
+            cluster_id,
+            "UPDATE cluster_resources SET grant_id = $1 WHERE cluster_id = $2 AND disk_id = $3",
+            vec![grant_id.into(), cluster_id.into(), disk_id.into()],
+        )
+        .await?;
         Ok(())
     }
 }
@@ -892,6 +957,7 @@ fn cluster_of_row(row: &Row) -> Result<Cluster> {
         rewrap,
         failure: row.opt_text("failure")?,
         created_at_ms: row.int("created_at_ms")?,
+        disk_node: row.opt_text("disk_node")?,
     })
 }
 

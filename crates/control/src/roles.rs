@@ -15,11 +15,22 @@
 //!
 //! All of it is plain `aws-sdk-iam` / `aws-sdk-sts` / `aws-sdk-kms`: against AWS, the endpoint
 //! override is simply absent.
+//!
+//! Every client made from the operator's `SdkConfig` — each cluster role's KMS client and the STS
+//! client inside its `AssumeRoleProvider` included — shares the one HTTP client of
+//! [`share_one_http_client`]: without it the SDK builds a new connection pool per client, and
+//! each pool keeps its own idle keep-alive connection, so descriptors grew with the clusters
+//! (two per cluster against the embedded KMS, whose end of each connection is in this process
+//! too) instead of with the requests in flight.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_iam::error::ProvideErrorMetadata;
+use aws_smithy_http_client::{proxy::ProxyConfig, tls, ConnectorBuilder};
+use aws_smithy_runtime_api::client::http::{http_client_fn, SharedHttpClient, SharedHttpConnector};
 use serde_json::json;
 
 use crate::error::{Error, Result};
@@ -30,6 +41,45 @@ pub const ROLE_PATH: &str = "/keyward/";
 pub const SESSION_NAME: &str = "keyward-operator";
 /// The name of the role's inline policy.
 pub const ROLE_POLICY_NAME: &str = "keyward-kms";
+
+/// Idle connections the shared pool keeps per host: enough for the probes and provisioning in
+/// flight at once (the monitor's default concurrency is 32), not one per cluster.
+pub(crate) const POOL_MAX_IDLE_PER_HOST: usize = 64;
+/// An idle pooled connection is closed after this long.
+pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `base` with one HTTP client (one connection pool) that every client made from it shares.
+pub(crate) fn share_one_http_client(base: SdkConfig) -> SdkConfig {
+    base.to_builder().http_client(http_client()).build()
+}
+
+/// The SDK's default HTTPS client (rustls with aws-lc, proxies from the environment), with its
+/// idle connections bounded per host and in time. Its connectors are made once per pair of
+/// timeouts, as the SDK's own client does, and kept: a connector is a pool.
+fn http_client() -> SharedHttpClient {
+    type Timeouts = (Option<Duration>, Option<Duration>);
+    let connectors: Arc<parking_lot::Mutex<HashMap<Timeouts, SharedHttpConnector>>> =
+        Arc::default();
+    http_client_fn(move |settings, components| {
+        let key = (settings.connect_timeout(), settings.read_timeout());
+        connectors
+            .lock()
+            .entry(key)
+            .or_insert_with(|| {
+                let mut builder = ConnectorBuilder::default()
+                    .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+                    .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                    .proxy_config(ProxyConfig::from_env())
+                    .tls_provider(tls::Provider::Rustls(
+                        tls::rustls_provider::CryptoMode::AwsLc,
+                    ));
+                builder.set_connector_settings(Some(settings.clone()));
+                builder.set_sleep_impl(components.sleep_impl());
+                SharedHttpConnector::new(builder.build())
+            })
+            .clone()
+    })
+}
 
 /// The role name of a cluster.
 pub fn role_name(cluster_id: &str) -> String {
@@ -185,7 +235,8 @@ pub async fn operator_arn(sts: &aws_sdk_sts::Client) -> Result<String> {
 }
 
 /// A KMS client acting as the cluster's role in `region`: credentials from `AssumeRole` with the
-/// cluster id as external id, refreshed by the SDK before they expire.
+/// cluster id as external id, refreshed by the SDK before they expire. It and its STS client use
+/// `base`'s HTTP client ([`share_one_http_client`]).
 pub async fn cluster_kms(
     base: &SdkConfig,
     role_arn: &str,

@@ -246,6 +246,20 @@ impl ClusterRuntime {
         })
     }
 
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The last key health applied here.
+    pub(crate) fn health(&self) -> KeyHealth {
+        self.access.read().health.clone()
+    }
+
+    /// Whether it holds disks (the holder's runtime; a follower's never does).
+    pub(crate) async fn has_disks(&self) -> bool {
+        !self.disks.lock().await.list.is_empty()
+    }
+
     fn role(&self) -> RoleOf<'_> {
         RoleOf {
             cluster_id: &self.id,
@@ -401,7 +415,15 @@ impl ClusterRuntime {
     pub(crate) async fn check_now(&self, shared: &Shared) -> KeyHealth {
         let _one_at_a_time = self.transition.lock().await;
         let Some(mut health) = shared.monitor.check_now(&self.id).await else {
-            return self.access.read().health.clone();
+            // Not watched here: a follower's runtime (another replica holds the cluster). Its
+            // data path saw a KMS error, so it probes itself rather than wait for the holder's
+            // record, and locks what it serves at once.
+            let previous = self.access.read().health.clone();
+            let kms = self.kms(shared).await;
+            let health =
+                crate::health::probe_key_since(&kms, &self.key_arn(), &self.id, &previous).await;
+            self.apply_locked(shared, health.clone()).await;
+            return health;
         };
         if health.reason == Some(InaccessibleReason::AccessDenied) {
             match self.renew_session(shared).await {
@@ -701,7 +723,7 @@ impl Keys {
         old: Option<String>,
     ) -> Result<Keys> {
         let esdk = Arc::new(esdk_client(kms, &write, old.as_deref())?.with_cache(cache.clone()));
-        let store = |class| local_store(shared, cluster_id, class, &esdk);
+        let store = |class| shared.objects.store(cluster_id, class, &esdk);
         Ok(Keys {
             documents: store(ObjectClass::Documents)?,
             backups: store(ObjectClass::Backups)?,
@@ -726,18 +748,6 @@ fn esdk_client(
     Esdk::new(keyring, keyward_envelope::Config::default()).map_err(Error::internal)
 }
 
-/// The cluster's object store of `class` under `<data_dir>/objects`.
-fn local_store(
-    shared: &Shared,
-    cluster_id: &str,
-    class: ObjectClass,
-    esdk: &Arc<Esdk<KmsKeyring>>,
-) -> Result<Arc<EncryptedStore>> {
-    EncryptedStore::local(&shared.objects_dir(), cluster_id, class, esdk.clone())
-        .map(Arc::new)
-        .map_err(Error::internal)
-}
-
 /// The backups store of a deleted cluster whose backups are kept: read as its role (kept as
 /// long as its backups are) under its key. Listing and deleting make no KMS call.
 pub(crate) async fn retained_backups(
@@ -752,7 +762,9 @@ pub(crate) async fn retained_backups(
         })
         .await;
     let esdk = Arc::new(esdk_client(&kms, &retained.key_arn, None)?);
-    local_store(shared, &retained.cluster_id, ObjectClass::Backups, &esdk)
+    shared
+        .objects
+        .store(&retained.cluster_id, ObjectClass::Backups, &esdk)
 }
 
 /// The runtimes of one control plane, by cluster id.
@@ -778,13 +790,48 @@ impl Runtimes {
         self.map.lock().get(cluster_id).cloned()
     }
 
-    /// The cluster's runtime, made if missing (and its key then watched by the monitor).
+    /// Every live runtime.
+    pub(crate) fn all(&self) -> Vec<Arc<ClusterRuntime>> {
+        self.map.lock().values().cloned().collect()
+    }
+
+    /// The runtime of a cluster this replica serves without holding its lease (its documents,
+    /// for a request that reached this replica): made if missing, never watched by the monitor
+    /// (the holder probes; the lease loop brings its recorded health here), and without disks.
+    pub(crate) async fn follower(
+        &self,
+        shared: &Shared,
+        cluster: &Cluster,
+    ) -> Result<Arc<ClusterRuntime>> {
+        if let Some(runtime) = self.get(&cluster.id) {
+            return Ok(runtime);
+        }
+        let made = Arc::new(ClusterRuntime::new(shared, cluster).await?);
+        Ok(self
+            .map
+            .lock()
+            .entry(cluster.id.clone())
+            .or_insert(made)
+            .clone())
+    }
+
+    /// The cluster's runtime, made if missing, with its key watched by the monitor (the
+    /// operator's, on the replica that holds the cluster's lease).
     pub(crate) async fn get_or_create(
         &self,
         shared: &Shared,
         cluster: &Cluster,
     ) -> Result<Arc<ClusterRuntime>> {
         if let Some(runtime) = self.get(&cluster.id) {
+            // A follower's runtime becomes the holder's: its key is watched from now on.
+            if shared.monitor.health(&cluster.id).is_none() && !runtime.is_deleted() {
+                shared.monitor.watch(
+                    &cluster.id,
+                    &runtime.key_arn(),
+                    runtime.kms(shared).await,
+                    Some(runtime.health()),
+                );
+            }
             return Ok(runtime);
         }
         let made = Arc::new(ClusterRuntime::new(shared, cluster).await?);

@@ -14,9 +14,11 @@ use tokio::sync::{mpsc, oneshot, OnceCell};
 use crate::alarms::Alarms;
 use crate::audit::{session_arn, AuditLog};
 use crate::config::ControlConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::health::HealthMonitor;
 use crate::metrics::Metrics;
+/// Kept here for the modules that remove directories of their own (volumes).
+pub(crate) use crate::objects::remove_dir;
 use crate::repo::Repo;
 use crate::roles;
 
@@ -58,8 +60,12 @@ pub(crate) struct Shared {
     deletions: Mutex<HashMap<String, Vec<DeletionWaiter>>>,
     /// Wakes the operator's sweep of kept backups (one was deleted).
     retention: Arc<tokio::sync::Notify>,
+    /// Where documents and backups live (local files or an S3 bucket).
+    pub(crate) objects: crate::objects::Objects,
     /// Where the unexpected-principal alarm has read each key account's trail to.
     pub(crate) trail: crate::trail::TrailReader,
+    /// The cluster leases this replica holds: the work it does among the replicas.
+    pub(crate) leases: Arc<crate::lease::Leases>,
 }
 
 impl Shared {
@@ -72,8 +78,11 @@ impl Shared {
         alarms: Alarms,
         notifier: crate::notify::Notifier,
         base: SdkConfig,
-    ) -> (Shared, mpsc::UnboundedReceiver<String>) {
+    ) -> Result<(Shared, mpsc::UnboundedReceiver<String>)> {
+        // One set of leases: the repository fences the operator's writes with it.
+        let leases = repo.leases().clone();
         let (tx, rx) = mpsc::unbounded_channel();
+        let objects = crate::objects::Objects::new(&config)?;
         let shared = Shared {
             iam: aws_sdk_iam::Client::new(&base),
             sts: aws_sdk_sts::Client::new(&base),
@@ -84,6 +93,7 @@ impl Shared {
             audit,
             alarms,
             notifier,
+            objects,
             metrics: Arc::default(),
             operator_arn: OnceCell::new(),
             sessions: Mutex::new(HashMap::new()),
@@ -92,8 +102,9 @@ impl Shared {
             deletions: Mutex::new(HashMap::new()),
             retention: Arc::new(tokio::sync::Notify::new()),
             trail: Default::default(),
+            leases,
         };
-        (shared, rx)
+        Ok((shared, rx))
     }
 
     // ---- the operator's queue ----
@@ -226,6 +237,7 @@ impl Shared {
         self.sessions.lock().remove(cluster_id);
         self.locks.lock().remove(cluster_id);
         self.trail.forget(cluster_id);
+        self.leases.forget(cluster_id);
     }
 
     /// `<data_dir>/nbd-ca/<cluster>`: the cluster's NBD CA, its key wrapped.
@@ -233,25 +245,8 @@ impl Shared {
         self.config.data_dir.join("nbd-ca").join(cluster_id)
     }
 
-    /// `<data_dir>/objects`.
-    pub(crate) fn objects_dir(&self) -> std::path::PathBuf {
-        self.config.data_dir.join("objects")
-    }
-
     /// `<data_dir>/volumes/<cluster>`.
     pub(crate) fn volumes_dir(&self, cluster_id: &str) -> std::path::PathBuf {
         self.config.data_dir.join("volumes").join(cluster_id)
-    }
-}
-
-/// A directory removed with everything in it; one already gone is not an error.
-pub(crate) async fn remove_dir(dir: &std::path::Path) -> Result<()> {
-    match tokio::fs::remove_dir_all(dir).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::Internal(format!(
-            "cannot delete {}: {e}",
-            dir.display()
-        ))),
     }
 }

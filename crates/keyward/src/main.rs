@@ -1,7 +1,8 @@
 //! `keyward`: encryption at rest under the customer's own KMS key.
 //!
 //! One binary for every role: everything on one machine (`keyward up`: the
-//! embedded KMS, the control plane and the API), the platform's CLI of the API
+//! embedded KMS, the control plane and the API), one control-plane replica of several
+//! (`keyward serve`), the platform's CLI of the API
 //! (`keyward cluster|doc|backup|disk ...`), the embedded KMS server alone
 //! (`keyward kms serve`), envelope encryption of files (`keyward encrypt` /
 //! `keyward decrypt`) and encrypted block volumes (`keyward volume ...`). Each
@@ -20,6 +21,7 @@ mod kms_cmd;
 mod notify_cmd;
 mod org_cmd;
 mod root_key_place;
+mod serve_cmd;
 mod up_cmd;
 mod usage_cmd;
 mod volume_cmd;
@@ -49,6 +51,9 @@ enum LogFormat {
 enum Command {
     /// Start everything on this machine: the embedded KMS, the control plane and the API.
     Up(up_cmd::UpArgs),
+    /// Run one control-plane replica: the API and the operator, on a PostgreSQL database and an
+    /// S3 bucket that several replicas share, against AWS or an embedded KMS.
+    Serve(serve_cmd::ServeArgs),
     /// Clusters (the platform's side of the guide), through the keyward API.
     Cluster(cluster_cmd::ClusterArgs),
     /// A cluster's documents, through the keyward API.
@@ -103,6 +108,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Up(args) => up_cmd::run(args).await,
+            Command::Serve(args) => serve_cmd::run(args).await,
             Command::Cluster(args) => cluster_cmd::run(args).await,
             Command::Doc(args) => data_cmd::doc(args).await,
             Command::Backup(args) => data_cmd::backup(args).await,

@@ -46,6 +46,21 @@ pub struct UpArgs {
     /// The embedded KMS's address (also IAM and STS).
     #[arg(long, default_value = "127.0.0.1:4599")]
     kms_listen: SocketAddr,
+    #[command(flatten)]
+    plane: PlaneArgs,
+    /// The KMS root key's file (32 raw bytes or 64 hex characters), outside the data directory.
+    /// Created (0600) when the KMS store is new. Default: `<config-dir>/root-keys/<store-id>.key`.
+    #[arg(long, value_name = "FILE", env = "KEYWARD_ROOT_KEY_FILE")]
+    root_key_file: Option<PathBuf>,
+    /// Serve the KMS's test clock (`POST /_keyward/clock`, for tests that watch a deletion window
+    /// pass), obeyed only with the admin token as `Authorization: Bearer`. Off by default.
+    #[arg(long)]
+    test_clock: bool,
+}
+
+/// What runs the control plane and its API, the same for `keyward up` and `keyward serve`.
+#[derive(Args)]
+pub struct PlaneArgs {
     /// How often every cluster's key is probed, e.g. 10s, 2s, 500ms.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     probe_interval: Duration,
@@ -65,19 +80,45 @@ pub struct UpArgs {
     /// disk, not memory. Larger uploads answer 413 and store nothing.
     #[arg(long, default_value = "5G", value_parser = parse_size)]
     max_document_size: u64,
-    /// The KMS root key's file (32 raw bytes or 64 hex characters), outside the data directory.
-    /// Created (0600) when the KMS store is new. Default: `<config-dir>/root-keys/<store-id>.key`.
-    #[arg(long, value_name = "FILE", env = "KEYWARD_ROOT_KEY_FILE")]
-    root_key_file: Option<PathBuf>,
-    /// Serve the KMS's test clock (`POST /_keyward/clock`, for tests that watch a deletion window
-    /// pass), obeyed only with the admin token as `Authorization: Bearer`. Off by default.
-    #[arg(long)]
-    test_clock: bool,
     /// Let alarm webhooks reach loopback, private and link-local addresses. Off by default: on a
     /// shared host such a webhook is a door into the platform's own network (SSRF). For a
     /// single-tenant install or tests whose receiver listens on loopback.
     #[arg(long)]
     allow_private_webhooks: bool,
+}
+
+impl PlaneArgs {
+    /// `config` with these flags applied.
+    pub fn apply(&self, config: &mut ControlConfig) {
+        config.probe_interval = self.probe_interval;
+        config.key_material_check_interval = self.key_material_check_interval;
+        config.disk_size_bytes = self.disk_size;
+        config.backup_retention = self.backup_retention;
+        config.notifications.allow_private_destinations = self.allow_private_webhooks;
+    }
+
+    /// The API's bounds.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_document_bytes: self.max_document_size,
+            ..Limits::default()
+        }
+    }
+}
+
+/// Serves the API of `plane` on `listener` until SIGTERM or Ctrl-C; then stops accepting, lets the
+/// requests in flight end, and shuts the control plane down (operator stopped, disks detached).
+pub async fn serve_plane(
+    listener: tokio::net::TcpListener,
+    plane: &ControlPlane,
+    admin: AdminToken,
+    limits: Limits,
+) -> anyhow::Result<()> {
+    let router = keyward_api::router(plane.clone(), admin, limits);
+    let served = keyward_api::serve(listener, router, shutdown_signal()).await;
+    tracing::info!("stopped accepting; shutting the control plane down");
+    plane.shutdown().await;
+    served.context("the API server stopped")
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -146,11 +187,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         operator.0.clone(),
         operator.1.as_str(),
     );
-    config.probe_interval = args.probe_interval;
-    config.key_material_check_interval = args.key_material_check_interval;
-    config.disk_size_bytes = args.disk_size;
-    config.backup_retention = args.backup_retention;
-    config.notifications.allow_private_destinations = args.allow_private_webhooks;
+    args.plane.apply(&mut config);
+    let api_listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for the API (is another `keyward up` running? pass --listen)",
+                args.listen
+            )
+        })?;
+    let api_url = format!("http://{}", api_listener.local_addr()?);
+    config.replica_api_url = api_url.clone();
     let plane = ControlPlane::open(config)
         .await
         .context("cannot start the control plane")?;
@@ -174,16 +221,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     };
 
-    let api_listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} for the API (is another `keyward up` running? pass --listen)",
-                args.listen
-            )
-        })?;
-    let api_url = format!("http://{}", api_listener.local_addr()?);
-
     let up = json!({
         "api_url": api_url,
         "kms_endpoint": kms_endpoint,
@@ -204,23 +241,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             "access_key_id": customer.0,
             "secret_access_key": customer.1.as_str(),
         },
-        "probe_interval_ms": args.probe_interval.as_millis() as u64,
+        "probe_interval_ms": args.plane.probe_interval.as_millis() as u64,
     });
     write_private_replace(&up_path, serde_json::to_string_pretty(&up)?.as_bytes())?;
     print_banner(&up, &up_path);
     tracing::info!(api = %api_url, kms = %kms_endpoint, "serving");
 
-    let limits = Limits {
-        max_document_bytes: args.max_document_size,
-        ..Limits::default()
-    };
-    let router = keyward_api::router(plane.clone(), admin, limits);
-    let served = keyward_api::serve(api_listener, router, shutdown_signal()).await;
-    plane.shutdown().await;
+    let served = serve_plane(api_listener, &plane, admin, args.plane.limits()).await;
     let _ = stop_kms.send(());
     let _ = kms_task.await;
-    served.context("the API server stopped")?;
-    Ok(())
+    served
 }
 
 /// The access keys of the operator and of the customer's admin: (id, secret) each.
@@ -330,7 +360,7 @@ fn print_banner(up: &serde_json::Value, up_path: &Path) {
 }
 
 /// Creates a file readable by its owner only; fails if it exists.
-fn write_private_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_private_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -353,7 +383,7 @@ fn write_private_replace(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let bad = || format!("{text:?} is not a duration like 10s, 500ms, 1m, 12h or 30d");
     let (digits, unit) = text
@@ -375,7 +405,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-fn parse_size(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let (digits, shift) = match text.chars().last().map(|c| c.to_ascii_uppercase()) {
         Some('K') => (&text[..text.len() - 1], 10),

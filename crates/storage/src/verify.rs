@@ -414,6 +414,7 @@ async fn scan_volume<K: KeyService>(
             Err(other) => return Ok(Some(Reason::BadVolumeHeader(other.to_string()))),
         };
         let sectors = volume.size() / SECTOR_SIZE as u64;
+        let _open = volume.keep_open();
         let mut buf = zeroize::Zeroizing::new(vec![0u8; SECTOR_SIZE]);
         for sector in sample_sectors(sectors, samples) {
             if let Err(error) = volume.read_at(sector * SECTOR_SIZE as u64, &mut buf) {

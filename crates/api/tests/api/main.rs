@@ -13,6 +13,8 @@ mod limits;
 mod metrics;
 mod notifications;
 mod openapi;
+mod probes;
+mod replicas;
 mod tokens;
 mod usage;
 
@@ -112,19 +114,24 @@ impl Api {
     }
 
     pub async fn start_with(limits: Limits) -> Api {
+        Api::start_configured(limits, |_| {}).await
+    }
+
+    /// [`Api::start_with`], the control plane's configuration changed by `change` first.
+    pub async fn start_configured(limits: Limits, change: impl FnOnce(&mut ControlConfig)) -> Api {
         let dir = tempfile::tempdir().unwrap();
         let identities = Identities::generate();
         let config = keyward_kms::IdentityConfig::from_toml_str(&identities.to_toml()).unwrap();
         let kms =
             keyward_kms_server::DevServer::try_start_with(&dir.path().join("kms"), config).unwrap();
-        let plane = ControlPlane::open(ControlConfig::embedded(
+        let mut config = ControlConfig::embedded(
             dir.path().join("control"),
             kms.endpoint(),
             identities.operator.access_key_id.clone(),
             identities.operator.secret_access_key.as_str(),
-        ))
-        .await
-        .unwrap();
+        );
+        change(&mut config);
+        let plane = ControlPlane::open(config).await.unwrap();
         let admin = AdminToken::generate().unwrap();
         let admin_token = admin.expose().to_owned();
         let customer = (
@@ -310,7 +317,12 @@ pub fn method(name: &str) -> Method {
     Method::from_bytes(name.as_bytes()).unwrap()
 }
 
-pub const PUBLIC: &[(&str, &str)] = &[("GET", "/healthz"), ("GET", "/v1/openapi.json")];
+pub const PUBLIC: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/livez"),
+    ("GET", "/readyz"),
+    ("GET", "/v1/openapi.json"),
+];
 
 /// The starts of the paths that take the admin token only (an organization's token is refused).
-pub const ADMIN: &[&str] = &["/v1/organizations", "/metrics"];
+pub const ADMIN: &[&str] = &["/v1/organizations", "/metrics", "/v1/replicas"];

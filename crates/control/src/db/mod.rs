@@ -186,6 +186,10 @@ pub enum DbError {
     /// The row asked for does not exist ([`Db::query_one`]).
     #[error("not found")]
     NotFound,
+    /// A guarded transaction's guard changed no row ([`Db::guarded_transaction`]): nothing of
+    /// it was written.
+    #[error("the transaction's guard failed: nothing was written")]
+    GuardFailed,
     /// Anything else: connection, SQL, types, migrations.
     #[error("database error: {0}")]
     Backend(String),
@@ -281,6 +285,30 @@ impl Db {
         match &*self.inner {
             Inner::Sqlite(s) => s.transaction(statements).await,
             Inner::Postgres(p) => p.transaction(statements).await,
+        }
+    }
+
+    /// Runs `guard`, then `statements`, in one transaction, all or nothing — and nothing at all
+    /// when `guard` changes no row ([`DbError::GuardFailed`]). A fencing token is checked this way:
+    /// the guard touches the lease row only while the caller still holds it, and on PostgreSQL
+    /// the row lock it takes keeps a takeover from committing between the check and the writes.
+    pub async fn guarded_transaction(
+        &self,
+        guard: (String, Vec<Value>),
+        statements: Vec<(String, Vec<Value>)>,
+    ) -> Result<Vec<u64>> {
+        match &*self.inner {
+            Inner::Sqlite(s) => s.guarded_transaction(guard, statements).await,
+            Inner::Postgres(p) => p.guarded_transaction(guard, statements).await,
+        }
+    }
+
+    /// The database's own clock in Unix milliseconds, as an SQL expression: the one clock every
+    /// replica's lease is measured against, whatever their own clocks say.
+    pub fn now_ms_sql(&self) -> &'static str {
+        match &*self.inner {
+            Inner::Sqlite(_) => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS BIGINT)",
+            Inner::Postgres(_) => "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
         }
     }
 

@@ -148,6 +148,34 @@ impl Postgres {
         tx.commit().await.map_err(mapped)?;
         Ok(counts)
     }
+
+    pub(super) async fn guarded_transaction(
+        &self,
+        (guard, guard_params): (String, Vec<Value>),
+        statements: Vec<(String, Vec<Value>)>,
+    ) -> Result<Vec<u64>> {
+        let mut conn = self.connection().await?;
+        let tx = conn.client().transaction().await.map_err(mapped)?;
+        // Dropping `tx` without commit rolls back: on a failed guard nothing was written anyway.
+        if tx
+            .execute(guard.as_str(), &refs(&guard_params))
+            .await
+            .map_err(mapped)?
+            == 0
+        {
+            return Err(DbError::GuardFailed);
+        }
+        let mut counts = Vec::with_capacity(statements.len());
+        for (sql, params) in &statements {
+            counts.push(
+                tx.execute(sql.as_str(), &refs(params))
+                    .await
+                    .map_err(mapped)?,
+            );
+        }
+        tx.commit().await.map_err(mapped)?;
+        Ok(counts)
+    }
 }
 
 struct Connection<'a> {

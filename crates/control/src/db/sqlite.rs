@@ -30,6 +30,8 @@ pub(super) struct Sqlite {
 /// A write waiting for its group: its statements (all or nothing) and who to tell.
 struct QueuedWrite {
     statements: Vec<(String, Vec<Value>)>,
+    /// The first statement is a guard: when it changes no row, nothing of the write is kept.
+    guarded: bool,
     done: tokio::sync::oneshot::Sender<Result<Vec<u64>>>,
 }
 
@@ -135,15 +137,25 @@ impl Sqlite {
     }
 
     pub(super) async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
-        let counts = self.write(vec![(sql.to_owned(), params.to_vec())]).await?;
+        let counts = self
+            .write(vec![(sql.to_owned(), params.to_vec())], false)
+            .await?;
         Ok(counts.first().copied().unwrap_or(0))
     }
 
     /// Queues `statements` (all or nothing) for the next group commit and waits until it is
     /// durable.
-    async fn write(&self, statements: Vec<(String, Vec<Value>)>) -> Result<Vec<u64>> {
+    async fn write(
+        &self,
+        statements: Vec<(String, Vec<Value>)>,
+        guarded: bool,
+    ) -> Result<Vec<u64>> {
         let (done, answer) = tokio::sync::oneshot::channel();
-        self.queued.lock().push(QueuedWrite { statements, done });
+        self.queued.lock().push(QueuedWrite {
+            statements,
+            guarded,
+            done,
+        });
         let (conn, queued) = (self.conn.clone(), self.queued.clone());
         tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock();
@@ -205,7 +217,18 @@ impl Sqlite {
         &self,
         statements: Vec<(String, Vec<Value>)>,
     ) -> Result<Vec<u64>> {
-        self.write(statements).await
+        self.write(statements, false).await
+    }
+
+    pub(super) async fn guarded_transaction(
+        &self,
+        guard: (String, Vec<Value>),
+        mut statements: Vec<(String, Vec<Value>)>,
+    ) -> Result<Vec<u64>> {
+        statements.insert(0, guard);
+        let mut counts = self.write(statements, true).await?;
+        counts.remove(0);
+        Ok(counts)
     }
 }
 
@@ -219,7 +242,11 @@ fn commit_group(conn: &mut Connection, group: Vec<QueuedWrite>) {
             let savepoint = tx.savepoint()?;
             let mut counts = Vec::with_capacity(write.statements.len());
             let outcome = write.statements.iter().try_for_each(|(sql, params)| {
-                counts.push(run(&savepoint, &rewrite_placeholders(sql), params)?);
+                let n = run(&savepoint, &rewrite_placeholders(sql), params)?;
+                if write.guarded && counts.is_empty() && n == 0 {
+                    return Err(DbError::GuardFailed);
+                }
+                counts.push(n);
                 Ok(())
             });
             match outcome {

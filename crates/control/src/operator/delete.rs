@@ -7,7 +7,7 @@
 //! under the key) until [`super::retention`] retires them.
 
 use keyward_storage::backup;
-use keyward_storage::vocab::StorageClass;
+use keyward_storage::vocab::ObjectClass;
 
 use crate::cluster::{Cluster, Encryption};
 use crate::error::{Error, Result};
@@ -25,11 +25,13 @@ pub(super) async fn finish(shared: &Shared, runtimes: &Runtimes, cluster: &Clust
         runtime.release(shared).await;
     }
     remove_dir(&shared.volumes_dir(&cluster.id)).await?;
-    let objects = shared.objects_dir().join(&cluster.id);
-    remove_dir(&objects.join(StorageClass::Documents.as_str())).await?;
+    shared
+        .objects
+        .delete(&cluster.id, Some(ObjectClass::Documents))
+        .await?;
     let retained = kept_backups(shared, cluster).await?;
     if retained.is_none() {
-        remove_dir(&objects).await?;
+        shared.objects.delete(&cluster.id, None).await?;
         if cluster.encryption == Encryption::Internal {
             if let Some(key_arn) = &cluster.key_arn {
                 platform_key::retire(shared, key_arn, &cluster.id).await?;

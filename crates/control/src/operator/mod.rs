@@ -44,6 +44,7 @@ mod delete;
 mod notify_worker;
 mod provision;
 mod rekey;
+mod replica;
 mod restore;
 mod retention;
 mod trail;
@@ -105,16 +106,32 @@ impl Operator {
         let alarms = tokio::spawn(evaluate_alarms(Arc::downgrade(shared)));
         let sweeper = tokio::spawn(retention::run(Arc::downgrade(shared)));
         let notifications = tokio::spawn(notify_worker::run(Arc::downgrade(shared)));
-        self.tasks
-            .lock()
-            .extend([worker, consumer, expiry, sweeper, alarms, notifications]);
-        for id in shared.repo.clusters_to_resume().await? {
-            shared.kick(&id);
-        }
+        // The first pass registers this replica and takes its clusters' leases; each acquired
+        // cluster is then kicked, so a restart resumes where the last run stopped.
+        let leases = tokio::spawn(replica::run(
+            Arc::downgrade(shared),
+            Arc::downgrade(runtimes),
+        ));
+        let deadlines = tokio::spawn(replica::watch_deadlines(
+            Arc::downgrade(shared),
+            Arc::downgrade(runtimes),
+        ));
+        self.tasks.lock().extend([
+            worker,
+            consumer,
+            expiry,
+            sweeper,
+            alarms,
+            notifications,
+            leases,
+            deadlines,
+        ]);
         Ok(())
     }
 
     /// Stops every task and releases every runtime (disks detached, keys wiped, grants retired).
+    /// Then hands every lease over, so the other replicas take this one's clusters at their
+    /// next pass rather than after a lease.
     pub(crate) async fn stop(&self, shared: &Shared, runtimes: &Runtimes) {
         shared.stop_kicks();
         shared.monitor.shutdown();
@@ -123,6 +140,9 @@ impl Operator {
         }
         for runtime in runtimes.drain() {
             runtime.release(shared).await;
+        }
+        if let Err(error) = shared.leases.stop().await {
+            tracing::warn!(%error, "leases not handed over; they expire within one lease");
         }
     }
 }
@@ -154,6 +174,10 @@ pub(crate) async fn evaluate_alarms_once(shared: &Shared) -> Result<()> {
         crate::cost::probe_projection(shared.config.probe_interval, &shared.config.kms_prices);
     for (org, cluster) in shared.repo.keyed_clusters().await? {
         let id = &cluster.id;
+        // Another replica holds it: that one evaluates its alarms.
+        if shared.leases.holds(id).is_none() {
+            continue;
+        }
         match evaluate_cluster(shared, &org, &cluster, &probe, now).await {
             Ok(transitions) => {
                 for t in &transitions {
@@ -408,10 +432,14 @@ async fn reconcile(shared: &Shared, runtimes: &Runtimes, cluster_id: &str) -> Re
     let lock = shared.cluster_lock(cluster_id);
     let _held = lock.lock().await;
     let Some((_, cluster)) = shared.repo.cluster(cluster_id).await? else {
-        // Gone: a deletion finished by an earlier run.
+        // Gone: a deletion finished by an earlier run (here or on another replica).
         shared.deletion_done(cluster_id, &Ok(()));
         return Ok(());
     };
+    if shared.leases.holds(cluster_id).is_none() && !replica::take(shared, &cluster).await? {
+        // Another replica's to do (it sees the change at its next lease pass).
+        return Ok(());
+    }
     match cluster.state {
         // A failed cluster is never retried: only its deletion changes it.
         ClusterState::AwaitingKey | ClusterState::Failed => Ok(()),
@@ -425,7 +453,10 @@ async fn reconcile(shared: &Shared, runtimes: &Runtimes, cluster_id: &str) -> Re
                 // Failed for good (its restore's backup is gone).
                 return Ok(());
             };
-            if cluster.state == ClusterState::Rewrapping {
+            // A key change re-wraps the disks too: only on the node that holds them.
+            let me = shared.leases.replica_id();
+            let disks_here = cluster.disk_node.as_deref().is_none_or(|node| node == me);
+            if cluster.state == ClusterState::Rewrapping && disks_here {
                 rekey::run(shared, &cluster, &runtime).await?;
             }
             Ok(())

@@ -26,16 +26,33 @@ pub(super) async fn run(
     runtimes: &Runtimes,
     cluster: &Cluster,
 ) -> Result<Option<Arc<ClusterRuntime>>> {
+    // Newly watched here (a start, or a lease just taken from a replica that died): the key is
+    // probed at once rather than at its slot of the next round.
+    let newly_watched = shared.monitor.health(&cluster.id).is_none();
     let runtime = runtimes.get_or_create(shared, cluster).await?;
     if runtime.is_deleted() {
         return Ok(Some(runtime));
     }
+    if newly_watched && cluster.state == ClusterState::Ready {
+        runtime.check_now(shared).await;
+    }
     let key_arn = runtime.key_arn();
     let repo = &shared.repo;
     let config = &shared.config;
+    // Disks stay on the node that holds their files: the first replica to provision the
+    // cluster makes them there; another replica holding the lease (that node is down) keeps
+    // the key watched and the stores served, and leaves the disks to their node.
+    let me = shared.leases.replica_id();
+    let disk_node = repo.claim_disk_node(&cluster.id, me).await?;
+    let disks_here = disk_node == me;
 
-    // 1. A restore into this new cluster, before anything else is made.
+    // 1. A restore into this new cluster, before anything else is made (its disks are made on
+    //    the disks' node, so it waits for that node).
     if let Some(restore_from) = repo.restore_from(&cluster.id).await? {
+        if !disks_here {
+            tracing::info!(cluster = %cluster.id, node = %disk_node, "the restore waits for the disks' node");
+            return Ok(Some(runtime));
+        }
         if let Err(failure) =
             restore::run(shared, runtimes, cluster, &runtime, &restore_from).await?
         {
@@ -62,6 +79,12 @@ pub(super) async fn run(
             repo.resource_ready(&cluster.id, class, STORE_RESOURCE, &key_arn)
                 .await?;
         }
+    }
+
+    if !disks_here {
+        // A cluster still provisioning stays so until its node makes its disks.
+        tracing::debug!(cluster = %cluster.id, node = %disk_node, "disks served by their node");
+        return Ok(Some(runtime));
     }
 
     // 3. and 4. The disks, made if missing and attached.

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use keyward_storage::backup::{self, BackupError};
-use keyward_storage::vocab::StorageClass;
+use keyward_storage::vocab::{ObjectClass, StorageClass};
 use keyward_storage::{AwsKms, EncryptedStore};
 
 use crate::cluster::{Cluster, ClusterState};
@@ -55,13 +55,10 @@ pub(super) async fn run(
     };
     let volumes_dir = shared.volumes_dir(&cluster.id);
     remove_dir(&volumes_dir).await?;
-    remove_dir(
-        &shared
-            .objects_dir()
-            .join(&cluster.id)
-            .join(StorageClass::Documents.as_str()),
-    )
-    .await?;
+    shared
+        .objects
+        .delete(&cluster.id, Some(ObjectClass::Documents))
+        .await?;
     let documents = runtime.documents();
     let kms = AwsKms::new(runtime.kms(shared).await);
     let target = backup::RestoreTarget {

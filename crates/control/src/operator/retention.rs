@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::cluster::Encryption;
 use crate::error::Result;
 use crate::repo::RetainedCluster;
-use crate::shared::{remove_dir, Shared};
+use crate::shared::Shared;
 use crate::{platform_key, roles};
 
 /// How often kept backups are looked at when nothing wakes the sweep earlier.
@@ -57,7 +57,7 @@ async fn sweep(shared: &Shared) -> Result<()> {
 
 async fn retire(shared: &Shared, retained: &RetainedCluster) -> Result<()> {
     let id = &retained.cluster_id;
-    remove_dir(&shared.objects_dir().join(id)).await?;
+    shared.objects.delete(id, None).await?;
     if retained.encryption == Encryption::Internal {
         platform_key::retire(shared, &retained.key_arn, id).await?;
     }

@@ -12,5 +12,6 @@ mod guide;
 mod kms;
 mod logs;
 mod notifications;
+mod replicas;
 mod up;
 mod volume;

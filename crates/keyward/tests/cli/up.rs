@@ -55,26 +55,14 @@ impl Up {
     /// full policy `keyward` prints (written under `dir`), associated. Answers (cluster id, key
     /// ARN); the cluster may still be provisioning.
     pub fn associated_cluster(&self, dir: &Path, name: &str) -> (String, String) {
-        let customer = self.info["customer"]["account_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let cluster = self.keyward_json(&["cluster", "create", name, "--encryption", "external"]);
-        let id = cluster["id"].as_str().unwrap().to_owned();
-        let policy =
-            self.keyward_json(&["cluster", "key-policy", &id, "--full-policy-for", &customer]);
-        let policy_file = dir.join(format!("{name}-policy.json"));
-        std::fs::write(&policy_file, policy.to_string()).unwrap();
-        let key = self.aws(&[
-            "kms",
-            "create-key",
-            "--policy",
-            &format!("file://{}", policy_file.display()),
-        ]);
-        let key_arn = key["KeyMetadata"]["Arn"].as_str().unwrap().to_owned();
-        let association = self.keyward_json(&["cluster", "associate", &id, &key_arn]);
-        assert_eq!(association["applied"], true, "{association:#}");
-        (id, key_arn)
+        let customer = self.info["customer"]["account_id"].as_str().unwrap();
+        associate_with_clis(
+            dir,
+            name,
+            customer,
+            &|args| self.keyward_json(args),
+            &|args| self.aws(args),
+        )
     }
 
     pub fn start(data_dir: &Path, extra: &[&str]) -> Up {
@@ -159,23 +147,11 @@ impl Up {
     /// The aws CLI as the customer (the admin user of the customer's account).
     pub fn aws_command(&self) -> Command {
         let c = &self.info["customer"];
-        let mut command = Command::new(require_tool("aws"));
-        command
-            .env("AWS_ACCESS_KEY_ID", c["access_key_id"].as_str().unwrap())
-            .env(
-                "AWS_SECRET_ACCESS_KEY",
-                c["secret_access_key"].as_str().unwrap(),
-            )
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ENDPOINT_URL", self.kms_endpoint())
-            .env_remove("AWS_SESSION_TOKEN")
-            .env_remove("AWS_PROFILE")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .args(["--output", "json"]);
-        command
+        aws_command(
+            self.kms_endpoint(),
+            c["access_key_id"].as_str().unwrap(),
+            c["secret_access_key"].as_str().unwrap(),
+        )
     }
 
     /// `aws <args>` as the customer that must succeed, parsed (`null` when it prints nothing).
@@ -201,6 +177,52 @@ impl Drop for Up {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The aws CLI with these credentials against `endpoint`, isolated from the user's own setup
+/// (no profile, config or credentials file, no instance metadata), answering JSON.
+pub fn aws_command(endpoint: &str, access_key_id: &str, secret_access_key: &str) -> Command {
+    let mut command = Command::new(require_tool("aws"));
+    command
+        .env("AWS_ACCESS_KEY_ID", access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", secret_access_key)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(["--output", "json"]);
+    command
+}
+
+/// Step 1 to 3 of the guide with `keyward` (through `keyward_json`) and the aws CLI as the
+/// customer of account `customer` (through `aws`): an external cluster, a key under the full policy
+/// `keyward` prints (written under `dir`), associated. (cluster id, key ARN)
+pub fn associate_with_clis(
+    dir: &Path,
+    name: &str,
+    customer: &str,
+    keyward_json: &dyn Fn(&[&str]) -> Value,
+    aws: &dyn Fn(&[&str]) -> Value,
+) -> (String, String) {
+    let cluster = keyward_json(&["cluster", "create", name, "--encryption", "external"]);
+    let id = cluster["id"].as_str().unwrap().to_owned();
+    let policy = keyward_json(&["cluster", "key-policy", &id, "--full-policy-for", customer]);
+    let policy_file = dir.join(format!("{name}-policy.json"));
+    std::fs::write(&policy_file, policy.to_string()).unwrap();
+    let key = aws(&[
+        "kms",
+        "create-key",
+        "--policy",
+        &format!("file://{}", policy_file.display()),
+    ]);
+    let key_arn = key["KeyMetadata"]["Arn"].as_str().unwrap().to_owned();
+    let association = keyward_json(&["cluster", "associate", &id, &key_arn]);
+    assert_eq!(association["applied"], true, "{association:#}");
+    (id, key_arn)
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod admin;
 mod authz;
 mod bad_input;
 mod concurrency;
+mod connections;
 mod fuzz;
 mod guide_cli;
 mod iam;

@@ -379,6 +379,7 @@ where
 {
     let frozen = volume.clone();
     let freeze = blocking(move || Ok(frozen.freeze_writes())).await?;
+    let _open = volume.keep_open();
     let size = volume.size();
     let read = |at: u64| {
         let volume = volume.clone();

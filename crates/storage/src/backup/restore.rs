@@ -373,6 +373,7 @@ async fn write_volume<R>(
 where
     R: tokio::io::AsyncRead + Unpin,
 {
+    let _open = volume.keep_open();
     let mut at = 0u64;
     let mut pending: Option<tokio::task::JoinHandle<crate::Result<()>>> = None;
     while at < size {

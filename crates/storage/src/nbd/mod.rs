@@ -783,6 +783,9 @@ impl NbdServer {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        // The volume's file is open while the client is connected (opened by its first
+        // request), and closed after the last client's requests have all ended.
+        let _open = volume.keep_open();
         let limits = &self.shared.limits;
         let connection_units = self.shared.connection_units;
         let (mut reader, writer) = tokio::io::split(stream);

@@ -15,13 +15,21 @@
 //! [`VolumeFile::unlock`] checks the MAC with the unwrapped key and yields an
 //! attached [`Volume`], whose [`Volume::detach`] wipes the key. The KMS steps
 //! (generate, grant, decrypt, retire) live in [`kms`].
+//!
+//! Descriptors: an attached volume does not hold its file open. The file is open
+//! while someone keeps it open ([`Volume::keep_open`]: an NBD connection, a backup's
+//! copy, a scan) and is closed when the last of them lets go; an I/O outside any of
+//! them opens the file for that one call. Each opening checks that the path still
+//! names the file whose header was authenticated (same device and inode), so a file
+//! swapped in under the path is refused, not served. A node with thousands of idle
+//! disks thus holds no descriptor for them.
 
 pub mod header;
 pub mod kms;
 pub mod xts;
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -42,8 +50,28 @@ const ZERO_CHUNK: u64 = 1 << 20;
 pub struct VolumeFile {
     path: PathBuf,
     file: File,
+    writable: bool,
     header: VolumeHeader,
     raw_header: Box<[u8; HEADER_LEN]>,
+}
+
+/// Which file a path named when it was opened: its device and inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileIdentity {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileIdentity {
+    fn of(file: &File, path: &Path) -> Result<FileIdentity> {
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+        Ok(FileIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
 }
 
 impl VolumeFile {
@@ -80,6 +108,7 @@ impl VolumeFile {
         Ok(VolumeFile {
             path: path.to_owned(),
             file,
+            writable: true,
             header,
             raw_header,
         })
@@ -122,6 +151,7 @@ impl VolumeFile {
         Ok(VolumeFile {
             path: path.to_owned(),
             file,
+            writable,
             header,
             raw_header,
         })
@@ -137,14 +167,22 @@ impl VolumeFile {
 
     /// Checks the header MAC with the unwrapped key and attaches the volume.
     /// On a mismatch the key is dropped (wiped) and nothing is written.
+    ///
+    /// The file is closed here: the volume opens it again when it is used (see
+    /// the module's notes on descriptors), and only if it is still this file.
     pub fn unlock(self, key: DataKey) -> Result<Volume> {
         header::verify_mac(&self.raw_header, &key)?;
+        let identity = FileIdentity::of(&self.file, &self.path)?;
         let cipher = XtsCipher::new(&key);
         drop(key);
+        drop(self.file);
         Ok(Volume {
             id: self.header.volume_id,
             size: self.header.size,
-            file: self.file,
+            path: self.path,
+            writable: self.writable,
+            identity,
+            open: Mutex::new(OpenFile::default()),
             cipher: RwLock::new(Some(cipher)),
             detached: AtomicBool::new(false),
             rmw: (0..RMW_STRIPES).map(|_| Mutex::new(())).collect(),
@@ -162,7 +200,12 @@ impl VolumeFile {
 pub struct Volume {
     id: String,
     size: u64,
-    file: File,
+    /// Where the file is, whether it is opened for writing, and which file it must be.
+    path: PathBuf,
+    writable: bool,
+    identity: FileIdentity,
+    /// The file while someone keeps it open ([`Volume::keep_open`]).
+    open: Mutex<OpenFile>,
     /// `None` once detached; the dropped cipher wipes its key schedules.
     cipher: RwLock<Option<XtsCipher>>,
     detached: AtomicBool,
@@ -172,6 +215,35 @@ pub struct Volume {
     /// Writes in flight and freezes held ([`Volume::freeze_writes`]).
     gate: Mutex<WriteGate>,
     gate_changed: Condvar,
+}
+
+/// Those keeping a volume's file open, and the file while there are any.
+#[derive(Default)]
+struct OpenFile {
+    keepers: usize,
+    file: Option<Arc<File>>,
+}
+
+/// Keeps a volume's file open until dropped (the last one dropped closes it). See
+/// [`Volume::keep_open`].
+pub struct KeepOpen<'a> {
+    volume: &'a Volume,
+}
+
+impl Drop for KeepOpen<'_> {
+    fn drop(&mut self) {
+        let closed = {
+            let mut open = self.volume.lock_open();
+            open.keepers -= 1;
+            if open.keepers == 0 {
+                open.file.take()
+            } else {
+                None
+            }
+        };
+        // Closed outside the lock; I/O still running holds its own reference.
+        drop(closed);
+    }
 }
 
 #[derive(Default)]
@@ -211,11 +283,56 @@ impl Volume {
 
     /// Wipes the key. Every later read or write fails with [`Error::Detached`];
     /// calls already decrypting finish first (the write lock waits for them), so
-    /// no plaintext is produced after this returns.
+    /// no plaintext is produced after this returns. The file is closed too (I/O
+    /// in flight keeps its own reference until it ends); a reattached volume
+    /// opens it again when it is next used.
     pub fn detach(&self) {
         self.detached.store(true, Ordering::Release);
         let mut cipher = self.cipher.write().unwrap_or_else(|p| p.into_inner());
         *cipher = None;
+        drop(cipher);
+        let closed = self.lock_open().file.take();
+        drop(closed);
+    }
+
+    /// Keeps the volume's file open until the returned guard is dropped, so a run
+    /// of I/O (a client's connection, a copy) opens it once; the file itself is
+    /// opened by the first I/O, not here. Without a guard each call opens and
+    /// closes the file.
+    pub fn keep_open(&self) -> KeepOpen<'_> {
+        self.lock_open().keepers += 1;
+        KeepOpen { volume: self }
+    }
+
+    fn lock_open(&self) -> std::sync::MutexGuard<'_, OpenFile> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The open file: the one kept open, or one opened now (kept if someone keeps
+    /// the volume open and it is attached). Refuses a path that no longer names
+    /// the file the volume was unlocked from.
+    fn file(&self) -> Result<Arc<File>> {
+        let mut open = self.lock_open();
+        if let Some(file) = &open.file {
+            return Ok(file.clone());
+        }
+        let context = || format!("open volume {} ({})", self.id, self.path.display());
+        let file = OpenOptions::new()
+            .read(true)
+            .write(self.writable)
+            .open(&self.path)
+            .map_err(|e| Error::io(context(), e))?;
+        if FileIdentity::of(&file, &self.path)? != self.identity {
+            return Err(Error::io(
+                context(),
+                std::io::Error::other("the path no longer names the volume's file"),
+            ));
+        }
+        let file = Arc::new(file);
+        if open.keepers > 0 && self.is_attached() {
+            open.file = Some(file.clone());
+        }
+        Ok(file)
     }
 
     /// Installs the key again after a detach (KMS allows it again), once the
@@ -317,7 +434,7 @@ impl Volume {
         if !self.is_attached() {
             return Err(self.detached_error());
         }
-        self.file
+        self.file()?
             .read_exact_at(buf, DATA_OFFSET + first * SECTOR)
             .map_err(|e| Error::io(format!("read volume {}", self.id), e))?;
         let cipher = self.cipher.read().unwrap_or_else(|p| p.into_inner());
@@ -440,14 +557,17 @@ impl Volume {
                 None => return Err(self.detached_error()),
             }
         }
-        self.file
+        self.file()?
             .write_all_at(buf, DATA_OFFSET + first * SECTOR)
             .map_err(|e| Error::io(format!("write volume {}", self.id), e))
     }
 
-    /// Makes every completed write durable (`fdatasync`).
+    /// Makes every completed write durable (`fdatasync`). Through a descriptor
+    /// opened after the writes too: Linux syncs the file's dirty data whichever
+    /// descriptor asks, and reports a writeback error no descriptor has seen yet to
+    /// the next one that syncs.
     pub fn flush(&self) -> Result<()> {
-        self.file
+        self.file()?
             .sync_data()
             .map_err(|e| Error::io(format!("flush volume {}", self.id), e))
     }
@@ -612,6 +732,81 @@ mod tests {
             vol.write_at(0, &[1u8; 10], false),
             Err(Error::Detached { .. })
         ));
+    }
+
+    /// This process's descriptors open on `path`.
+    fn descriptors_on(path: &Path) -> usize {
+        let target = std::fs::canonicalize(path).unwrap();
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|to| to == target))
+            .count()
+    }
+
+    #[test]
+    fn the_file_is_open_only_while_kept_open_and_must_stay_the_unlocked_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.img");
+        let vol = volume(dir.path(), 8 * 4096);
+        assert_eq!(descriptors_on(&path), 0, "unlocked, unused: closed");
+        // Unkept I/O opens the file for the call only.
+        vol.write_at(0, &[7u8; 4096], true).unwrap();
+        assert_eq!(descriptors_on(&path), 0);
+        {
+            let _a = vol.keep_open();
+            let _b = vol.keep_open();
+            assert_eq!(
+                descriptors_on(&path),
+                0,
+                "opened by the first I/O, not before"
+            );
+            let mut buf = vec![0u8; 4096];
+            vol.read_at(0, &mut buf).unwrap();
+            assert_eq!(buf, [7u8; 4096]);
+            vol.write_at(4096, &[8u8; 100], false).unwrap();
+            assert_eq!(descriptors_on(&path), 1, "kept open: one descriptor");
+            drop(_a);
+            vol.flush().unwrap();
+            assert_eq!(descriptors_on(&path), 1, "still kept by one");
+        }
+        assert_eq!(descriptors_on(&path), 0, "the last keeper closed it");
+        // Detach closes it even while kept, and refuses I/O at once.
+        let keep = vol.keep_open();
+        vol.read_at(0, &mut [0u8; 10]).unwrap();
+        assert_eq!(descriptors_on(&path), 1);
+        vol.detach();
+        assert_eq!(descriptors_on(&path), 0, "detached: closed");
+        assert!(matches!(
+            vol.read_at(0, &mut [0u8; 10]),
+            Err(Error::Detached { .. })
+        ));
+        assert_eq!(descriptors_on(&path), 0, "refused without opening");
+        vol.reattach(DataKey::from_slice(&mut raw_key()).unwrap())
+            .unwrap();
+        vol.read_at(0, &mut [0u8; 10]).unwrap();
+        assert_eq!(descriptors_on(&path), 1, "reattached and kept: open again");
+        drop(keep);
+        // Another file put at the path (same key, same header) is not this volume's file.
+        let other = dir.path().join("other.img");
+        let key = DataKey::from_slice(&mut raw_key()).unwrap();
+        VolumeFile::create(&other, header(8 * 4096), &key).unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        let read = vol.read_at(0, &mut [0u8; 10]);
+        assert!(
+            matches!(&read, Err(Error::Io { source, .. }) if source.to_string().contains("no longer names")),
+            "{read:?}"
+        );
+        assert!(matches!(
+            vol.write_at(0, &[1u8; 10], false),
+            Err(Error::Io { .. })
+        ));
+        assert_eq!(
+            std::fs::read(&path).unwrap()[4096..4106],
+            [0u8; 10],
+            "nothing written to the swapped-in file"
+        );
+        assert_eq!(descriptors_on(&path), 0);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The export as real NBD clients see it, over TLS with the cluster's credentials
 //! (and over the 0600 unix socket without TLS).
 
+use std::io::BufReader;
+use std::process::{Child, ChildStdout};
+
 use crate::common::*;
 
 const MIB: u64 = 1 << 20;
@@ -153,30 +156,11 @@ fn detach_fails_requests_on_open_connections_and_refuses_new_ones() {
     // A client connected before the detach: first read works, the one after fails.
     // `stdbuf -oL` makes qemu-io print each result as it happens, so the detach
     // comes right after the first read (no guessing at timings).
-    let mut child = std::process::Command::new("stdbuf")
-        .args(["-oL", "qemu-io"])
-        .args(&target)
-        .args([
-            "-c",
-            "read -P 0x66 0 64k",
-            "-c",
-            "sleep 1000",
-            "-c",
-            "read -P 0x66 0 64k",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("stdbuf (coreutils) and qemu-io are on PATH");
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut text = String::new();
-    while !text.contains("read 65536/65536 bytes at offset 0") {
-        let mut line = String::new();
-        if std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() == 0 {
-            panic!("qemu-io ended before its first read: {text}");
-        }
-        text.push_str(&line);
-    }
+    let (child, mut stdout, mut text) = qemu_io_until(
+        &target,
+        &["read -P 0x66 0 64k", "sleep 1000", "read -P 0x66 0 64k"],
+        "read 65536/65536 bytes at offset 0",
+    );
     served.volume.detach();
     std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
     let output = child.wait_with_output().unwrap();
@@ -193,4 +177,105 @@ fn detach_fails_requests_on_open_connections_and_refuses_new_ones() {
     assert!(
         !refused.status.success() || String::from_utf8_lossy(&refused.stdout).contains("error")
     );
+}
+
+/// This process's descriptors open on `path`.
+fn descriptors_on(path: &std::path::Path) -> usize {
+    let target = std::fs::canonicalize(path).unwrap();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|to| to == target))
+        .count()
+}
+
+/// Waits (up to 10 s) until the process holds `n` descriptors on `path`.
+fn wait_descriptors(path: &std::path::Path, n: usize, what: &str) {
+    let start = std::time::Instant::now();
+    while descriptors_on(path) != n {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "{what}: {} descriptors on the volume file, not {n}",
+            descriptors_on(path)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_attached_volume_holds_its_file_open_only_while_a_client_is_connected() {
+    let served = serve_raw_volume(4 * MIB);
+    let target = served.qemu_args();
+    assert!(served.volume.is_attached());
+    assert_eq!(
+        descriptors_on(&served.path),
+        0,
+        "attached and exported, no client: the file is closed"
+    );
+    // Two clients at once, each writing then waiting: one descriptor for both.
+    let client = |pattern: &str, offset: &str| {
+        qemu_io_until(
+            &target,
+            &[
+                &format!("write -P {pattern} {offset} 64k"),
+                "sleep 1500",
+                &format!("read -P {pattern} {offset} 64k"),
+            ],
+            "wrote 65536/65536",
+        )
+    };
+    let first = client("0x5a", "0");
+    let second = client("0x6b", "1M");
+    assert_eq!(
+        descriptors_on(&served.path),
+        1,
+        "two connected clients share one open file"
+    );
+    for (child, mut stdout, mut text) in [first, second] {
+        std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success() && text.contains("read 65536/65536") && !text.contains("fail"),
+            "{text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    wait_descriptors(&served.path, 0, "after the last client left");
+    // A client after the file was closed opens it again and reads what was written.
+    qemu_io_ok(&target, &["read -P 0x5a 0 64k", "read -P 0x6b 1M 64k"]);
+    wait_descriptors(&served.path, 0, "after the reader left");
+    // Fail closed as before: detached, the export refuses at once.
+    served.volume.detach();
+    let refused = qemu_io(&target, &["read 0 4k"]);
+    assert!(
+        !refused.status.success() || String::from_utf8_lossy(&refused.stdout).contains("error")
+    );
+    assert_eq!(descriptors_on(&served.path), 0);
+}
+
+/// qemu-io on `target` running `commands`, its output read (line-buffered by `stdbuf`)
+/// until it has printed `marker`: the child, the rest of its output, and what was read.
+fn qemu_io_until(
+    target: &[String],
+    commands: &[&str],
+    marker: &str,
+) -> (Child, BufReader<ChildStdout>, String) {
+    let mut child = std::process::Command::new("stdbuf")
+        .args(["-oL", "qemu-io"])
+        .args(target)
+        .args(commands.iter().flat_map(|c| ["-c", c]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("stdbuf (coreutils) and qemu-io are on PATH");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut text = String::new();
+    while !text.contains(marker) {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() == 0 {
+            panic!("qemu-io ended before printing {marker:?}: {text}");
+        }
+        text.push_str(&line);
+    }
+    (child, stdout, text)
 }
