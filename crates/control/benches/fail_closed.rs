@@ -394,7 +394,8 @@ async fn nbd_addresses(
                 .nbd_uri
                 .as_deref()
                 .expect("an attached disk has an NBD URI");
-            let rest = uri.strip_prefix("nbd://").unwrap();
+            // The exports speak NBD with STARTTLS: the plain greeting comes first.
+            let rest = uri.strip_prefix("nbds://").unwrap();
             rest.split('/').next().unwrap().parse().unwrap()
         })
         .collect();
