@@ -803,6 +803,38 @@ impl Runtimes {
         shared: &Shared,
         cluster: &Cluster,
     ) -> Result<Arc<ClusterRuntime>> {
+        self.get_or_make(shared, cluster, |_| {}).await
+    }
+
+    /// The cluster's runtime, made if missing, with its key watched by the monitor (the
+    /// operator's, on the replica that holds the cluster's lease). A follower's runtime becomes
+    /// the holder's: its key is watched from now on.
+    pub(crate) async fn get_or_create(
+        &self,
+        shared: &Shared,
+        cluster: &Cluster,
+    ) -> Result<Arc<ClusterRuntime>> {
+        let runtime = self
+            .get_or_make(shared, cluster, ClusterRuntime::remove_leftover_uploads)
+            .await?;
+        if shared.monitor.health(&cluster.id).is_none() && !runtime.is_deleted() {
+            shared.monitor.watch(
+                &cluster.id,
+                &runtime.key_arn(),
+                runtime.kms(shared).await,
+                Some(runtime.health()),
+            );
+        }
+        Ok(runtime)
+    }
+
+    /// The cluster's runtime, made if missing; `first` runs on a new one as it goes in.
+    async fn get_or_make(
+        &self,
+        shared: &Shared,
+        cluster: &Cluster,
+        first: impl FnOnce(&ClusterRuntime),
+    ) -> Result<Arc<ClusterRuntime>> {
         if let Some(runtime) = self.get(&cluster.id) {
             return Ok(runtime);
         }
@@ -811,48 +843,11 @@ impl Runtimes {
             .map
             .lock()
             .entry(cluster.id.clone())
-            .or_insert(made)
+            .or_insert_with(|| {
+                first(&made);
+                made
+            })
             .clone())
-    }
-
-    /// The cluster's runtime, made if missing, with its key watched by the monitor (the
-    /// operator's, on the replica that holds the cluster's lease).
-    pub(crate) async fn get_or_create(
-        &self,
-        shared: &Shared,
-        cluster: &Cluster,
-    ) -> Result<Arc<ClusterRuntime>> {
-        if let Some(runtime) = self.get(&cluster.id) {
-            // A follower's runtime becomes the holder's: its key is watched from now on.
-            if shared.monitor.health(&cluster.id).is_none() && !runtime.is_deleted() {
-                shared.monitor.watch(
-                    &cluster.id,
-                    &runtime.key_arn(),
-                    runtime.kms(shared).await,
-                    Some(runtime.health()),
-                );
-            }
-            return Ok(runtime);
-        }
-        let made = Arc::new(ClusterRuntime::new(shared, cluster).await?);
-        let runtime = {
-            let mut map = self.map.lock();
-            match map.get(&cluster.id) {
-                Some(existing) => existing.clone(),
-                None => {
-                    made.remove_leftover_uploads();
-                    map.insert(cluster.id.clone(), made.clone());
-                    made
-                }
-            }
-        };
-        shared.monitor.watch(
-            &cluster.id,
-            &runtime.key_arn(),
-            runtime.kms(shared).await,
-            Some(cluster.health.clone()),
-        );
-        Ok(runtime)
     }
 
     /// Takes the cluster's runtime out (deleted).

@@ -134,36 +134,36 @@ impl Postgres {
         &self,
         statements: Vec<(String, Vec<Value>)>,
     ) -> Result<Vec<u64>> {
-        let mut conn = self.connection().await?;
-        let tx = conn.client().transaction().await.map_err(mapped)?;
-        let mut counts = Vec::with_capacity(statements.len());
-        for (sql, params) in &statements {
-            // On error `tx` is dropped, which sends ROLLBACK before the connection is reused.
-            counts.push(
-                tx.execute(sql.as_str(), &refs(params))
-                    .await
-                    .map_err(mapped)?,
-            );
-        }
-        tx.commit().await.map_err(mapped)?;
-        Ok(counts)
+        self.run_transaction(None, statements).await
     }
 
     pub(super) async fn guarded_transaction(
         &self,
-        (guard, guard_params): (String, Vec<Value>),
+        guard: (String, Vec<Value>),
+        statements: Vec<(String, Vec<Value>)>,
+    ) -> Result<Vec<u64>> {
+        self.run_transaction(Some(guard), statements).await
+    }
+
+    /// `statements` in one transaction, after `guard` (if any) changed a row.
+    async fn run_transaction(
+        &self,
+        guard: Option<(String, Vec<Value>)>,
         statements: Vec<(String, Vec<Value>)>,
     ) -> Result<Vec<u64>> {
         let mut conn = self.connection().await?;
         let tx = conn.client().transaction().await.map_err(mapped)?;
-        // Dropping `tx` without commit rolls back: on a failed guard nothing was written anyway.
-        if tx
-            .execute(guard.as_str(), &refs(&guard_params))
-            .await
-            .map_err(mapped)?
-            == 0
-        {
-            return Err(DbError::GuardFailed);
+        // On error (or a failed guard) `tx` is dropped, which sends ROLLBACK before the
+        // connection is reused.
+        if let Some((sql, params)) = &guard {
+            if tx
+                .execute(sql.as_str(), &refs(params))
+                .await
+                .map_err(mapped)?
+                == 0
+            {
+                return Err(DbError::GuardFailed);
+            }
         }
         let mut counts = Vec::with_capacity(statements.len());
         for (sql, params) in &statements {

@@ -47,6 +47,15 @@ fn held(plane: &ControlPlane) -> BTreeSet<String> {
         .collect()
 }
 
+/// Waits until every cluster of `all` has exactly one holder among `a` and `b`.
+async fn settle(a: &ControlPlane, b: &ControlPlane, all: &BTreeSet<String>) {
+    wait_for("the leases to settle", Duration::from_secs(20), || async {
+        let (ha, hb) = (held(a), held(b));
+        ha.is_disjoint(&hb) && ha.union(&hb).cloned().collect::<BTreeSet<_>>() == *all
+    })
+    .await;
+}
+
 async fn clusters(env: &Env, plane: &ControlPlane, acme: &Organization, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
@@ -67,11 +76,7 @@ async fn two_replicas_divide_the_clusters_and_a_stopped_one_hands_them_over_at_o
     let all: BTreeSet<String> = ids.iter().cloned().collect();
 
     // Every cluster has exactly one holder, and both replicas work.
-    wait_for("the leases to settle", Duration::from_secs(20), || async {
-        let (ha, hb) = (held(&a), held(&b));
-        ha.is_disjoint(&hb) && ha.union(&hb).cloned().collect::<BTreeSet<_>>() == all
-    })
-    .await;
+    settle(&a, &b, &all).await;
     let (ha, hb) = (held(&a), held(&b));
     assert!(
         !ha.is_empty() && !hb.is_empty(),
@@ -192,11 +197,7 @@ async fn a_replica_cut_off_from_the_database_stops_acting_before_its_leases_can_
     let acme = org(&a, "acme").await;
     let ids = clusters(&env, &a, &acme, 10).await;
     let all: BTreeSet<String> = ids.iter().cloned().collect();
-    wait_for("the leases to settle", Duration::from_secs(20), || async {
-        let (ha, hb) = (held(&a), held(&b));
-        ha.is_disjoint(&hb) && ha.union(&hb).cloned().collect::<BTreeSet<_>>() == all
-    })
-    .await;
+    settle(&a, &b, &all).await;
     let on_b = held(&b);
     assert!(!on_b.is_empty(), "b holds some clusters");
     let victim = on_b.iter().next().unwrap().clone();

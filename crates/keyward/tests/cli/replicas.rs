@@ -876,12 +876,21 @@ fn probe_interval() -> Duration {
     Duration::from_secs(PROBE_INTERVAL.trim_end_matches('s').parse().unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_replicas_clusters_are_watched_again_and_it_rejoins_without_conflicts() {
-    let set = ReplicaSet::start().await;
-    let mut replicas: Vec<Replica> = (1..=3).map(|n| set.replica(n)).collect();
+/// Six clusters of one organization, spread over the replicas.
+struct Spread {
+    token: String,
+    /// (cluster id, key ARN) each.
+    clusters: Vec<(String, String)>,
+    /// Every cluster id.
+    all: BTreeSet<String>,
+    /// Each replica's leases, in the replicas' order.
+    held: Vec<BTreeSet<String>>,
+}
+
+/// An organization and six clusters, two made through each replica, ready, each with one
+/// holder.
+fn six_clusters_settled(set: &ReplicaSet, replicas: &[Replica]) -> Spread {
     let token = set.organization(&replicas[0], "acme");
-    // Six clusters, two made through each replica.
     let clusters: Vec<(String, String)> = (0..6)
         .map(|i| set.associated_cluster(&replicas[i % 3], &token, &format!("c{i}")))
         .collect();
@@ -890,9 +899,27 @@ async fn a_killed_replicas_clusters_are_watched_again_and_it_rejoins_without_con
     }
     let all: BTreeSet<String> = clusters.iter().map(|(id, _)| id.clone()).collect();
     wait_until("one holder per cluster", DEADLINE, || {
-        settled(&set, &replicas.iter().collect::<Vec<_>>(), &all)
+        settled(set, &replicas.iter().collect::<Vec<_>>(), &all)
     });
-    let held: Vec<BTreeSet<String>> = replicas.iter().map(|r| leases_of(&set, r)).collect();
+    let held = replicas.iter().map(|r| leases_of(set, r)).collect();
+    Spread {
+        token,
+        clusters,
+        all,
+        held,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replicas_clusters_are_watched_again_and_it_rejoins_without_conflicts() {
+    let set = ReplicaSet::start().await;
+    let mut replicas: Vec<Replica> = (1..=3).map(|n| set.replica(n)).collect();
+    let Spread {
+        token,
+        clusters,
+        all,
+        held,
+    } = six_clusters_settled(&set, &replicas);
     assert!(
         held.iter().filter(|h| !h.is_empty()).count() >= 2,
         "the clusters spread over the replicas: {held:?}"
@@ -1002,18 +1029,7 @@ async fn a_killed_replicas_clusters_are_watched_again_and_it_rejoins_without_con
 async fn a_replica_cut_from_postgresql_stops_acting_before_another_takes_its_clusters() {
     let set = ReplicaSet::start().await;
     let replicas: Vec<Replica> = (1..=3).map(|n| set.replica(n)).collect();
-    let token = set.organization(&replicas[0], "acme");
-    let clusters: Vec<(String, String)> = (0..6)
-        .map(|i| set.associated_cluster(&replicas[i % 3], &token, &format!("c{i}")))
-        .collect();
-    for (id, _) in &clusters {
-        replicas[0].wait_ready(&token, id);
-    }
-    let all: BTreeSet<String> = clusters.iter().map(|(id, _)| id.clone()).collect();
-    wait_until("one holder per cluster", DEADLINE, || {
-        settled(&set, &replicas.iter().collect::<Vec<_>>(), &all)
-    });
-    let held: Vec<BTreeSet<String>> = replicas.iter().map(|r| leases_of(&set, r)).collect();
+    let Spread { all, held, .. } = six_clusters_settled(&set, &replicas);
     let victim = (0..3).max_by_key(|&i| held[i].len()).unwrap();
     let orphaned = held[victim].clone();
     let survivors: Vec<&Replica> = (0..3)
